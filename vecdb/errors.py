@@ -1,0 +1,65 @@
+"""Every exception vecdb raises on purpose.
+
+Each class subclasses the built-in that fits, so ``except ValueError`` keeps working for callers
+who do not know vecdb's types; the message always names the offending value.
+"""
+
+from __future__ import annotations
+
+
+class VecdbError(Exception):
+    """Base of every vecdb error."""
+
+
+class DimensionError(VecdbError, ValueError):
+    """Vectors whose dimension differs from the collection's."""
+
+
+class InvalidVectorError(VecdbError, ValueError):
+    """Vectors holding NaN or infinity, or of a shape that cannot be read as vectors."""
+
+
+class DuplicateIdError(VecdbError, ValueError):
+    """Ids repeated within one call, or already present in the collection."""
+
+
+class SchemaError(VecdbError, TypeError):
+    """Attributes whose columns or types do not match the collection's schema."""
+
+
+class RowCountError(VecdbError, ValueError):
+    """Attributes whose row count differs from the number of vectors."""
+
+
+class FilterError(VecdbError, ValueError):
+    """A malformed filter, an unknown column, or a comparison of incompatible types."""
+
+    def __init__(self, message: str, *, position: int | None = None, text: str | None = None):
+        self.position = position
+        self.text = text
+        if position is not None and text is not None:
+            message = f"{message} (at offset {position}: {text[:position]}\u2038{text[position:]})"
+        super().__init__(message)
+
+
+class InvalidParameterError(VecdbError, ValueError):
+    """A parameter out of range: k <= 0, an unknown metric or index type, a bad option."""
+
+
+class CollectionExistsError(VecdbError, FileExistsError):
+    """``vecdb.create`` on a path that already exists."""
+
+
+class NotACollectionError(VecdbError, FileNotFoundError):
+    """A path that holds no vecdb collection."""
+
+
+class CorruptCollectionError(VecdbError, OSError):
+    """A manifest or data file that fails its checksum or cannot be read."""
+
+
+class UnknownIdError(VecdbError, KeyError):
+    """Ids asked for that the collection does not hold."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else ""
