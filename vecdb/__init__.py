@@ -1,0 +1,19 @@
+"""vecdb: filtered approximate nearest-neighbour search, fast and accurate at every selectivity.
+
+>>> import vecdb
+>>> coll = vecdb.create("papers.vdb", dim=384, metric="cosine")
+>>> coll.add(vectors, attributes=table)
+>>> coll.build_index("hnsw")
+>>> res = coll.search(query, k=10, where="'cs.LG' IN categories AND year >= 2025")
+"""
+
+from . import errors
+from .collection import Collection, create
+from .collection import open_collection as open  # noqa: A001  (vecdb.open is the public name)
+from .filters import col
+from .planner import Plan, PlannerConfig
+from .result import SearchResult
+
+__version__ = "0.1.0"
+
+__all__ = ["Collection", "Plan", "PlannerConfig", "SearchResult", "col", "create", "errors", "open", "__version__"]

@@ -1,0 +1,391 @@
+"""A collection: vectors beside Arrow attribute columns, one vector index, a planner, a directory on disk.
+
+Layout on disk (every name carries the version that wrote it, nothing is ever overwritten):
+``manifest.json`` names the current version's files with their sizes and sha256;
+``seg-NNNNNN.vectors.npy`` / ``.ids.npy`` / ``.attrs.arrow`` hold the rows one ``add`` wrote;
+``deleted-NNNNNN.npy`` the deleted row numbers; ``index-NNNNNN.*`` the engine's native index file.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import difflib
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from . import planner
+from .errors import (CollectionExistsError, DuplicateIdError, InvalidParameterError, SchemaError,
+                     UnknownIdError)
+from .filters import Expr, bind, parse
+from .indexes.base import Hits, check_metric, index_class
+from .result import SearchResult
+from .storage import attributes as attrs_mod
+from .storage.files import describe_file, read_arrow, read_npy, verify, write_arrow, write_npy
+from .storage.manifest import FORMAT, FORMAT_VERSION, read_manifest, write_manifest
+from .vectors import as_ids, as_matrix, check_k, normalize
+
+log = logging.getLogger(__name__)
+
+
+def _schema_to_json(schema: pa.Schema) -> dict:
+    return {
+        "arrow_ipc": base64.b64encode(schema.serialize().to_pybytes()).decode(),
+        "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema],
+    }
+
+
+def _schema_from_json(data: dict) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(data["arrow_ipc"])))
+
+
+class Collection:
+    """Use ``vecdb.create`` / ``vecdb.open``; the constructor is internal."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any]):
+        self.root = root
+        self._manifest = manifest
+        self._lock = threading.RLock()
+        self._planner = planner.PlannerConfig(**manifest.get("planner", {}))
+        self._bound: dict[Expr, Any] = {}
+        self._load()
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def dim(self) -> int:
+        return int(self._manifest["dim"])
+
+    @property
+    def metric(self) -> str:
+        return self._manifest["metric"]
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The attribute columns (without ``id`` and ``vector``)."""
+        return self._schema
+
+    @property
+    def version(self) -> int:
+        return int(self._manifest["version"])
+
+    @property
+    def index_info(self) -> dict[str, Any] | None:
+        """Kind, options and rows covered of the vector index, or None."""
+        spec = self._manifest.get("index")
+        return None if spec is None else {"kind": spec["kind"], "config": spec["config"], "rows": spec["rows"],
+                                          "device": getattr(self._index, "device", "cpu")}
+
+    def __len__(self) -> int:
+        return int(self._live.sum())
+
+    def __repr__(self) -> str:
+        kind = self._manifest["index"]["kind"] if self._manifest.get("index") else None
+        return (f"Collection({str(self.root)!r}, rows={len(self)}, dim={self.dim}, metric={self.metric!r}, "
+                f"index={kind!r})")
+
+    # ----------------------------------------------------------------- loading
+    def _load(self) -> None:
+        m = self._manifest
+        self._schema = _schema_from_json(m["schema"])
+        vectors, ids, tables = [], [], []
+        for seg in m["segments"]:
+            vectors.append(read_npy(self.root, seg["vectors"]))
+            ids.append(read_npy(self.root, seg["ids"], mmap=False))
+            tables.append(attrs_mod.conform(attrs_mod.to_table(read_arrow(self.root, seg["attributes"]),
+                                                               seg["rows"]), self._schema))
+        self._vectors = (vectors[0] if len(vectors) == 1 else
+                         np.concatenate(vectors) if vectors else np.empty((0, self.dim), np.float32))
+        self._ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+        self._table = pa.concat_tables(tables) if tables else self._schema.empty_table()
+        self._live = np.ones(len(self._ids), dtype=bool)
+        if m.get("deleted"):
+            self._live[read_npy(self.root, m["deleted"], mmap=False)] = False
+        self._reindex_ids()
+        self._index = None
+        if m.get("index"):
+            spec = m["index"]
+            paths = [verify(self.root, entry) for entry in spec["files"]]
+            self._index = index_class(spec["kind"]).load(paths, self.dim, self.metric, spec["config"],
+                                                         self._vectors[: spec["rows"]])
+
+    def _reindex_ids(self) -> None:
+        self._id_order = np.argsort(self._ids, kind="stable")
+        self._id_sorted = self._ids[self._id_order]
+
+    def _rows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers of ``ids`` and a mask of which are present (and not deleted)."""
+        if self._id_sorted.size == 0:
+            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+        pos = np.clip(np.searchsorted(self._id_sorted, ids), 0, self._id_sorted.size - 1)
+        rows = self._id_order[pos]
+        found = (self._id_sorted[pos] == ids) & self._live[rows]
+        return rows, found
+
+    # ----------------------------------------------------------------- writing
+    def _commit(self, manifest: dict[str, Any], new_files: Iterable[Path]) -> None:
+        """Swap in ``manifest``; on failure remove what this write created and leave the old version."""
+        try:
+            write_manifest(self.root, manifest)
+        except BaseException:
+            for path in new_files:
+                path.unlink(missing_ok=True)
+            raise
+        self._manifest = manifest
+
+    def _next_manifest(self) -> dict[str, Any]:
+        manifest = copy.deepcopy(self._manifest)
+        manifest["version"] = self.version + 1
+        return manifest
+
+    def add(self, vectors: Any, attributes: Any = None, ids: Any = None) -> np.ndarray:
+        """Append rows; returns their ids. Validates everything before writing anything."""
+        with self._lock:
+            x = as_matrix(vectors, self.dim)
+            n = x.shape[0]
+            if self.metric == "cosine":
+                x = normalize(x)
+            if ids is None:
+                new_ids = np.arange(self._manifest["next_id"], self._manifest["next_id"] + n, dtype=np.int64)
+            else:
+                new_ids = as_ids(ids, n)
+                _, present = self._rows_of(new_ids)
+                if present.any():
+                    raise DuplicateIdError(
+                        f"ids already present in the collection: {new_ids[present][:10].tolist()} "
+                        f"(use upsert to replace rows)")
+                # a deleted id may not come back through add either: its old row still holds it
+                if self._id_sorted.size:
+                    pos = np.clip(np.searchsorted(self._id_sorted, new_ids), 0, self._id_sorted.size - 1)
+                    taken = self._id_sorted[pos] == new_ids
+                    if taken.any():
+                        raise DuplicateIdError(f"ids used by deleted rows: {new_ids[taken][:10].tolist()}")
+            table = attrs_mod.to_table(attributes, n)
+            schema = self._schema
+            if len(schema) == 0 and table.num_columns:
+                schema = attrs_mod.merge_schema(schema, table)
+            table = attrs_mod.conform(table, schema)
+            if n == 0:
+                return new_ids
+
+            manifest = self._next_manifest()
+            stem = self.root / f"seg-{manifest['version']:06d}"
+            written: list[Path] = []
+            try:
+                seg = {"rows": n}
+                for key, suffix, writer, value in (
+                    ("vectors", ".vectors.npy", write_npy, x),
+                    ("ids", ".ids.npy", write_npy, new_ids),
+                    ("attributes", ".attrs.arrow", write_arrow, attrs_mod.encode_for_disk(table)),
+                ):
+                    path = stem.with_name(stem.name + suffix)
+                    written.append(path)
+                    seg[key] = writer(path, value)
+                manifest["segments"].append(seg)
+                manifest["next_id"] = int(max(manifest["next_id"], int(new_ids.max()) + 1))
+                manifest["schema"] = _schema_to_json(schema)
+                self._commit(manifest, written)
+            except BaseException:
+                for path in written:
+                    path.unlink(missing_ok=True)
+                raise
+            # memory follows the disk only once the new version is durable
+            self._schema = schema
+            self._vectors = np.concatenate([self._vectors, x]) if self._vectors.size else x
+            self._ids = np.concatenate([self._ids, new_ids])
+            self._table = pa.concat_tables([self._table, table]) if self._table.num_rows else table
+            self._live = np.concatenate([self._live, np.ones(n, bool)])
+            self._reindex_ids()
+            self._bound.clear()
+            return new_ids
+
+    def delete(self, ids: Any = None, *, where: Any = None) -> int:
+        """Delete rows by id or by filter (exactly one of the two); returns how many were deleted."""
+        with self._lock:
+            if (ids is None) == (where is None):
+                raise InvalidParameterError("delete takes ids=... or where=..., exactly one of them")
+            if ids is not None:
+                rows, found = self._rows_of(np.atleast_1d(np.asarray(ids, dtype=np.int64)))
+                rows = np.unique(rows[found])
+            else:
+                rows = np.flatnonzero(self._filter_mask(where) & self._live)
+            if rows.size == 0:
+                return 0
+            live = self._live.copy()
+            live[rows] = False
+            manifest = self._next_manifest()
+            path = self.root / f"deleted-{manifest['version']:06d}.npy"
+            manifest["deleted"] = write_npy(path, np.flatnonzero(~live).astype(np.int64))
+            self._commit(manifest, [path])
+            self._live = live
+            return int(rows.size)
+
+    def build_index(self, kind: str = "hnsw", **options: Any) -> None:
+        """Build the vector index over every row (replacing any earlier one) and save it.
+
+        Kinds: ``flat`` (exact), ``hnsw`` (FAISS; ``engine="hnswlib"`` for hnswlib), ``hnswlib``, ``ivf``.
+        Options are the index's own (``M``, ``ef_construction``, ``ef_search``; ``nlist``, ``nprobe``;
+        ``device``), saved in the manifest so ``open`` rebuilds nothing.
+        """
+        with self._lock:
+            engine = options.pop("engine", None)
+            if kind == "hnsw" and engine not in (None, "faiss"):
+                if engine != "hnswlib":
+                    raise InvalidParameterError(f"unknown hnsw engine {engine!r}; expected 'faiss' or 'hnswlib'")
+                kind = "hnswlib"
+            cls = index_class(kind)
+            index = cls(self.dim, self.metric, **options)
+            rows = self._vectors.shape[0]
+            index.build(self._vectors)
+            self._save_index(index, rows)
+
+    def optimize(self) -> None:
+        """Add the rows appended since ``build_index`` to the index (they are scanned exactly until then)."""
+        with self._lock:
+            spec = self._manifest.get("index")
+            if self._index is None or spec["rows"] == self._vectors.shape[0]:
+                return
+            self._index.add(self._vectors[spec["rows"]:])
+            self._save_index(self._index, self._vectors.shape[0])
+
+    def _save_index(self, index: Any, rows: int) -> None:
+        manifest = self._next_manifest()
+        files = index.save(self.root / f"index-{manifest['version']:06d}")
+        try:
+            manifest["index"] = {"kind": index.kind, "config": index.config(), "rows": rows,
+                                 "files": [describe_file(p) for p in files]}
+        except BaseException:
+            for path in files:
+                path.unlink(missing_ok=True)
+            raise
+        self._commit(manifest, files)
+        self._index = index
+
+    # ----------------------------------------------------------------- reading
+    def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:
+        """Rows by id, in the order given: ``id``, ``vector`` (as stored; unit length for cosine), attributes."""
+        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        rows, found = self._rows_of(ids)
+        if not found.all():
+            raise UnknownIdError(f"unknown id(s): {ids[~found][:10].tolist()}")
+        names = self._schema.names if columns is None else list(columns)
+        for name in names:
+            if name not in self._schema.names:
+                raise _unknown_column(name, self._schema.names)
+        out = {"id": pa.array(ids)}
+        if with_vectors:
+            vec = np.ascontiguousarray(self._vectors[rows], dtype=np.float32)
+            out["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), self.dim)
+        taken = self._table.select(names).take(pa.array(rows)) if names else None
+        for name in names:
+            out[name] = taken.column(name)
+        return pa.table(out)
+
+    def _filter_mask(self, where: Any) -> np.ndarray:
+        expr = parse(where)
+        if expr is None:
+            return np.ones(len(self._ids), dtype=bool)
+        bound = self._bound.get(expr)
+        if bound is None:
+            bound = self._bound[expr] = bind(expr, self._table.schema)
+        return bound.evaluate(self._table)
+
+    def _prepare_queries(self, queries: Any) -> np.ndarray:
+        q = as_matrix(queries, self.dim, what="queries")
+        return normalize(q, what="queries") if self.metric == "cosine" else q
+
+    def _groups(self, where: Any, nq: int) -> dict[Any, list[int]]:
+        """Queries grouped by their (parsed) filter, so each distinct filter is evaluated once."""
+        if isinstance(where, (list, tuple)):
+            if len(where) != nq:
+                raise InvalidParameterError(f"got {len(where)} filters for {nq} queries; give one per query")
+            groups: dict[Any, list[int]] = {}
+            for i, w in enumerate(where):
+                groups.setdefault(parse(w), []).append(i)
+            return groups
+        return {parse(where): list(range(nq))}
+
+    def _plan(self, expr: Any, k: int, params: dict[str, Any]) -> tuple[planner.Plan, np.ndarray | None]:
+        forced = params.pop("plan", None)
+        filtered = expr is not None or not self._live.all()
+        mask = self._filter_mask(expr) & self._live if filtered else None
+        matches = int(mask.sum()) if mask is not None else len(self._ids)
+        total = len(self)
+        index_rows = self._manifest["index"]["rows"] if self._index is not None else 0
+        plan = planner.choose(index=self._index, matches=matches, total=total, k=k, filtered=filtered,
+                              forced=forced, params=params, config=self._planner)
+        plan = planner.dataclasses.replace(plan, filter=None if expr is None else str(expr),
+                                           tail_rows=len(self._ids) - index_rows if self._index else 0)
+        return plan, mask
+
+    def search(self, queries: Any, k: int = 10, where: Any = None, **params: Any) -> SearchResult:
+        """The k nearest rows per query among those passing ``where``.
+
+        ``where``: SQL-like string, ``vecdb.col`` expression, JSON tree, or a list with one per query.
+        ``params``: ``plan="auto"|"exact"|"index"|"post_filter"`` and the index's search options
+        (``ef`` for HNSW, ``nprobe`` for IVF).
+        """
+        k = check_k(k)
+        q = self._prepare_queries(queries)
+        nq = q.shape[0]
+        scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        rows = np.full((nq, k), -1, dtype=np.int64)
+        plans = [""] * nq
+        index_rows = self._manifest["index"]["rows"] if self._index is not None else 0
+        for expr, members in self._groups(where, nq).items():
+            plan, mask = self._plan(expr, k, dict(params))
+            hits: Hits = planner.run(plan, vectors=self._vectors, index=self._index, index_rows=index_rows,
+                                     queries=q[members], k=k, mask=mask, metric=self.metric,
+                                     config=self._planner)
+            scores[members] = hits.scores
+            rows[members] = hits.rows
+            for i in members:
+                plans[i] = plan.name
+        found = rows >= 0
+        ids = np.where(found, self._ids[np.maximum(rows, 0)], -1)
+        if self.metric == "l2":
+            scores = np.where(found, -scores, np.inf).astype(np.float32)
+        return SearchResult(ids, scores, found.sum(axis=1).astype(np.int64), tuple(plans), self)
+
+    def explain(self, query: Any = None, where: Any = None, k: int = 10, **params: Any) -> planner.Plan:
+        """The plan ``search`` would run for this filter, the selectivity, and why."""
+        k = check_k(k)
+        if query is not None:
+            self._prepare_queries(query)
+        plan, _ = self._plan(parse(where), k, dict(params))
+        return plan
+
+
+def _unknown_column(name: str, names: Sequence[str]) -> Exception:
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; columns are {list(names)}"
+    return SchemaError(f"unknown column {name!r}{hint}")
+
+
+def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Schema | None = None) -> Collection:
+    """Make a new, empty collection directory at ``path`` (which must not exist)."""
+    root = Path(path)
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
+        raise InvalidParameterError(f"dim must be a positive integer; got {dim!r}")
+    check_metric(metric)
+    if root.exists():
+        raise CollectionExistsError(f"{str(root)!r} already exists; open it with vecdb.open or choose a new path")
+    root.mkdir(parents=True)
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "version": 0,
+        "dim": int(dim), "metric": metric, "next_id": 0,
+        "schema": _schema_to_json(schema if schema is not None else pa.schema([])),
+        "segments": [], "deleted": None, "index": None,
+    }
+    write_manifest(root, manifest)
+    return Collection(root, manifest)
+
+
+def open_collection(path: str | Path) -> Collection:
+    """Open an existing collection; checks every file against the manifest's checksums."""
+    root = Path(path)
+    return Collection(root, read_manifest(root))

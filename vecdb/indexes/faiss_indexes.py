@@ -1,0 +1,167 @@
+"""FAISS indexes: HNSW (``IndexHNSWFlat``) and IVF (``IndexIVFFlat``).
+
+Filters reach FAISS as an ``IDSelectorBitmap`` over rows, so no Python runs per candidate.
+IVF goes through the device seam (GPU when present); FAISS has no GPU HNSW, so HNSW stays on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import faiss
+import numpy as np
+
+from .base import Hits, check_metric, pop_params, register
+from .device import resolve_device, to_cpu, to_gpu
+
+
+def _faiss_metric(metric: str) -> int:
+    return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+
+class _Selector:
+    """A row mask packed for ``IDSelectorBitmap``; keeps the bits alive as long as the selector."""
+
+    def __init__(self, allow: np.ndarray):
+        self.bits = np.packbits(allow, bitorder="little")
+        self.sel = faiss.IDSelectorBitmap(len(allow), faiss.swig_ptr(self.bits))
+
+
+class _FaissIndex:
+    supports_allow: ClassVar[bool] = True
+    exact: ClassVar[bool] = False
+    _file_suffix: ClassVar[str] = ".faiss"
+
+    index: "faiss.Index"
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, vectors: np.ndarray) -> None:
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def _hits(self, D: np.ndarray, I: np.ndarray) -> Hits:
+        rows = I.astype(np.int64, copy=False)
+        scores = -D if self.metric == "l2" else D
+        scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32)
+        return Hits(scores, rows)
+
+    def save(self, path: Path) -> list[Path]:
+        path = path.with_suffix(self._file_suffix)
+        faiss.write_index(to_cpu(self.index), str(path))
+        return [path]
+
+    @classmethod
+    def _read(cls, paths: list[Path]) -> "faiss.Index":
+        return faiss.read_index(str(paths[0]))
+
+
+@register
+class HNSWIndex(_FaissIndex):
+    """Graph index on FAISS. Options: ``M`` (links per node), ``ef_construction``, ``ef_search``."""
+
+    kind: ClassVar[str] = "hnsw"
+
+    def __init__(self, dim: int, metric: str, *, M: int = 32, ef_construction: int = 200,
+                 ef_search: int = 64, device: str = "cpu"):
+        pop_params({"M": M, "ef_construction": ef_construction, "ef_search": ef_search},
+                   {"M": int, "ef_construction": int, "ef_search": int}, "the hnsw index")
+        self.dim, self.metric = dim, check_metric(metric)
+        self.M, self.ef_construction, self.ef_search = int(M), int(ef_construction), int(ef_search)
+        self.device = resolve_device(device, supported_on_gpu=False)
+        self.index = faiss.IndexHNSWFlat(dim, self.M, _faiss_metric(self.metric))
+        self.index.hnsw.efConstruction = self.ef_construction
+        self.index.hnsw.efSearch = self.ef_search
+
+    def config(self) -> dict[str, Any]:
+        return {"M": self.M, "ef_construction": self.ef_construction, "ef_search": self.ef_search}
+
+    def build(self, vectors: np.ndarray) -> None:
+        self.add(vectors)
+
+    def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
+        p = pop_params(params, {"ef": int}, "hnsw search")
+        ef = max(p.get("ef", self.ef_search), k)
+        sel = _Selector(allow) if allow is not None else None
+        sp = faiss.SearchParametersHNSW(efSearch=ef, sel=sel.sel if sel else None)
+        D, I = self.index.search(queries, k, params=sp)
+        return self._hits(D, I)
+
+    @classmethod
+    def load(cls, paths: list[Path], dim: int, metric: str, config: dict[str, Any], vectors: np.ndarray) -> "HNSWIndex":
+        index = cls(dim, metric, **config)
+        index.index = cls._read(paths)
+        index.index.hnsw.efSearch = index.ef_search
+        return index
+
+
+def default_nlist(n: int) -> int:
+    """About 4 * sqrt(n) lists, with at least 39 training points per list (FAISS' own minimum)."""
+    return max(1, min(int(4 * math.sqrt(max(n, 1))), n // 39 or 1))
+
+
+@register
+class IVFIndex(_FaissIndex):
+    """Inverted-file index on FAISS. Options: ``nlist`` (default ~4*sqrt(n)), ``nprobe``, ``device``."""
+
+    kind: ClassVar[str] = "ivf"
+
+    def __init__(self, dim: int, metric: str, *, nlist: int | None = None, nprobe: int = 32,
+                 device: str = "auto", seed: int = 1234):
+        opts = {"nprobe": nprobe, "seed": seed} | ({"nlist": nlist} if nlist is not None else {})
+        pop_params(opts, {"nlist": int, "nprobe": int, "seed": int}, "the ivf index")
+        self.dim, self.metric = dim, check_metric(metric)
+        self.nlist, self.nprobe, self.seed = nlist, int(nprobe), int(seed)
+        self.requested_device = device
+        self.device = resolve_device(device)
+        self.index = None
+
+    def config(self) -> dict[str, Any]:
+        return {"nlist": self.nlist, "nprobe": self.nprobe, "seed": self.seed, "device": self.requested_device}
+
+    def _new(self, nlist: int) -> "faiss.Index":
+        quantizer = faiss.IndexFlat(self.dim, _faiss_metric(self.metric))
+        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, _faiss_metric(self.metric))
+        index.own_fields = True
+        quantizer.this.disown()
+        index.cp.seed = self.seed
+        return index
+
+    def build(self, vectors: np.ndarray) -> None:
+        n = vectors.shape[0]
+        if self.nlist is None:
+            self.nlist = default_nlist(n)
+        index = self._new(self.nlist)
+        rng = np.random.default_rng(self.seed)
+        sample_size = min(n, 256 * self.nlist)
+        sample = vectors if sample_size == n else vectors[np.sort(rng.choice(n, sample_size, replace=False))]
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        self.index = to_gpu(index) if self.device == "gpu" else index
+        self.add(vectors)
+
+    def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
+        p = pop_params(params, {"nprobe": int}, "ivf search")
+        nprobe = min(p.get("nprobe", self.nprobe), self.nlist or 1)
+        if self.device == "gpu":
+            # GPU IVF takes no selector: over-fetching and filtering is the planner's job there.
+            self.index.nprobe = nprobe
+            D, I = self.index.search(queries, k)
+            hits = self._hits(D, I)
+            if allow is not None:
+                ok = (hits.rows >= 0) & allow[np.maximum(hits.rows, 0)]
+                hits = Hits(np.where(ok, hits.scores, -np.inf).astype(np.float32), np.where(ok, hits.rows, -1))
+            return hits
+        sel = _Selector(allow) if allow is not None else None
+        sp = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel.sel if sel else None)
+        D, I = self.index.search(queries, k, params=sp)
+        return self._hits(D, I)
+
+    @classmethod
+    def load(cls, paths: list[Path], dim: int, metric: str, config: dict[str, Any], vectors: np.ndarray) -> "IVFIndex":
+        index = cls(dim, metric, **config)
+        cpu = cls._read(paths)
+        index.index = to_gpu(cpu) if index.device == "gpu" else cpu
+        return index

@@ -1,0 +1,94 @@
+"""Durable file writing: new files are written under fresh names and synced; nothing is overwritten.
+
+A collection version becomes visible only when its manifest is swapped in (``manifest.py``), so a crash
+at any point before the swap leaves the previous version whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from ..errors import CorruptCollectionError
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_durable(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file and fsync it (the directory is synced by the manifest swap)."""
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_npy(path: Path, array: np.ndarray) -> dict:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    data = buf.getvalue()
+    write_bytes_durable(path, data)
+    return {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def write_arrow(path: Path, table: pa.Table) -> dict:
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    data = sink.getvalue().to_pybytes()
+    write_bytes_durable(path, data)
+    return {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def describe_file(path: Path) -> dict:
+    """Manifest entry for a file some engine wrote itself (an index file): its name, size and checksum."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def verify(root: Path, entry: dict) -> Path:
+    """Check a manifest file entry against the disk; return its path or raise CorruptCollectionError."""
+    path = root / entry["file"]
+    if not path.is_file():
+        raise CorruptCollectionError(f"collection file {str(path)!r} named in the manifest is missing")
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise CorruptCollectionError(f"collection file {str(path)!r} has {size} bytes, manifest says {entry['bytes']}")
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise CorruptCollectionError(f"checksum mismatch for {str(path)!r}: sha256 {digest}, manifest says {entry['sha256']}")
+    return path
+
+
+def read_npy(root: Path, entry: dict, *, mmap: bool = True) -> np.ndarray:
+    path = verify(root, entry)
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise CorruptCollectionError(f"cannot read {str(path)!r}: {exc}") from exc
+
+
+def read_arrow(root: Path, entry: dict) -> pa.Table:
+    path = verify(root, entry)
+    try:
+        with pa.memory_map(str(path)) as source:
+            return ipc.open_file(source).read_all()
+    except pa.ArrowInvalid as exc:
+        raise CorruptCollectionError(f"cannot read {str(path)!r}: {exc}") from exc

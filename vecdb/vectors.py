@@ -1,0 +1,67 @@
+"""Turning user input into the float32 matrices the engines want, refusing what cannot be searched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import DimensionError, DuplicateIdError, InvalidParameterError, InvalidVectorError
+
+
+def as_matrix(data: Any, dim: int, *, what: str = "vectors") -> np.ndarray:
+    """A C-contiguous float32 ``(n, dim)`` matrix; a 1-D input is one vector."""
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise InvalidVectorError(f"{what} cannot be read as a matrix: {exc}") from exc
+    if array.dtype.kind not in "fiu":
+        raise InvalidVectorError(f"{what} must be numeric; got dtype {array.dtype}")
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise InvalidVectorError(f"{what} must be 1-D or 2-D; got shape {array.shape}")
+    if array.shape[1] != dim:
+        raise DimensionError(f"expected dim {dim}, got {array.shape[1]} ({what} of shape {array.shape})")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise InvalidVectorError(
+            f"{what} contain NaN or infinity in row(s) {bad[:10].tolist()}{' ...' if len(bad) > 10 else ''}")
+    return array
+
+
+def normalize(array: np.ndarray, *, what: str = "vectors") -> np.ndarray:
+    """Unit-length rows for cosine; a zero vector has no direction and is refused."""
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    if (norms == 0).any():
+        bad = np.flatnonzero(norms[:, 0] == 0)
+        raise InvalidVectorError(f"{what} in row(s) {bad[:10].tolist()} have zero length; cosine is undefined")
+    return np.ascontiguousarray(array / norms, dtype=np.float32)
+
+
+def as_ids(data: Any, n: int) -> np.ndarray:
+    """int64 ids, one per vector, unique within the call."""
+    ids = np.asarray(data)
+    if ids.ndim == 0:
+        ids = ids[None]
+    if ids.dtype.kind not in "iu" and not (ids.size == 0):
+        raise InvalidParameterError(f"ids must be integers; got dtype {ids.dtype}")
+    if ids.ndim != 1 or ids.shape[0] != n:
+        raise InvalidParameterError(f"expected {n} ids, got an array of shape {ids.shape}")
+    if ids.dtype.kind == "u" and ids.size and ids.max() > np.iinfo(np.int64).max:
+        raise InvalidParameterError("ids must fit in int64")
+    ids = ids.astype(np.int64)
+    if ids.size and ids.min() < 0:
+        raise InvalidParameterError(f"ids must be non-negative; got {int(ids.min())}")
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise DuplicateIdError(f"ids repeated within the call: {uniq[counts > 1][:10].tolist()}")
+    return ids
+
+
+def check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise InvalidParameterError(f"k must be a positive integer; got {k!r}")
+    return int(k)
