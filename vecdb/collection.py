@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import difflib
+import inspect
 import logging
 import threading
 from pathlib import Path
@@ -23,7 +24,7 @@ from . import planner
 from .errors import (CollectionExistsError, DuplicateIdError, InvalidParameterError, SchemaError,
                      UnknownIdError)
 from .filters import Expr, bind, parse
-from .indexes.base import Hits, check_metric, index_class
+from .indexes.base import Hits, check_metric, index_class, pop_params
 from .result import SearchResult
 from .storage import attributes as attrs_mod
 from .storage.files import describe_file, read_arrow, read_npy, verify, write_arrow, write_npy
@@ -101,7 +102,8 @@ class Collection:
         self._vectors = (vectors[0] if len(vectors) == 1 else
                          np.concatenate(vectors) if vectors else np.empty((0, self.dim), np.float32))
         self._ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
-        self._table = pa.concat_tables(tables) if tables else self._schema.empty_table()
+        self._table = (pa.concat_tables(tables) if len(self._schema) else
+                       attrs_mod.null_table(self._schema, len(self._ids)))
         self._live = np.ones(len(self._ids), dtype=bool)
         if m.get("deleted"):
             self._live[read_npy(self.root, m["deleted"], mmap=False)] = False
@@ -194,10 +196,15 @@ class Collection:
                     path.unlink(missing_ok=True)
                 raise
             # memory follows the disk only once the new version is durable
+            if not len(schema):
+                self._table = attrs_mod.null_table(schema, len(self._ids) + n)
+            else:
+                if schema != self._schema:  # the first attributes arrive: earlier rows get nulls
+                    self._table = attrs_mod.null_table(schema, len(self._ids))
+                self._table = pa.concat_tables([self._table, table])
             self._schema = schema
             self._vectors = np.concatenate([self._vectors, x]) if self._vectors.size else x
             self._ids = np.concatenate([self._ids, new_ids])
-            self._table = pa.concat_tables([self._table, table]) if self._table.num_rows else table
             self._live = np.concatenate([self._live, np.ones(n, bool)])
             self._reindex_ids()
             self._bound.clear()
@@ -238,6 +245,12 @@ class Collection:
                     raise InvalidParameterError(f"unknown hnsw engine {engine!r}; expected 'faiss' or 'hnswlib'")
                 kind = "hnswlib"
             cls = index_class(kind)
+            params = inspect.signature(cls.__init__).parameters
+            accepted = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+            unknown = sorted(set(options) - set(accepted))
+            if unknown:
+                raise InvalidParameterError(
+                    f"unknown option(s) {unknown} for index {kind!r}; expected {', '.join(accepted) or 'none'}")
             index = cls(self.dim, self.metric, **options)
             rows = self._vectors.shape[0]
             index.build(self._vectors)
@@ -311,6 +324,8 @@ class Collection:
 
     def _plan(self, expr: Any, k: int, params: dict[str, Any]) -> tuple[planner.Plan, np.ndarray | None]:
         forced = params.pop("plan", None)
+        allowed = getattr(self._index, "search_options", {})
+        pop_params(params, allowed, f"search with index {getattr(self._index, 'kind', None)!r}")
         filtered = expr is not None or not self._live.all()
         mask = self._filter_mask(expr) & self._live if filtered else None
         matches = int(mask.sum()) if mask is not None else len(self._ids)

@@ -64,9 +64,11 @@ class HNSWIndex(_FaissIndex):
     """Graph index on FAISS. Options: ``M`` (links per node), ``ef_construction``, ``ef_search``."""
 
     kind: ClassVar[str] = "hnsw"
+    graph: ClassVar[bool] = True
+    search_options: ClassVar[dict[str, type]] = {"ef": int}
 
     def __init__(self, dim: int, metric: str, *, M: int = 32, ef_construction: int = 200,
-                 ef_search: int = 64, device: str = "cpu"):
+                 ef_search: int = 128, device: str = "cpu"):
         pop_params({"M": M, "ef_construction": ef_construction, "ef_search": ef_search},
                    {"M": int, "ef_construction": int, "ef_search": int}, "the hnsw index")
         self.dim, self.metric = dim, check_metric(metric)
@@ -83,7 +85,7 @@ class HNSWIndex(_FaissIndex):
         self.add(vectors)
 
     def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
-        p = pop_params(params, {"ef": int}, "hnsw search")
+        p = pop_params(params, self.search_options, "hnsw search")
         ef = max(p.get("ef", self.ef_search), k)
         sel = _Selector(allow) if allow is not None else None
         sp = faiss.SearchParametersHNSW(efSearch=ef, sel=sel.sel if sel else None)
@@ -108,6 +110,7 @@ class IVFIndex(_FaissIndex):
     """Inverted-file index on FAISS. Options: ``nlist`` (default ~4*sqrt(n)), ``nprobe``, ``device``."""
 
     kind: ClassVar[str] = "ivf"
+    search_options: ClassVar[dict[str, type]] = {"nprobe": int}
 
     def __init__(self, dim: int, metric: str, *, nlist: int | None = None, nprobe: int = 32,
                  device: str = "auto", seed: int = 1234):
@@ -143,7 +146,7 @@ class IVFIndex(_FaissIndex):
         self.add(vectors)
 
     def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
-        p = pop_params(params, {"nprobe": int}, "ivf search")
+        p = pop_params(params, self.search_options, "ivf search")
         nprobe = min(p.get("nprobe", self.nprobe), self.nlist or 1)
         if self.device == "gpu":
             # GPU IVF takes no selector: over-fetching and filtering is the planner's job there.

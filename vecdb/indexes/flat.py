@@ -48,7 +48,9 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, 
     same. Only the rows scanned are read, so the cost is proportional to how many pass the filter.
     """
     nq = queries.shape[0]
-    if allow is not None:
+    # When most rows pass, one pass over all of them with the rest masked beats gathering them.
+    dense = allow is not None and rows is None and int(allow.sum()) * 3 > allow.shape[0]
+    if allow is not None and not dense:
         allowed = np.flatnonzero(allow)
         rows = allowed if rows is None else rows[allow[rows]]
     n = vectors.shape[0] if rows is None else rows.shape[0]
@@ -68,6 +70,8 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, 
             s = 2.0 * s - np.einsum("ij,ij->i", block, block)[None, :] - q_norms
             np.minimum(s, 0.0, out=s)
         s = s.astype(np.float32, copy=False)
+        if dense:
+            s[:, ~allow[start:stop]] = -np.inf
         kk = min(k, s.shape[1])
         if s.shape[1] > kk:
             part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
@@ -85,10 +89,10 @@ class FlatIndex:
 
     kind: ClassVar[str] = "flat"
     supports_allow: ClassVar[bool] = True
+    search_options: ClassVar[dict[str, type]] = {}
     exact: ClassVar[bool] = True
 
-    def __init__(self, dim: int, metric: str, *, device: str = "cpu", **options: Any):
-        pop_params(options, {}, "the flat index")
+    def __init__(self, dim: int, metric: str, *, device: str = "cpu"):
         self.dim = dim
         self.metric = check_metric(metric)
         self.device = "cpu"
@@ -109,7 +113,7 @@ class FlatIndex:
         self._vectors = np.concatenate([self._vectors, vectors])
 
     def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
-        pop_params(params, {}, "flat search")
+        pop_params(params, self.search_options, "flat search")
         return exact_search(self._vectors, queries, k, self.metric, allow=allow)
 
     def save(self, path: Path) -> list[Path]:

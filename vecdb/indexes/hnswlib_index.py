@@ -20,10 +20,12 @@ from .base import Hits, check_metric, pop_params, register
 class HnswlibIndex:
     kind: ClassVar[str] = "hnswlib"
     supports_allow: ClassVar[bool] = False
+    graph: ClassVar[bool] = True
+    search_options: ClassVar[dict[str, type]] = {"ef": int}
     exact: ClassVar[bool] = False
 
     def __init__(self, dim: int, metric: str, *, M: int = 32, ef_construction: int = 200,
-                 ef_search: int = 64, seed: int = 100, device: str = "cpu"):
+                 ef_search: int = 128, seed: int = 100, device: str = "cpu"):
         pop_params({"M": M, "ef_construction": ef_construction, "ef_search": ef_search, "seed": seed},
                    {"M": int, "ef_construction": int, "ef_search": int, "seed": int}, "the hnswlib index")
         self.dim, self.metric = dim, check_metric(metric)
@@ -55,7 +57,7 @@ class HnswlibIndex:
             self.index.add_items(np.ascontiguousarray(vectors, dtype=np.float32), np.arange(n0, n0 + n))
 
     def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
-        p = pop_params(params, {"ef": int}, "hnswlib search")
+        p = pop_params(params, self.search_options, "hnswlib search")
         if allow is not None:
             raise NotImplementedError("hnswlib takes no row mask without a Python callback; post-filter instead")
         nq, n = queries.shape[0], self.ntotal

@@ -15,7 +15,7 @@ RESERVED = ("id", "vector", "score")
 def to_table(attributes: Any, n_rows: int) -> pa.Table:
     """Coerce user attributes into a ``pa.Table`` of ``n_rows`` rows (``None`` -> no columns)."""
     if attributes is None:
-        return pa.table({}).append_column("_", pa.nulls(n_rows)).drop(["_"]) if n_rows else pa.table({})
+        return null_table(pa.schema([]), n_rows)
     if isinstance(attributes, pa.RecordBatch):
         table = pa.Table.from_batches([attributes])
     elif isinstance(attributes, pa.Table):
@@ -51,12 +51,21 @@ def _decode_dictionaries(table: pa.Table) -> pa.Table:
     return table
 
 
+def null_table(schema: pa.Schema, n_rows: int) -> pa.Table:
+    """``n_rows`` rows of nulls (a table with no columns still keeps its row count)."""
+    if len(schema) == 0:
+        return pa.table({"_": pa.nulls(n_rows)}).drop_columns(["_"])
+    return pa.Table.from_arrays([pa.nulls(n_rows, f.type) for f in schema], schema=schema)
+
+
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Cast ``table`` to ``schema``: missing columns become nulls; extra columns or bad types raise."""
     extra = [name for name in table.column_names if schema.get_field_index(name) < 0]
     if extra:
         raise SchemaError(
             f"unknown attribute column(s) {extra}; the collection's columns are {schema.names}")
+    if len(schema) == 0:
+        return table
     columns = []
     for field in schema:
         if field.name not in table.column_names:

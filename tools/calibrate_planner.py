@@ -1,0 +1,80 @@
+"""Measure the planner's crossover points on ../shared/data/arxiv (how PlannerConfig's defaults were found).
+
+For every public query, time each plan forced (exact scan of the matching rows; filtered HNSW at
+several beam widths) one query at a time on one thread, and record recall@10 against the exact
+ground truth. Prints, per selectivity band, median latency and mean recall per plan, so the crossover
+is where the graph's latency at recall >= 0.95 drops below the exact scan's.
+
+    python tools/calibrate_planner.py --collection /tmp/arxiv.vdb   # built on first use
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow.parquet as pq
+
+import vecdb
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "arxiv"
+
+
+def load_or_build(path: Path) -> vecdb.Collection:
+    if path.exists():
+        return vecdb.open(path)
+    coll = vecdb.create(path, dim=384, metric="cosine")
+    attrs = pq.read_table(SHARED / "attributes.parquet")
+    coll.add(np.load(SHARED / "base.f16.npy"), attrs.drop(["id"]), ids=attrs.column("id").to_numpy())
+    coll.build_index("hnsw")
+    return coll
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--collection", type=Path, default=Path("/tmp/arxiv.vdb"))
+    ap.add_argument("--efs", default="16,32,64,128,256")
+    ap.add_argument("--limit", type=int, default=1000)
+    args = ap.parse_args()
+    faiss.omp_set_num_threads(1)
+    coll = load_or_build(args.collection)
+    queries = pq.read_table(SHARED / "queries.parquet").to_pylist()[: args.limit]
+    xq = np.load(SHARED / "queries.f32.npy")
+    gt = np.load(SHARED / "gt_ids.npy")
+    efs = [int(e) for e in args.efs.split(",")]
+    stats: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for i, q in enumerate(queries):
+        where = q["filter_sql"] or None
+        truth = [t for t in gt[i, :10] if t >= 0]
+        variants = [("exact", {"plan": "exact"})] + [(f"hnsw ef={e}", {"plan": "index", "ef": e}) for e in efs]
+        variants += [("post_filter", {"plan": "post_filter"}), ("auto", {})]
+        for name, params in variants:
+            coll.search(xq[i], 10, where=where, **params)  # warm the filter cache equally for every plan
+            t0 = time.perf_counter()
+            res = coll.search(xq[i], 10, where=where, **params)
+            dt = time.perf_counter() - t0
+            rec = len(set(res.ids[0].tolist()) & set(truth)) / max(1, len(truth))
+            stats[(q["filter_band"], name)].append((dt, rec))
+    bands = ["unfiltered", "~50%", "~10%", "~1%", "~0.1%", "very_low"]
+    names = ["exact"] + [f"hnsw ef={e}" for e in efs] + ["post_filter", "auto"]
+    print(f"{'band':12s}" + "".join(f"{n:>22s}" for n in names))
+    for band in bands:
+        cells = []
+        for n in names:
+            rows = stats.get((band, n), [])
+            if not rows:
+                cells.append(f"{'-':>22s}")
+                continue
+            ms = statistics.median(r[0] for r in rows) * 1e3
+            rec = statistics.mean(r[1] for r in rows)
+            cells.append(f"{ms:9.3f}ms r={rec:.3f}".rjust(22))
+        print(f"{band:12s}" + "".join(cells))
+
+
+if __name__ == "__main__":
+    main()

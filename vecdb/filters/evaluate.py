@@ -1,0 +1,405 @@
+"""Binding a filter to an Arrow schema, then evaluating it into a numpy bool mask.
+
+``bind(expr, schema)`` checks every column and literal once (unknown column -> the closest
+name; type mismatch -> which column and which value) and converts the literals to Arrow scalars
+of the column's type. ``BoundFilter.evaluate(table)`` then runs only pyarrow.compute kernels
+(and a few numpy scatters for list membership), never a Python loop over rows.
+
+Semantics are SQL's three-valued logic: a comparison with NULL is NULL, AND/OR are Kleene,
+``NOT NULL`` is NULL, and the final mask maps NULL to False. List membership on a NULL list is
+NULL; NULL elements inside a list are ignored. ``x IN ()`` is always false, ``x NOT IN ()``
+always true. Dictionary-encoded columns are evaluated on the dictionary, then gathered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vecdb.errors import FilterError
+from vecdb.filters.ast import (
+    And,
+    Between,
+    Compare,
+    Contains,
+    ContainsAll,
+    ContainsAny,
+    Expr,
+    In,
+    IsNull,
+    Not,
+    Or,
+    Scalar,
+    literal_sql,
+)
+
+Data = Union[pa.Table, pa.RecordBatch]
+Bools = Union[pa.Array, pa.ChunkedArray]
+Kernel = Callable[[Data], Bools]
+
+_COMPARE = {
+    "=": pc.equal,
+    "!=": pc.not_equal,
+    "<": pc.less,
+    "<=": pc.less_equal,
+    ">": pc.greater,
+    ">=": pc.greater_equal,
+}
+_NULL_BOOL = pa.scalar(None, pa.bool_())
+
+
+def _kind(t: pa.DataType) -> str | None:
+    """The scalar kind of an Arrow type: int, float, bool, string, date, timestamp (or None)."""
+    if pa.types.is_dictionary(t):
+        return _kind(t.value_type)
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    return None
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+@dataclass(frozen=True)
+class _Column:
+    """What binding needs to know about one column."""
+
+    name: str
+    type: pa.DataType
+    is_list: bool
+    kind: str  # of the scalar, or of the list element
+    value_type: pa.DataType  # dictionary value type / list element type, undecoded
+
+    @property
+    def describe(self) -> str:
+        kind = {"int": "integer"}.get(self.kind, self.kind)
+        return f"list<{kind}>" if self.is_list else kind
+
+
+def _describe_literal(value: Scalar) -> str:
+    if isinstance(value, bool):
+        kind = "boolean"
+    elif isinstance(value, (int, float)):
+        kind = "number"
+    elif isinstance(value, str):
+        kind = "string"
+    elif isinstance(value, dt.datetime):
+        kind = "timestamp"
+    else:
+        kind = "date"
+    return f"{kind} {literal_sql(value)}"
+
+
+def _mismatch(info: _Column, value: Scalar) -> FilterError:
+    return FilterError(f"cannot compare {info.describe} column '{info.name}' with {_describe_literal(value)}")
+
+
+def _as_time(info: _Column, value: Scalar) -> dt.date:
+    """A date/timestamp literal (or an ISO string) for a date or timestamp column."""
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        for convert in (dt.date.fromisoformat, dt.datetime.fromisoformat):
+            try:
+                return convert(value)
+            except ValueError:
+                pass
+    raise _mismatch(info, value)
+
+
+def _scalar(info: _Column, value: Scalar) -> pa.Scalar:
+    """``value`` as an Arrow scalar comparable with the column (pyarrow casts the rest)."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    try:
+        if info.kind == "int" and is_number:
+            if isinstance(value, int):
+                try:
+                    return pa.scalar(value, info.value_type)
+                except (ValueError, OverflowError):  # out of the column's range: compare as float
+                    pass
+            return pa.scalar(float(value), pa.float64())
+        if info.kind == "float" and is_number:
+            return pa.scalar(float(value), pa.float64())
+        if info.kind == "bool" and isinstance(value, bool):
+            return pa.scalar(value, pa.bool_())
+        if info.kind == "string" and isinstance(value, str):
+            return pa.scalar(value, info.value_type)
+        if info.kind == "date":
+            when = _as_time(info, value)
+            if isinstance(when, dt.datetime):
+                return pa.scalar(when, pa.timestamp("us"))
+            return pa.scalar(when, pa.date32())
+        if info.kind == "timestamp":
+            when = _as_time(info, value)
+            if not isinstance(when, dt.datetime):
+                when = dt.datetime.combine(when, dt.time())
+            unit = "ns" if info.value_type.unit == "ns" else "us"
+            return pa.scalar(when, pa.timestamp(unit, tz=info.value_type.tz))
+    except FilterError:
+        raise
+    except (ValueError, OverflowError, pa.ArrowException) as exc:
+        raise FilterError(f"cannot use {_describe_literal(value)} with column '{info.name}': {exc}") from None
+    raise _mismatch(info, value)
+
+
+def _value_set(info: _Column, values: tuple[Scalar, ...]) -> tuple[pa.Array, pa.DataType | None]:
+    """The values of IN / membership as one Arrow array, and the type to cast the column to."""
+    scalars = [_scalar(info, v) for v in values]  # validates every value
+    if info.kind == "int":  # only integers in the column's range can equal an element
+        fits = []
+        for v in values:
+            if isinstance(v, float) and not v.is_integer():
+                continue
+            try:
+                fits.append(pa.scalar(int(v), info.value_type).as_py())
+            except (ValueError, OverflowError):
+                pass
+        return pa.array(fits, info.value_type), None
+    if info.kind == "float":
+        cast = None if pa.types.is_float64(info.value_type) else pa.float64()
+        return pa.array([s.as_py() for s in scalars], pa.float64()), cast
+    if info.kind == "date":  # a timestamp equals a date only at midnight
+        days = []
+        for s in scalars:
+            day = s.as_py()
+            if isinstance(day, dt.datetime):
+                if day.time() != dt.time():
+                    continue
+                day = day.date()
+            days.append(day)
+        return pa.array(days, pa.date32()), None if pa.types.is_date32(info.value_type) else pa.date32()
+    if info.kind == "timestamp":
+        target = scalars[0].type if scalars else info.value_type
+        cast = None if info.value_type == target else target
+        return pa.array([s.as_py() for s in scalars], target), cast
+    return pa.array([s.as_py() for s in scalars], info.value_type), None
+
+
+def _apply(data: Bools, fn: Callable[[pa.Array], pa.Array]) -> Bools:
+    """Run ``fn`` per chunk; on a dictionary array run it on the dictionary and gather."""
+    if isinstance(data, pa.ChunkedArray):
+        return pa.chunked_array([_apply(chunk, fn) for chunk in data.chunks], type=pa.bool_())
+    if pa.types.is_dictionary(data.type):
+        return pc.take(fn(data.dictionary), data.indices)
+    return fn(data)
+
+
+def _null_where_null(source: pa.Array, result: pa.Array) -> pa.Array:
+    """``result`` with NULL wherever ``source`` is NULL."""
+    if source.null_count == 0:
+        return result
+    return pc.if_else(pc.is_null(source), _NULL_BOOL, result)
+
+
+def _element_hits(elements: pa.Array, values: pa.Array) -> pa.Array:
+    """Which list elements equal one of ``values`` (NULL elements count as no match)."""
+    if len(values) > 4:
+        return pc.fill_null(pc.is_in(elements, value_set=values), False)
+    hit = pa.array(np.zeros(len(elements), dtype=bool))
+    for i, value in enumerate(values):  # a few equality scans beat hashing every element
+        equal = pc.fill_null(pc.equal(elements, value), False)
+        hit = equal if i == 0 else pc.or_(hit, equal)
+    return hit
+
+
+def _rows_with_hits(chunk: pa.Array, values: pa.Array, cast: pa.DataType | None) -> np.ndarray:
+    """Per list row: does it hold at least one of ``values`` (NULL rows: unspecified)."""
+    n = len(chunk)
+    if pa.types.is_fixed_size_list(chunk.type):
+        elements, starts = pc.list_flatten(chunk), None
+    else:
+        starts = chunk.offsets.to_numpy()
+        elements = chunk.values.slice(starts[0], starts[-1] - starts[0])
+    if pa.types.is_dictionary(elements.type):  # test the dictionary once, gather per element
+        dictionary = elements.dictionary if cast is None else pc.cast(elements.dictionary, cast)
+        hits = pc.fill_null(pc.take(_element_hits(dictionary, values), elements.indices), False)
+    else:
+        hits = _element_hits(elements if cast is None else pc.cast(elements, cast), values)
+    hit = np.flatnonzero(hits.to_numpy(zero_copy_only=False))
+    if starts is None:
+        rows = pc.list_parent_indices(chunk).to_numpy()[hit]
+    else:
+        rows = np.searchsorted(starts, hit + starts[0], side="right") - 1
+    out = np.zeros(n, dtype=bool)
+    out[rows] = True
+    return out
+
+
+def _membership(chunk: pa.Array, values: pa.Array, cast: pa.DataType | None, require_all: bool) -> pa.Array:
+    """Per list row: holds any of ``values`` (or all of them); NULL lists give NULL."""
+    if not require_all:
+        out = _rows_with_hits(chunk, values, cast)
+    else:
+        out = np.ones(len(chunk), dtype=bool)
+        for i in range(len(values)):
+            out &= _rows_with_hits(chunk, values.slice(i, 1), cast)
+    if chunk.null_count:
+        return pa.array(out, mask=chunk.is_null().to_numpy(zero_copy_only=False))
+    return pa.array(out)
+
+
+class _Binder:
+    """Turns an expression into a kernel, validating it against the schema."""
+
+    def __init__(self, schema: pa.Schema):
+        self.schema = schema
+
+    def column(self, name: str) -> _Column:
+        if name not in self.schema.names:
+            close = difflib.get_close_matches(name, self.schema.names, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"columns are: {', '.join(self.schema.names)}"
+            raise FilterError(f"unknown column '{name}'; {hint}")
+        t = self.schema.field(name).type
+        is_list = _is_list(t)
+        value_type = t.value_type if is_list or pa.types.is_dictionary(t) else t
+        kind = _kind(value_type)
+        if kind is None:
+            raise FilterError(f"column '{name}' has type {t}, which filters do not support")
+        if pa.types.is_dictionary(value_type):
+            value_type = value_type.value_type
+        return _Column(name, t, is_list, kind, value_type)
+
+    def scalar_column(self, name: str, what: str) -> _Column:
+        info = self.column(name)
+        if info.is_list:
+            raise FilterError(
+                f"cannot use {what} on list column '{name}' ({info.describe}); use 'value' IN {name}, "
+                f"array_contains_any({name}, (...)) or array_contains_all({name}, (...))"
+            )
+        return info
+
+    def bind(self, expr: Expr) -> Kernel:
+        if isinstance(expr, And):
+            kernels = [self.bind(op) for op in expr.operands]
+            combine = pc.or_kleene if isinstance(expr, Or) else pc.and_kleene
+
+            def logical(data: Data) -> Bools:
+                result = kernels[0](data)
+                for kernel in kernels[1:]:
+                    result = combine(result, kernel(data))
+                return result
+
+            return logical
+        if isinstance(expr, Not):
+            inner = self.bind(expr.operand)
+            return lambda data: pc.invert(inner(data))
+        if isinstance(expr, Compare):
+            info = self.scalar_column(expr.column, f"'{expr.op}'")
+            fn, scalar = _COMPARE[expr.op], _scalar(info, expr.value)
+            return lambda data: _apply(data.column(info.name), lambda a: fn(a, scalar))
+        if isinstance(expr, Between):
+            info = self.scalar_column(expr.column, "BETWEEN")
+            low, high = _scalar(info, expr.low), _scalar(info, expr.high)
+            return lambda data: _apply(
+                data.column(info.name),
+                lambda a: pc.and_kleene(pc.greater_equal(a, low), pc.less_equal(a, high)),
+            )
+        if isinstance(expr, IsNull):
+            self.column(expr.column)
+            test = pc.is_valid if expr.negated else pc.is_null
+            return lambda data: test(data.column(expr.column))
+        if isinstance(expr, In):
+            return self.bind_in(expr)
+        if isinstance(expr, (Contains, ContainsAny)):
+            return self.bind_membership(expr)
+        raise FilterError(f"cannot evaluate filter node {type(expr).__name__}")
+
+    def bind_in(self, expr: In) -> Kernel:
+        info = self.scalar_column(expr.column, "IN (...)")
+        values, cast = _value_set(info, expr.values)
+        if not expr.values:
+            return lambda data: pa.array(np.full(data.num_rows, expr.negated))
+
+        def is_in(a: pa.Array) -> pa.Array:
+            hit = pc.is_in(pc.cast(a, cast) if cast is not None else a, value_set=values)
+            return _null_where_null(a, pc.invert(hit) if expr.negated else hit)
+
+        return lambda data: _apply(data.column(info.name), is_in)
+
+    def bind_membership(self, expr: Contains | ContainsAny) -> Kernel:
+        info = self.column(expr.column)
+        single = isinstance(expr, Contains)
+        if not info.is_list:
+            sql = literal_sql(expr.value) if isinstance(expr, Contains) else "..."
+            hint = f"use {expr.column} = {sql}" if single else f"use {expr.column} IN (...)"
+            raise FilterError(
+                f"list membership needs a list column, but '{expr.column}' is a {info.describe} column; "
+                f"{hint}"
+            )
+        raw = (expr.value,) if isinstance(expr, Contains) else expr.values
+        values, cast = _value_set(info, raw)
+        require_all = isinstance(expr, ContainsAll)
+        if require_all:
+            values = pc.unique(values)
+
+        def member(data: Data) -> Bools:
+            column = data.column(info.name)
+            chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+            parts = [_membership(c, values, cast, require_all) for c in chunks]
+            return pa.chunked_array(parts, type=pa.bool_())
+
+        return member
+
+
+class BoundFilter:
+    """A filter checked against a schema; ``evaluate`` turns a table into a bool mask."""
+
+    def __init__(self, expr: Expr, schema: pa.Schema):
+        self.expr = expr
+        self.schema = schema
+        self.columns: frozenset[str] = expr.columns()
+        self._kernel = _Binder(schema).bind(expr)
+
+    def __repr__(self) -> str:
+        return f"BoundFilter({self.expr.to_sql()!r})"
+
+    def _check(self, table: Data) -> None:
+        for name in self.columns:
+            if name not in table.schema.names:
+                raise FilterError(f"the table has no column '{name}' (the filter's schema has it)")
+            bound, given = self.schema.field(name).type, table.schema.field(name).type
+            if bound != given and (_kind(bound), _is_list(bound)) != (_kind(given), _is_list(given)):
+                raise FilterError(f"column '{name}' is {given} in the table but {bound} in the bound schema")
+
+    def evaluate_arrow(self, table: Data) -> pa.BooleanArray:
+        """The three-valued result: a boolean array of ``table.num_rows`` with NULLs."""
+        self._check(table)
+        result = self._kernel(table)
+        if isinstance(result, pa.ChunkedArray):
+            result = result.combine_chunks() if result.num_chunks else pa.array([], pa.bool_())
+        return result
+
+    def evaluate(self, table: Data) -> np.ndarray:
+        """A C-contiguous numpy bool mask of ``table.num_rows`` (NULL counts as False)."""
+        self._check(table)
+        mask = pc.fill_null(self._kernel(table), False).to_numpy(zero_copy_only=False)
+        return np.ascontiguousarray(mask, dtype=bool)
+
+
+def bind(expr: Any, schema: pa.Schema | pa.Table | pa.RecordBatch) -> BoundFilter:
+    """Validate ``expr`` (an Expr, or anything ``parse`` accepts) against ``schema``."""
+    from vecdb.filters import parse
+
+    parsed = parse(expr)
+    if parsed is None:
+        raise TypeError("bind() needs a filter, got no filter (None or an empty string)")
+    if not isinstance(schema, pa.Schema):
+        schema = schema.schema
+    return BoundFilter(parsed, schema)

@@ -1,0 +1,386 @@
+"""The SQL-like WHERE language: a hand-written tokenizer and a recursive-descent parser.
+
+Grammar (keywords are case-insensitive)::
+
+    filter     := or_expr EOF
+    or_expr    := and_expr ("OR" and_expr)*
+    and_expr   := not_expr ("AND" not_expr)*
+    not_expr   := "NOT" not_expr | "(" or_expr ")" | predicate
+    predicate  := column cmp_op literal
+                | column ["NOT"] "BETWEEN" literal "AND" literal
+                | column ["NOT"] "IN" "(" [literal ("," literal)*] ")"
+                | column "IS" ["NOT"] "NULL"
+                | literal cmp_op column                 -- normalised to column op' literal
+                | literal ["NOT"] "IN" column           -- list membership
+                | ("array_contains" | "list_contains") "(" column "," literal ")"
+                | ("array_contains_any" | "array_contains_all") "(" column "," "(" literals ")" ")"
+    cmp_op     := "=" | "!=" | "<>" | "<" | "<=" | ">" | ">="
+    literal    := 'string' | number | "TRUE" | "FALSE" | "DATE" 'YYYY-MM-DD'
+                | "TIMESTAMP" 'YYYY-MM-DD HH:MM:SS[.ffffff]'
+    column     := [A-Za-z_][A-Za-z0-9_]* (not a keyword) | "double-quoted"
+
+Strings use ``''`` for a quote inside; numbers may be negative and have a fraction and an
+exponent (a number with ``.`` or ``e`` is a float). Every error is a ``FilterError`` carrying
+the character offset where the parser stopped and what it expected there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from vecdb.errors import FilterError
+from vecdb.filters.ast import (
+    FLIPPED_OPS,
+    KEYWORDS,
+    And,
+    Between,
+    Compare,
+    Contains,
+    ContainsAll,
+    ContainsAny,
+    Expr,
+    In,
+    IsNull,
+    Not,
+    Or,
+    Scalar,
+)
+
+_FUNCTIONS = {
+    "ARRAY_CONTAINS": Contains,
+    "LIST_CONTAINS": Contains,
+    "ARRAY_CONTAINS_ANY": ContainsAny,
+    "ARRAY_CONTAINS_ALL": ContainsAll,
+}
+_PUNCTUATION = {"(": "LPAREN", ")": "RPAREN", ",": "COMMA"}
+
+
+@dataclass(frozen=True)
+class Token:
+    """One token: kind is IDENT, QIDENT, KEYWORD, STRING, NUMBER, OP, LPAREN, RPAREN, COMMA or EOF."""
+
+    kind: str
+    text: str  # source text, or for KEYWORD the upper-cased word, for STRING/QIDENT the unquoted value
+    pos: int
+    value: int | float | None = None
+
+    def describe(self) -> str:
+        return "the end of the filter" if self.kind == "EOF" else repr(self.text)
+
+
+def _is_ident_start(c: str) -> bool:
+    return c.isascii() and (c.isalpha() or c == "_")
+
+
+def _is_ident_char(c: str) -> bool:
+    return c.isascii() and (c.isalnum() or c == "_")
+
+
+def _quoted(text: str, start: int, quote: str, what: str) -> tuple[str, int]:
+    """Read a quoted string starting at ``text[start] == quote``; return (value, end)."""
+    parts: list[str] = []
+    i = start + 1
+    while True:
+        j = text.find(quote, i)
+        if j < 0:
+            raise FilterError(f"unterminated {what} (no closing {quote})", position=start, text=text)
+        parts.append(text[i:j])
+        if text.startswith(quote, j + 1):  # doubled quote = one literal quote
+            parts.append(quote)
+            i = j + 2
+            continue
+        return "".join(parts), j + 1
+
+
+def _number(text: str, start: int) -> tuple[Token, int]:
+    """Read ``-?digits[.digits][e[+-]digits]`` (or ``.digits...``) starting at ``start``."""
+    i = start + 1 if text[start] == "-" else start
+    n = len(text)
+    digits_start = i
+    while i < n and text[i].isdigit():
+        i += 1
+    is_float = False
+    if i < n and text[i] == ".":
+        is_float = True
+        i += 1
+        while i < n and text[i].isdigit():
+            i += 1
+    if i == digits_start or text[digits_start:i] == ".":
+        raise FilterError(f"invalid number {text[start:i + 1]!r}", position=start, text=text)
+    if i < n and text[i] in "eE":
+        is_float = True
+        i += 1
+        if i < n and text[i] in "+-":
+            i += 1
+        if i >= n or not text[i].isdigit():
+            raise FilterError("expected digits in the exponent of a number", position=i, text=text)
+        while i < n and text[i].isdigit():
+            i += 1
+    if i < n and (_is_ident_char(text[i]) or text[i] == "."):
+        end = i
+        while end < n and (_is_ident_char(text[end]) or text[end] == "."):
+            end += 1
+        raise FilterError(f"invalid number {text[start:end]!r}", position=start, text=text)
+    raw = text[start:i]
+    value: int | float = float(raw) if is_float else int(raw)
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        raise FilterError(f"number {raw} is out of range", position=start, text=text)
+    return Token("NUMBER", raw, start, value), i
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split ``text`` into tokens, ending with an EOF token."""
+    tokens: list[Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c == "'":
+            value, end = _quoted(text, i, "'", "string literal")
+            tokens.append(Token("STRING", value, i))
+            i = end
+        elif c == '"':
+            value, end = _quoted(text, i, '"', "quoted column name")
+            if not value:
+                raise FilterError("empty quoted column name", position=i, text=text)
+            tokens.append(Token("QIDENT", value, i))
+            i = end
+        elif c.isdigit() or (c in "-." and i + 1 < n and (text[i + 1].isdigit() or text[i + 1] == ".")):
+            token, i = _number(text, i)
+            tokens.append(token)
+        elif _is_ident_start(c):
+            j = i + 1
+            while j < n and _is_ident_char(text[j]):
+                j += 1
+            word = text[i:j]
+            kind = "KEYWORD" if word.upper() in KEYWORDS else "IDENT"
+            tokens.append(Token(kind, word.upper() if kind == "KEYWORD" else word, i))
+            i = j
+        elif c in _PUNCTUATION:
+            tokens.append(Token(_PUNCTUATION[c], c, i))
+            i += 1
+        elif c in "=<>!":
+            two = text[i:i + 2]
+            op = two if two in ("!=", "<>", "<=", ">=") else c
+            if op == "!":
+                raise FilterError("unexpected character '!' (did you mean '!='?)", position=i, text=text)
+            tokens.append(Token("OP", op, i))
+            i += len(op)
+        else:
+            raise FilterError(f"unexpected character {c!r}", position=i, text=text)
+    tokens.append(Token("EOF", "", n))
+    return tokens
+
+
+class _Parser:
+    """Recursive descent over the token list; one instance per parse."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = tokenize(text)
+        self.i = 0
+
+    # -- token helpers -------------------------------------------------------------------
+    def peek(self, ahead: int = 0) -> Token:
+        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
+
+    def advance(self) -> Token:
+        token = self.tokens[self.i]
+        self.i = min(self.i + 1, len(self.tokens) - 1)
+        return token
+
+    def at_keyword(self, *words: str) -> bool:
+        token = self.peek()
+        return token.kind == "KEYWORD" and token.text in words
+
+    def error(self, message: str, token: Token | None = None) -> FilterError:
+        token = token or self.peek()
+        return FilterError(f"{message}, found {token.describe()}", position=token.pos, text=self.text)
+
+    def expect(self, kind: str, what: str) -> Token:
+        if self.peek().kind != kind:
+            raise self.error(f"expected {what}")
+        return self.advance()
+
+    def expect_keyword(self, word: str, context: str) -> None:
+        if not self.at_keyword(word):
+            raise self.error(f"expected {word} {context}")
+        self.advance()
+
+    # -- grammar -------------------------------------------------------------------------
+    def parse(self) -> Expr:
+        expr = self.or_expr()
+        token = self.peek()
+        if token.kind == "RPAREN":
+            raise self.error("unbalanced parentheses: ')' without a matching '('")
+        if token.kind != "EOF":
+            raise self.error("expected AND, OR or the end of the filter")
+        return expr
+
+    def or_expr(self) -> Expr:
+        operands = [self.and_expr()]
+        while self.at_keyword("OR"):
+            self.advance()
+            operands.append(self.and_expr())
+        return operands[0] if len(operands) == 1 else Or(tuple(operands))
+
+    def and_expr(self) -> Expr:
+        operands = [self.not_expr()]
+        while self.at_keyword("AND"):
+            self.advance()
+            operands.append(self.not_expr())
+        return operands[0] if len(operands) == 1 else And(tuple(operands))
+
+    def not_expr(self) -> Expr:
+        if self.at_keyword("NOT"):
+            self.advance()
+            return Not(self.not_expr())
+        token = self.peek()
+        if token.kind == "LPAREN":
+            self.advance()
+            expr = self.or_expr()
+            if self.peek().kind != "RPAREN":
+                raise self.error(
+                    f"unbalanced parentheses: expected ')' to close the '(' at offset {token.pos}"
+                )
+            self.advance()
+            return expr
+        return self.predicate()
+
+    def predicate(self) -> Expr:
+        token = self.peek()
+        if token.kind == "IDENT" and self.peek(1).kind == "LPAREN":
+            return self.function_call()
+        if token.kind in ("IDENT", "QIDENT"):
+            return self.column_predicate(self.advance().text)
+        if token.kind in ("STRING", "NUMBER") or self.at_keyword("TRUE", "FALSE", "DATE", "TIMESTAMP"):
+            return self.literal_predicate()
+        if self.at_keyword("NULL"):
+            raise self.error("NULL can only be used as 'column IS NULL' or 'column IS NOT NULL'")
+        raise self.error("expected a column, a value, NOT or '('")
+
+    def column_predicate(self, column: str) -> Expr:
+        token = self.peek()
+        if token.kind == "OP":
+            self.advance()
+            return Compare(column, token.text, self.literal(f"after '{token.text}'"))
+        negated = self.at_keyword("NOT")
+        if negated:
+            self.advance()
+            if not self.at_keyword("BETWEEN", "IN"):
+                raise self.error(f"expected BETWEEN or IN after '{column} NOT'")
+        if self.at_keyword("BETWEEN"):
+            self.advance()
+            low = self.literal("after BETWEEN")
+            self.expect_keyword("AND", "between the two bounds of BETWEEN")
+            expr: Expr = Between(column, low, self.literal("after BETWEEN ... AND"))
+            return Not(expr) if negated else expr
+        if self.at_keyword("IN"):
+            self.advance()
+            return In(column, self.literal_list("after IN"), negated)
+        if self.at_keyword("IS"):
+            self.advance()
+            is_not = self.at_keyword("NOT")
+            if is_not:
+                self.advance()
+            self.expect_keyword("NULL", "after IS" + (" NOT" if is_not else ""))
+            return IsNull(column, is_not)
+        raise self.error(f"expected a comparison operator, BETWEEN, IN or IS after column '{column}'")
+
+    def literal_predicate(self) -> Expr:
+        start = self.peek()
+        value = self.literal("")
+        token = self.peek()
+        if token.kind == "OP":
+            self.advance()
+            op = "!=" if token.text == "<>" else token.text
+            return Compare(self.column(f"after '{token.text}'"), FLIPPED_OPS[op], value)
+        negated = self.at_keyword("NOT")
+        if negated:
+            self.advance()
+        if self.at_keyword("IN"):
+            self.advance()
+            expr: Expr = Contains(self.column("after IN (list membership: 'value' IN list_column)"), value)
+            return Not(expr) if negated else expr
+        raise self.error(f"expected a comparison operator or IN after the value {start.text!r}")
+
+    def function_call(self) -> Expr:
+        name = self.advance()
+        node = _FUNCTIONS.get(name.text.upper())
+        if node is None:
+            raise FilterError(
+                f"unknown function {name.text!r}; expected one of "
+                "array_contains, array_contains_any, array_contains_all",
+                position=name.pos,
+                text=self.text,
+            )
+        self.expect("LPAREN", f"'(' after {name.text}")
+        column = self.column(f"as the first argument of {name.text}")
+        self.expect("COMMA", f"',' after the column of {name.text}")
+        expr: Expr
+        if node is Contains:
+            expr = Contains(column, self.literal(f"as the second argument of {name.text}"))
+        else:
+            expr = node(column, self.literal_list(f"as the second argument of {name.text}"))
+        self.expect("RPAREN", f"')' to close {name.text}(")
+        return expr
+
+    def column(self, context: str) -> str:
+        token = self.peek()
+        if token.kind in ("IDENT", "QIDENT"):
+            return self.advance().text
+        raise self.error(f"expected a column name {context}")
+
+    def literal_list(self, context: str) -> tuple[Scalar, ...]:
+        self.expect("LPAREN", f"'(' and a list of values {context}")
+        values: list[Scalar] = []
+        if self.peek().kind == "RPAREN":
+            self.advance()
+            return ()
+        while True:
+            values.append(self.literal("in the list"))
+            if self.peek().kind == "COMMA":
+                self.advance()
+                continue
+            self.expect("RPAREN", "',' or ')' in the list of values")
+            return tuple(values)
+
+    def literal(self, context: str) -> Scalar:
+        token = self.peek()
+        where = f" {context}" if context else ""
+        if token.kind == "STRING":
+            self.advance()
+            return token.text
+        if token.kind == "NUMBER":
+            self.advance()
+            return token.value if token.value is not None else 0
+        if self.at_keyword("TRUE", "FALSE"):
+            self.advance()
+            return token.text == "TRUE"
+        if self.at_keyword("DATE", "TIMESTAMP"):
+            self.advance()
+            text = self.expect("STRING", f"a quoted {token.text.lower()} after {token.text}")
+            try:
+                if token.text == "DATE":
+                    return dt.date.fromisoformat(text.text)
+                return dt.datetime.fromisoformat(text.text)
+            except ValueError:
+                shape = "'YYYY-MM-DD'" if token.text == "DATE" else "'YYYY-MM-DD HH:MM:SS'"
+                raise FilterError(
+                    f"invalid {token.text} literal {text.text!r}; expected {shape}",
+                    position=text.pos,
+                    text=self.text,
+                ) from None
+        if self.at_keyword("NULL"):
+            raise self.error(f"NULL is not a value{where}; use 'column IS NULL' or 'column IS NOT NULL'")
+        raise self.error(f"expected a value{where}")
+
+
+def parse_sql(text: str) -> Expr:
+    """Parse a SQL-like WHERE clause into an expression (raises ``FilterError``)."""
+    return _Parser(text).parse()
+
+
+__all__ = ["Token", "tokenize", "parse_sql"]
