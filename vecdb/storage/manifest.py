@@ -51,8 +51,12 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
     if tmp.exists():
         tmp.unlink()
     write_bytes_durable(tmp, json.dumps(manifest, indent=1, sort_keys=True).encode())
-    os.replace(tmp, root / MANIFEST)
-    fsync_dir(root)
+    os.replace(tmp, root / MANIFEST)  # the commit point: from here on the new version is the current one
+    try:
+        fsync_dir(root)
+    except OSError as exc:
+        log.error("could not sync directory %s after committing version %s: %s",
+                  root, manifest["version"], exc)
     collect_garbage(root, manifest)
 
 
