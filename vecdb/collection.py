@@ -28,7 +28,7 @@ from .indexes.base import Hits, check_metric, index_class, pop_params
 from .result import SearchResult
 from .storage import attributes as attrs_mod
 from .storage.files import describe_file, read_arrow, read_npy, verify, write_arrow, write_npy
-from .storage.manifest import FORMAT, FORMAT_VERSION, read_manifest, write_manifest
+from .storage.manifest import FORMAT, FORMAT_VERSION, collect_garbage, read_manifest, write_manifest
 from .vectors import as_ids, as_matrix, check_k, normalize
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,8 @@ class Collection:
         self._manifest = manifest
 
     def _next_manifest(self) -> dict[str, Any]:
+        # files of a write that crashed before its commit point would collide with this one's names
+        collect_garbage(self.root, self._manifest)
         manifest = copy.deepcopy(self._manifest)
         manifest["version"] = self.version + 1
         return manifest
