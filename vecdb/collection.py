@@ -24,6 +24,7 @@ from . import planner
 from .errors import (CollectionExistsError, DuplicateIdError, InvalidParameterError, SchemaError,
                      UnknownIdError)
 from .filters import Expr, bind, parse
+from .filters.attribute_index import AttributeIndex
 from .indexes.base import Hits, check_metric, index_class, pop_params
 from .result import SearchResult
 from .storage import attributes as attrs_mod
@@ -82,7 +83,7 @@ class Collection:
                                           "device": getattr(self._index, "device", "cpu")}
 
     def __len__(self) -> int:
-        return int(self._live.sum())
+        return self._n_live
 
     def __repr__(self) -> str:
         kind = self._manifest["index"]["kind"] if self._manifest.get("index") else None
@@ -108,6 +109,8 @@ class Collection:
         if m.get("deleted"):
             self._live[read_npy(self.root, m["deleted"], mmap=False)] = False
         self._reindex_ids()
+        self._n_live = int(self._live.sum())
+        self._attr_index: AttributeIndex | None = None
         self._index = None
         if m.get("index"):
             spec = m["index"]
@@ -208,8 +211,10 @@ class Collection:
             self._vectors = np.concatenate([self._vectors, x]) if self._vectors.size else x
             self._ids = np.concatenate([self._ids, new_ids])
             self._live = np.concatenate([self._live, np.ones(n, bool)])
+            self._n_live += n
             self._reindex_ids()
             self._bound.clear()
+            self._attr_index = None
             return new_ids
 
     def delete(self, ids: Any = None, *, where: Any = None) -> int:
@@ -231,6 +236,7 @@ class Collection:
             manifest["deleted"] = write_npy(path, np.flatnonzero(~live).astype(np.int64))
             self._commit(manifest, [path])
             self._live = live
+            self._n_live = int(live.sum())
             return int(rows.size)
 
     def build_index(self, kind: str = "hnsw", **options: Any) -> None:
@@ -307,7 +313,9 @@ class Collection:
         bound = self._bound.get(expr)
         if bound is None:
             bound = self._bound[expr] = bind(expr, self._table.schema)
-        return bound.evaluate(self._table)
+        if self._attr_index is None:
+            self._attr_index = AttributeIndex(self._table)
+        return self._attr_index.evaluate(bound)
 
     def _prepare_queries(self, queries: Any) -> np.ndarray:
         q = as_matrix(queries, self.dim, what="queries")
@@ -328,7 +336,7 @@ class Collection:
         forced = params.pop("plan", None)
         allowed = getattr(self._index, "search_options", {})
         pop_params(params, allowed, f"search with index {getattr(self._index, 'kind', None)!r}")
-        filtered = expr is not None or not self._live.all()
+        filtered = expr is not None or self._n_live < len(self._ids)
         mask = self._filter_mask(expr) & self._live if filtered else None
         matches = int(mask.sum()) if mask is not None else len(self._ids)
         total = len(self)

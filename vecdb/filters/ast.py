@@ -123,7 +123,11 @@ class Expr:
         return not self == other
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        cached = self.__dict__.get("_hash")
+        if cached is None:  # nodes are immutable: hash once (filters are dict keys on every search)
+            cached = hash(self._key())
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
     def __and__(self, other: Expr) -> Expr:
         if not isinstance(other, Expr):
@@ -145,7 +149,11 @@ class Expr:
         )
 
     def __str__(self) -> str:
-        return self.to_sql()
+        cached = self.__dict__.get("_sql")
+        if cached is None:
+            cached = self.to_sql()
+            object.__setattr__(self, "_sql", cached)
+        return cached
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.to_sql()}>"

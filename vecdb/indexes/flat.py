@@ -13,6 +13,7 @@ import numpy as np
 from .base import Hits, check_metric, pop_params, register
 
 BLOCK_ROWS = 32768
+_NO_ROW = np.iinfo(np.int64).max
 
 
 def _topk_merge(best_s: np.ndarray, best_r: np.ndarray, s: np.ndarray, r: np.ndarray, k: int):
@@ -31,7 +32,7 @@ def _finish(s: np.ndarray, r: np.ndarray, k: int) -> Hits:
     out_s = np.full((nq, k), -np.inf, dtype=np.float32)
     out_r = np.full((nq, k), -1, dtype=np.int64)
     # Sort each query's candidates by (score desc, row asc); padding (-inf, -1) sorts last.
-    r_key = np.where(r < 0, np.iinfo(np.int64).max, r)
+    r_key = np.where(r < 0, _NO_ROW, r)
     order = np.lexsort((r_key, -s), axis=1) if s.size else np.zeros_like(r)
     s = np.take_along_axis(s, order, axis=1)[:, :k]
     r = np.take_along_axis(r, order, axis=1)[:, :k]
