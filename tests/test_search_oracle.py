@@ -63,7 +63,7 @@ def test_slice_ground_truth_matches_exact_plan(arxiv_slice, slice_collection):
     assert recall(res.ids, arxiv_slice.gt_ids[:, :10], arxiv_slice.gt_scores[:, :10], res.scores) == 1.0
 
 
-@pytest.mark.parametrize("plan", ["auto", "index", "post_filter"])
+@pytest.mark.parametrize("plan", ["auto", "index", "filtered_graph", "post_filter"])
 def test_every_plan_returns_k_passing_rows_with_high_recall(arxiv_slice, slice_collection, plan):
     wheres = arxiv_slice.filters_sql
     res = slice_collection.search(arxiv_slice.queries, k=10, where=wheres, plan=plan)

@@ -13,7 +13,9 @@ import copy
 import difflib
 import inspect
 import logging
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -361,11 +363,24 @@ class Collection:
         rows = np.full((nq, k), -1, dtype=np.int64)
         plans = [""] * nq
         index_rows = self._manifest["index"]["rows"] if self._index is not None else 0
-        for expr, members in self._groups(where, nq).items():
+        groups = list(self._groups(where, nq).items())
+        if any(expr is not None for expr, _ in groups) and self._attr_index is None:
+            self._attr_index = AttributeIndex(self._table)  # once, before any thread needs it
+
+        def run_group(group: tuple[Any, list[int]]) -> tuple[list[int], planner.Plan, Hits]:
+            expr, members = group
             plan, mask = self._plan(expr, k, dict(params))
-            hits: Hits = planner.run(plan, vectors=self._vectors, index=self._index, index_rows=index_rows,
-                                     queries=q[members], k=k, mask=mask, metric=self.metric,
-                                     config=self._planner)
+            hits = planner.run(plan, vectors=self._vectors, index=self._index, index_rows=index_rows,
+                               queries=q[members], k=k, mask=mask, metric=self.metric, config=self._planner)
+            return members, plan, hits
+
+        threads = min(len(groups), self._planner.threads or os.cpu_count() or 1)
+        if threads > 1:  # one filter per query: groups run on threads (the kernels release the GIL)
+            with ThreadPoolExecutor(threads) as pool:
+                done = list(pool.map(run_group, groups))
+        else:
+            done = [run_group(group) for group in groups]
+        for members, plan, hits in done:
             scores[members] = hits.scores
             rows[members] = hits.rows
             for i in members:

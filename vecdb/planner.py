@@ -17,7 +17,7 @@ from .errors import InvalidParameterError
 from .indexes.base import Hits
 from .indexes.flat import _finish, _topk_merge, exact_search
 
-PLANS = ("exact", "index", "post_filter")
+PLANS = ("exact", "index", "filtered_graph", "post_filter")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,16 +28,22 @@ class PlannerConfig:
     ``exact_max_selectivity``: at or below this fraction of rows passing, scanning exactly only the
     matching rows is faster than any graph plan at recall >= 0.95 (and it is exact).
     ``exact_max_rows``: always scan when this few rows pass.
-    Above it, graph indexes (HNSW) run ``post_filter``: an unfiltered search that over-fetches
+    Above it, FAISS HNSW runs ``filtered_graph``: the numba traversal of its graph over passing rows
+    only (ACORN-1-style two-hop expansion through rejected ones), beam ``ef_search * filtered_ef_ratio``;
+    it stops and goes exact once it has examined more rows than pass the filter.
+    Graph indexes whose graph vecdb cannot read (hnswlib) run ``post_filter``: an unfiltered search that over-fetches
     ``k / selectivity * overfetch`` rows with a beam as wide, keeps the rows that pass, and fetches 4x
     more (up to ``max_fetch``) while a query is short; this measured both faster and more accurate
     than FAISS' bitmap-filtered traversal, whose beam fills with rejected nodes. Indexes that scan
     whole lists (IVF) take the bitmap directly (plan ``index``).
+    ``threads``: a batch whose queries carry different filters runs its filter groups on threads.
     ``ef_scale``: a forced filtered traversal widens its beam to ``ef / selectivity ** ef_scale``.
     """
 
     exact_max_selectivity: float = 0.05
     exact_max_rows: int = 1000
+    filtered_ef_ratio: float = 0.5
+    threads: int = 0  # batches with several filters run on this many threads (0 = every core)
     overfetch: float = 2.0
     max_fetch: int = 4096
     ef_scale: float = 1.0
@@ -84,6 +90,8 @@ def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, forc
             raise InvalidParameterError(f"unknown plan {forced!r}; expected auto or one of {', '.join(PLANS)}")
         if forced != "exact" and index is None:
             raise InvalidParameterError(f"plan {forced!r} needs an index; call build_index first")
+        if forced == "filtered_graph" and not hasattr(index, "search_filtered_graph"):
+            raise InvalidParameterError(f"plan 'filtered_graph' needs a FAISS hnsw index, not {kind!r}")
         return Plan(forced, matches, total, "forced by the caller", kind, _plan_params(forced, index, sel, params, config))
     if index is None or index.exact:
         why = "no approximate index is built" if index is None else "the index is exact"
@@ -101,6 +109,12 @@ def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, forc
                     f"selectivity {sel:.4f} > exact_max_selectivity={config.exact_max_selectivity}: "
                     f"{kind} scans its lists with the row bitmap", kind,
                     _plan_params("index", index, sel, params, config))
+    if hasattr(index, "search_filtered_graph"):
+        return Plan("filtered_graph", matches, total,
+                    f"selectivity {sel:.4f} > exact_max_selectivity={config.exact_max_selectivity}: traverse the "
+                    f"{kind} graph over passing rows only, two-hop through rejected ones (exact if it "
+                    f"examines more rows than pass)", kind,
+                    _plan_params("filtered_graph", index, sel, params, config))
     return Plan("post_filter", matches, total,
                 f"selectivity {sel:.4f} > exact_max_selectivity={config.exact_max_selectivity}: unfiltered "
                 f"{kind} search over-fetching ~k/selectivity, then the bitmap (exact refill if short)", kind,
@@ -111,6 +125,8 @@ def _plan_params(name: str, index: Any, sel: float, params: dict[str, Any], conf
     out = dict(params)
     if name == "exact" or index is None:
         return {}
+    if name == "filtered_graph" and "ef" not in out:
+        out["ef"] = max(8, int(index.ef_search * config.filtered_ef_ratio))
     if name == "index" and "ef" not in out and hasattr(index, "ef_search") and sel < 1.0:
         widened = index.ef_search / max(sel, 1e-6) ** config.ef_scale
         out["ef"] = int(min(config.ef_max, math.ceil(widened)))
@@ -125,6 +141,13 @@ def run(plan: Plan, *, vectors: np.ndarray, index: Any, index_rows: int, queries
     head_mask = None if mask is None else mask[:index_rows]
     if plan.name == "index":
         hits = index.search(queries, k, allow=head_mask, **plan.params)
+    elif plan.name == "filtered_graph":
+        if head_mask is None:
+            head_mask = np.ones(index_rows, dtype=bool)
+        hits, complete = index.search_filtered_graph(queries, k, head_mask, ef=plan.params.get("ef"),
+                                                     budget=max(plan.matches, k))
+        hits.rows[~complete] = -1  # over budget: answered exactly below
+        hits.scores[~complete] = -np.inf
     else:
         hits = _post_filter(index, queries, k, head_mask, plan, config)
     if vectors.shape[0] > index_rows:  # rows added since the index was built: exact scan

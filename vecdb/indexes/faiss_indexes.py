@@ -92,6 +92,41 @@ class HNSWIndex(_FaissIndex):
         D, I = self.index.search(queries, k, params=sp)
         return self._hits(D, I)
 
+    def add(self, vectors: np.ndarray) -> None:
+        super().add(vectors)
+        self._graph = None
+
+    def graph(self) -> tuple:
+        """FAISS' graph as numpy arrays (copied once, cached until rows are added) and its vectors."""
+        if getattr(self, "_graph", None) is None:
+            h = self.index.hnsw
+            n, d = self.ntotal, self.dim
+            xb = faiss.rev_swig_ptr(faiss.downcast_index(self.index.storage).get_xb(), n * d).reshape(n, d) if n else \
+                np.empty((0, d), np.float32)
+            self._graph = (xb, faiss.vector_to_array(h.neighbors).astype(np.int32, copy=False),
+                           faiss.vector_to_array(h.offsets).astype(np.int64),
+                           faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64),
+                           int(h.entry_point), int(h.max_level))
+        return self._graph
+
+    def search_filtered_graph(self, queries: np.ndarray, k: int, allow: np.ndarray, *, ef: int | None = None,
+                              budget: int | None = None) -> tuple[Hits, np.ndarray]:
+        """ACORN-style traversal in numba with the bitmap inside the kernel (see kernels.hnsw_filtered).
+
+        Returns the hits and a bool per query: False where the traversal examined more than ``budget``
+        rows and stopped (the caller answers those exactly).
+        """
+        from ..kernels.hnsw_filtered import filtered_search
+
+        xb, neighbors, offsets, cum, entry, max_level = self.graph()
+        ef = max(ef or self.ef_search, k)
+        budget = int(budget if budget is not None else allow.shape[0])
+        scores, rows, complete = filtered_search(xb, neighbors, offsets, cum, entry, max_level,
+                                                 np.ascontiguousarray(queries, np.float32),
+                                                 np.ascontiguousarray(allow[: self.ntotal]), k, ef, budget,
+                                                 self.metric == "l2")
+        return Hits(scores, rows), complete
+
     @classmethod
     def load(cls, paths: list[Path], dim: int, metric: str, config: dict[str, Any], vectors: np.ndarray) -> "HNSWIndex":
         index = cls(dim, metric, **config)
