@@ -243,3 +243,29 @@ def test_corrupt_files_are_detected(tmp_path, rng):
     (coll.root / "manifest.json").write_text("{not json")
     with pytest.raises(errors.CorruptCollectionError):
         vecdb.open(coll.root)
+
+
+def test_build_index_calibrates_and_target_recall_picks_the_beam(tmp_path, rng):
+    coll, x = make(tmp_path, rng, n=1500, attrs=False)
+    coll.build_index("hnsw", M=8, ef_construction=40)
+    curves = json.loads((coll.root / "manifest.json").read_text())["index"]["calibration"]
+    efs = [ef for ef, _ in curves["unfiltered"]]
+    recalls = [r for _, r in curves["unfiltered"]]
+    assert efs == sorted(efs) and all(0.0 <= r <= 1.0 for r in recalls) and recalls[-1] >= recalls[0]
+    assert "filtered_graph" in curves
+    low = coll.explain(x[0], target_recall=0.5).params["ef"]
+    high = coll.explain(x[0], target_recall=1.0).params["ef"]
+    assert low <= high and low in efs and high in efs
+    res = coll.search(x[:20], k=10, target_recall=0.99)
+    truth = coll.search(x[:20], k=10, plan="exact")
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(res.ids, truth.ids)]) >= 0.9
+    with pytest.raises(errors.InvalidParameterError):
+        coll.search(x[0], target_recall=1.5)
+
+
+def test_explain_gives_estimated_and_actual_matches(tmp_path, rng):
+    coll, x = make(tmp_path, rng)
+    coll.search(x[0], where="tag = 'a'")  # builds the attribute statistics
+    plan = coll.explain(x[0], where="tag = 'a' AND year >= 2010")
+    assert plan.estimated_matches is not None and 0 <= plan.estimated_matches <= 200
+    assert "estimated" in str(plan)

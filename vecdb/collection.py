@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import planner
+from .calibration import calibrate, ef_for
 from .errors import (CollectionExistsError, DuplicateIdError, InvalidParameterError, SchemaError,
                      UnknownIdError)
 from .filters import Expr, bind, parse
@@ -264,7 +265,7 @@ class Collection:
             index = cls(self.dim, self.metric, **options)
             rows = self._vectors.shape[0]
             index.build(self._vectors)
-            self._save_index(index, rows)
+            self._save_index(index, rows, calibrate(index, self._vectors, self.metric))
 
     def optimize(self) -> None:
         """Add the rows appended since ``build_index`` to the index (they are scanned exactly until then)."""
@@ -275,12 +276,14 @@ class Collection:
             self._index.add(self._vectors[spec["rows"]:])
             self._save_index(self._index, self._vectors.shape[0])
 
-    def _save_index(self, index: Any, rows: int) -> None:
+    def _save_index(self, index: Any, rows: int, calibration: dict[str, Any] | None = None) -> None:
         manifest = self._next_manifest()
+        if calibration is None:
+            calibration = (self._manifest.get("index") or {}).get("calibration", {})
         files = index.save(self.root / f"index-{manifest['version']:06d}")
         try:
             manifest["index"] = {"kind": index.kind, "config": index.config(), "rows": rows,
-                                 "files": [describe_file(p) for p in files]}
+                                 "files": [describe_file(p) for p in files], "calibration": calibration}
         except BaseException:
             for path in files:
                 path.unlink(missing_ok=True)
@@ -336,6 +339,9 @@ class Collection:
 
     def _plan(self, expr: Any, k: int, params: dict[str, Any]) -> tuple[planner.Plan, np.ndarray | None]:
         forced = params.pop("plan", None)
+        target = params.pop("target_recall", None)
+        if target is not None and not (isinstance(target, (int, float)) and 0 < target <= 1):
+            raise InvalidParameterError(f"target_recall must be in (0, 1]; got {target!r}")
         allowed = getattr(self._index, "search_options", {})
         pop_params(params, allowed, f"search with index {getattr(self._index, 'kind', None)!r}")
         filtered = expr is not None or self._n_live < len(self._ids)
@@ -345,15 +351,24 @@ class Collection:
         index_rows = self._manifest["index"]["rows"] if self._index is not None else 0
         plan = planner.choose(index=self._index, matches=matches, total=total, k=k, filtered=filtered,
                               forced=forced, params=params, config=self._planner)
+        if target is not None and "ef" not in params and plan.name in ("index", "filtered_graph"):
+            ef = ef_for((self._manifest.get("index") or {}).get("calibration", {}), plan.name, float(target))
+            if ef is not None:
+                plan = planner.dataclasses.replace(plan, params={**plan.params, "ef": ef})
+        estimate = None
+        if expr is not None and self._attr_index is not None:
+            estimate = round(self._attr_index.estimate(expr) * len(self._ids))
         plan = planner.dataclasses.replace(plan, filter=None if expr is None else str(expr),
-                                           tail_rows=len(self._ids) - index_rows if self._index else 0)
+                                           tail_rows=len(self._ids) - index_rows if self._index else 0,
+                                           estimated_matches=estimate)
         return plan, mask
 
     def search(self, queries: Any, k: int = 10, where: Any = None, **params: Any) -> SearchResult:
         """The k nearest rows per query among those passing ``where``.
 
         ``where``: SQL-like string, ``vecdb.col`` expression, JSON tree, or a list with one per query.
-        ``params``: ``plan="auto"|"exact"|"index"|"post_filter"`` and the index's search options
+        ``params``: ``plan="auto"|"exact"|"index"|"filtered_graph"|"post_filter"``; ``target_recall``
+        (HNSW: the beam width calibrated at build time to reach it); the index's search options
         (``ef`` for HNSW, ``nprobe`` for IVF).
         """
         k = check_k(k)

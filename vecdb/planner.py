@@ -62,6 +62,7 @@ class Plan:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     filter: str | None = None
     tail_rows: int = 0
+    estimated_matches: int | None = None
 
     @property
     def selectivity(self) -> float:
@@ -71,7 +72,9 @@ class Plan:
         lines = [
             f"plan: {self.name}",
             f"filter: {self.filter or '(none)'}",
-            f"matches: {self.matches} of {self.total} rows (selectivity {self.selectivity:.4%})",
+            f"matches: {self.matches} of {self.total} rows (selectivity {self.selectivity:.4%})"
+            + (f"; estimated {self.estimated_matches} from the attribute statistics"
+               if self.estimated_matches is not None else ""),
             f"index: {self.index or '(none)'}" + (f" {self.params}" if self.params else ""),
             f"reason: {self.reason}",
         ]
