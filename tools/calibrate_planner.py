@@ -38,7 +38,7 @@ def load_or_build(path: Path) -> vecdb.Collection:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--collection", type=Path, default=Path("/tmp/arxiv.vdb"))
-    ap.add_argument("--efs", default="16,32,64,128,256")
+    ap.add_argument("--efs", default="32,64,256,512")
     ap.add_argument("--limit", type=int, default=1000)
     args = ap.parse_args()
     faiss.omp_set_num_threads(1)
@@ -51,8 +51,12 @@ def main() -> None:
     for i, q in enumerate(queries):
         where = q["filter_sql"] or None
         truth = [t for t in gt[i, :10] if t >= 0]
-        variants = [("exact", {"plan": "exact"})] + [(f"hnsw ef={e}", {"plan": "index", "ef": e}) for e in efs]
-        variants += [("post_filter", {"plan": "post_filter"}), ("auto", {})]
+        variants = [("exact", {"plan": "exact"})]
+        if where is not None:
+            variants += [(f"bitmap ef={e}", {"plan": "index", "ef": e}) for e in efs]
+            variants += [(f"graph ef={e}", {"plan": "filtered_graph", "ef": e}) for e in efs]
+            variants += [("post_filter", {"plan": "post_filter"})]
+        variants += [("auto", {})]
         for name, params in variants:
             coll.search(xq[i], 10, where=where, **params)  # warm the filter cache equally for every plan
             t0 = time.perf_counter()
@@ -61,19 +65,21 @@ def main() -> None:
             rec = len(set(res.ids[0].tolist()) & set(truth)) / max(1, len(truth))
             stats[(q["filter_band"], name)].append((dt, rec))
     bands = ["unfiltered", "~50%", "~10%", "~1%", "~0.1%", "very_low"]
-    names = ["exact"] + [f"hnsw ef={e}" for e in efs] + ["post_filter", "auto"]
-    print(f"{'band':12s}" + "".join(f"{n:>22s}" for n in names))
-    for band in bands:
+    names = (["exact"] + [f"bitmap ef={e}" for e in efs] + [f"graph ef={e}" for e in efs]
+             + ["post_filter", "auto"])
+    print("| plan | " + " | ".join(bands) + " |")
+    print("|---" * (len(bands) + 1) + "|")
+    for n in names:
         cells = []
-        for n in names:
+        for band in bands:
             rows = stats.get((band, n), [])
             if not rows:
-                cells.append(f"{'-':>22s}")
+                cells.append("—")
                 continue
             ms = statistics.median(r[0] for r in rows) * 1e3
             rec = statistics.mean(r[1] for r in rows)
-            cells.append(f"{ms:9.3f}ms r={rec:.3f}".rjust(22))
-        print(f"{band:12s}" + "".join(cells))
+            cells.append(f"{ms:.2f} ms, {rec:.3f}")
+        print(f"| {n} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
