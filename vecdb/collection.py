@@ -311,6 +311,10 @@ class Collection:
             out[name] = taken.column(name)
         return pa.table(out)
 
+    def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
+        """Every live row: ``id``, optionally ``vector``, and the attribute columns (all by default)."""
+        return self.get(self._ids[self._live], columns=columns, with_vectors=with_vectors)
+
     def _filter_mask(self, where: Any) -> np.ndarray:
         expr = parse(where)
         if expr is None:
@@ -347,6 +351,8 @@ class Collection:
         filtered = expr is not None or self._n_live < len(self._ids)
         mask = self._filter_mask(expr) & self._live if filtered else None
         matches = int(mask.sum()) if mask is not None else len(self._ids)
+        if mask is not None and matches == len(self._ids):  # every row passes: search unfiltered
+            mask, filtered = None, False
         total = len(self)
         index_rows = self._manifest["index"]["rows"] if self._index is not None else 0
         plan = planner.choose(index=self._index, matches=matches, total=total, k=k, filtered=filtered,

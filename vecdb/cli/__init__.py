@@ -1,0 +1,117 @@
+"""The ``vecdb`` console script: ``build``, ``search``, ``info`` and ``explain``, thin over the library.
+
+Every failure the user can cause (a missing file, a bad filter, an unknown column, ...) ends as one line
+``vecdb: error: ...`` on stderr and a non-zero exit status (1; 2 for a malformed command line; 130 when
+interrupted); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import NoReturn, Sequence
+
+from . import build, explain, info, search
+from .common import CliError
+
+EPILOG = """examples:
+  vecdb build --vectors base.f16.npy --attributes attributes.parquet --id-column id --out arxiv.vdb
+  vecdb search arxiv.vdb --row 7 -k 5 --where "year >= 2026" --columns title
+  vecdb info arxiv.vdb
+  vecdb explain arxiv.vdb --where "'cs.LG' IN categories"
+
+'vecdb COMMAND --help' describes each command.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line ``vecdb: error: ...`` (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"vecdb: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(prog="vecdb", description="Filtered vector search collections from the shell.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"vecdb {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in (build, search, info, explain):
+        module.add_parser(sub, [common])
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename!r}"
+    return " ".join(text.split())
+
+
+class _Formatter(logging.Formatter):
+    """``vecdb: warning: ...``, in the lower case of the error lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.levelname = record.levelname.lower()
+        return super().format(record)
+
+
+def _logging(debug: bool) -> tuple[logging.Handler, int]:
+    """Library warnings (e.g. a GPU asked for but absent) as ``vecdb: warning: ...`` on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("vecdb: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("vecdb")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    return handler, old_level
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``vecdb`` command line; returns the exit status."""
+    import pyarrow as pa
+
+    from ..errors import VecdbError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    handler, old_level = _logging(args.debug)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        sys.stderr.write("vecdb: interrupted\n")
+        return 130
+    except BrokenPipeError:  # `vecdb search ... | head`: the reader left; say nothing
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
+    except (CliError, VecdbError, OSError, pa.ArrowException, MemoryError) as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"vecdb: error: {_one_line(exc)}\n")
+        return 1
+    except Exception as exc:  # a bug: still one line, with the way to the traceback
+        if args.debug:
+            raise
+        sys.stderr.write(f"vecdb: error: internal error {type(exc).__name__}: {_one_line(exc)} "
+                         f"(run with --debug for the traceback)\n")
+        return 1
+    finally:
+        logging.getLogger("vecdb").removeHandler(handler)
+        logging.getLogger("vecdb").setLevel(old_level)

@@ -1,0 +1,191 @@
+"""``vecdb build``: a collection on disk from Parquet / Arrow files or ``.npy`` vectors, streamed in batches.
+
+Nothing half-written is ever left at ``--out``: the collection is built in the sibling directory
+``OUT.tmp-<pid>`` (for ``--append``, a hard-linked copy of the old one: vecdb never rewrites a file in
+place, so the copy shares the bytes safely) and renamed into place only once complete; on any failure
+the temporary directory is removed and ``OUT`` is as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import CliError, parse_key_values, split_columns
+from .output import describe_index, emit_line
+from .progress import Progress
+
+EPILOG = """examples:
+  vecdb build papers.parquet --out papers.vdb --index hnsw --index-param M=32 --index-param ef_search=128
+  vecdb build embeddings/ --out papers.vdb --vector-column emb --columns title,year,categories
+  vecdb build --vectors base.f16.npy --attributes attributes.parquet --id-column id --out arxiv.vdb
+  vecdb build more.parquet --out papers.vdb --append          # add rows, then update the index
+"""
+
+
+def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    from ..indexes import index_kinds
+    from ..indexes.base import METRICS
+    from ..indexes.device import DEVICES
+
+    p = sub.add_parser("build", parents=parents, help="build (or append to) a collection from files",
+                       description="Build a vecdb collection from a Parquet / Arrow IPC file or directory holding "
+                                   "a vector column, or from --vectors X.npy beside --attributes FILE.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", nargs="?", metavar="SOURCE",
+                   help="Parquet / Arrow IPC file, or a directory of them, with a vector column")
+    p.add_argument("--out", "-o", required=True, metavar="PATH", help="the collection directory to write")
+    p.add_argument("--vectors", metavar="X.npy", help="vectors as a 2-D .npy array (instead of SOURCE)")
+    p.add_argument("--attributes", metavar="FILE",
+                   help="attribute rows for --vectors: a Parquet / Arrow file or directory")
+    p.add_argument("--vector-column", metavar="NAME", help="the vector column (detected when there is only one)")
+    p.add_argument("--id-column", metavar="NAME",
+                   help="integer ids (default: a column named 'id' if any, else 0, 1, ...)")
+    p.add_argument("--columns", metavar="A,B", help="attribute columns to keep (default: all)")
+    p.add_argument("--metric", choices=METRICS, help="similarity (default cosine; --append keeps the collection's)")
+    p.add_argument("--index", choices=[*index_kinds(), "none"],
+                   help="index type to build (default hnsw; with --append the existing index is updated)")
+    p.add_argument("--index-param", action="append", metavar="KEY=VALUE",
+                   help="an option of the index, repeatable: M=32, ef_construction=200, ef_search=128, nlist=256, "
+                        "nprobe=32, engine=hnswlib")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="where the index runs (default auto)")
+    p.add_argument("--batch-size", type=int, default=32768, metavar="N", help="rows read per batch (default 32768)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--append", action="store_true", help="add the rows to the existing collection at --out")
+    mode.add_argument("--overwrite", action="store_true", help="replace --out once the new collection is complete")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    p.set_defaults(run=run)
+
+
+def _open_source(args: argparse.Namespace) -> Any:
+    from .sources import NpySource, TableSource
+
+    columns = split_columns(args.columns)
+    if args.source and args.vectors:
+        raise CliError("give either SOURCE or --vectors X.npy, not both")
+    if args.vectors:
+        if args.vector_column:
+            raise CliError("--vector-column applies to a SOURCE table, not to --vectors")
+        return NpySource(Path(args.vectors), Path(args.attributes) if args.attributes else None,
+                         id_column=args.id_column, columns=columns)
+    if args.attributes:
+        raise CliError("--attributes goes with --vectors X.npy")
+    if not args.source:
+        raise CliError("nothing to read: give SOURCE (a Parquet / Arrow file or directory) or --vectors X.npy")
+    return TableSource(Path(args.source), vector_column=args.vector_column, id_column=args.id_column,
+                       columns=columns)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _swap_into_place(tmp: Path, out: Path, replace: bool) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed only after."""
+    if not replace:
+        os.rename(tmp, out)
+        return
+    old = out.with_name(f"{out.name}.old-{os.getpid()}")
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _index_options(cls: type, params: dict[str, Any], device: str) -> dict[str, Any]:
+    accepted = inspect.signature(cls.__init__).parameters
+    if "device" in accepted and "device" not in params:
+        params = {**params, "device": device}
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    import vecdb
+    from ..indexes import index_class
+    from ..storage.manifest import read_manifest
+
+    if args.batch_size <= 0:
+        raise CliError(f"--batch-size must be a positive integer; got {args.batch_size}")
+    out = Path(args.out)
+    exists = out.exists() or out.is_symlink()
+    if exists and not (args.append or args.overwrite):
+        raise CliError(f"{str(out)!r} already exists; pass --append to add rows to it or --overwrite to replace it")
+    if exists:
+        try:
+            read_manifest(out)
+        except vecdb.errors.NotACollectionError as exc:
+            raise CliError(f"refusing to {'append to' if args.append else 'overwrite'} {str(out)!r}: {exc}") from exc
+    index_params = parse_key_values(args.index_param, "--index-param")
+    source = _open_source(args)  # every input is checked before anything is written
+
+    appending = args.append and exists
+    kind = args.index if args.index is not None else (None if appending else "hnsw")
+    if index_params and kind in (None, "none"):
+        raise CliError("--index-param needs --index KIND")
+    if kind not in (None, "none"):
+        index_params = _index_options(index_class(kind), index_params, args.device)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    start = time.perf_counter()
+    progress = Progress("adding", source.total_rows, enabled=False if args.quiet else None)
+    try:
+        coll = None
+        if appending:
+            shutil.copytree(out, tmp, copy_function=_link_or_copy)
+            coll = vecdb.open(tmp)
+            if args.metric and args.metric != coll.metric:
+                raise CliError(f"--metric {args.metric} differs from the collection's metric {coll.metric}")
+        coll = _add_all(source, coll, tmp, args, progress)
+        progress.close()
+        t_add = time.perf_counter() - start
+        if kind not in (None, "none"):
+            progress.status(f"building the {kind} index over {len(coll):,} rows ...")
+            coll.build_index(kind, **index_params)
+        elif kind is None and coll.index_info is not None:
+            progress.status(f"adding the new rows to the {coll.index_info['kind']} index ...")
+            coll.optimize()
+        _swap_into_place(tmp, out, replace=exists)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    total = time.perf_counter() - start
+    if not args.quiet:
+        index = describe_index(coll.index_info)
+        emit_line(f"{'appended to' if appending else 'built'} {out}: {len(coll):,} rows ({progress.done:,} added), "
+                  f"dim {coll.dim}, metric {coll.metric}, index {index}; {total:.1f} s "
+                  f"(read+write {t_add:.1f} s, index {total - t_add:.1f} s)")
+    return 0
+
+
+def _add_all(source: Any, coll: Any, tmp: Path, args: argparse.Namespace, progress: Progress) -> Any:
+    """Stream the source's batches into ``coll`` (created at ``tmp`` from the first batch when None)."""
+    import vecdb
+    from .sources import rebatch
+
+    first = 0
+    for batch in rebatch(source.batches(args.batch_size), args.batch_size):
+        if coll is None:
+            coll = vecdb.create(tmp, dim=int(batch.vectors.shape[1]), metric=args.metric or "cosine")
+        try:
+            coll.add(batch.vectors, batch.attributes, ids=batch.ids)
+        except (vecdb.errors.InvalidVectorError, vecdb.errors.DimensionError) as exc:
+            # the library counts rows within the batch; say where the batch starts in the input
+            raise CliError(f"input rows {first}..{first + len(batch) - 1}: {exc}") from exc
+        first += len(batch)
+        progress.update(len(batch))
+    if coll is None:
+        raise CliError("the input holds no rows; nothing to build")
+    return coll

@@ -1,0 +1,47 @@
+"""``vecdb explain``: the plan the planner would run for a filter, how many rows pass, and why."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+from .common import parse_key_values
+from .output import write_text
+from .search import PLANS
+
+EPILOG = """examples:
+  vecdb explain papers.vdb --where "'cs.LG' IN categories AND year >= 2025"
+  vecdb explain papers.vdb --where "primary_category = 'cs.SE'" -k 100 --format json
+"""
+
+
+def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("explain", parents=parents, help="the plan a filtered search would take, and its selectivity",
+                       description="Show the plan the planner would choose for a filter: exact scan, filtered "
+                                   "index search or post-filter, the matching rows, the selectivity and why.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", metavar="PATH", help="the collection directory")
+    p.add_argument("--where", metavar="FILTER", help="SQL-like filter (default: none)")
+    p.add_argument("-k", type=int, default=10, help="hits per query the plan is for (default 10)")
+    p.add_argument("--params", action="append", metavar="KEY=VALUE", help="search options, as for search")
+    p.add_argument("--plan", choices=PLANS, help="force a plan (to see its parameters)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import vecdb
+
+    params = parse_key_values(args.params, "--params")
+    if args.plan:
+        params["plan"] = args.plan
+    coll = vecdb.open(args.path)
+    plan = coll.explain(where=args.where, k=args.k, **params)
+    if args.format == "json":
+        data = dataclasses.asdict(plan) | {"selectivity": plan.selectivity}
+        write_text(json.dumps(data, indent=2) + "\n", None)
+    else:
+        write_text(str(plan) + "\n", None)
+    return 0

@@ -1,0 +1,105 @@
+"""``vecdb search``: the k nearest rows to one or many query vectors, filtered, as a table / JSON / CSV / Parquet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import planner
+from .common import CliError, parse_key_values, split_columns
+from .output import render_csv, render_json, render_table, write_text
+
+EPILOG = """examples:
+  vecdb search papers.vdb --vector-file q.npy -k 5 --where "'cs.LG' IN categories AND year >= 2025" --columns title,year
+  vecdb search papers.vdb --row 42 --format json --columns title
+  vecdb search papers.vdb --vector '[0.1, 0.2, 0.3]' --params ef=256
+  vecdb search papers.vdb --vector-file q.npy --format parquet --output hits.parquet --plan exact
+
+JSON output: a list with one entry per query, each a list of hits {"id", "score", <columns>}.
+Scores: higher is better for cosine and ip; squared distances (ascending) for l2.
+"""
+
+FORMATS = ("table", "json", "csv", "parquet")
+PLANS = ("auto", *planner.PLANS)
+
+
+def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("search", parents=parents, help="nearest neighbours of query vectors, with a filter",
+                       description="Search a collection for the k nearest rows to each query vector.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", metavar="PATH", help="the collection directory")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--vector-file", metavar="Q.npy", help="query vectors: a 1-D (one) or 2-D (many) .npy array")
+    query.add_argument("--row", type=int, metavar="ID", help="use the stored vector of the row with this id (that row is then the top hit)")
+    query.add_argument("--vector", metavar="JSON", help="one query as a JSON array of numbers, or an array of arrays")
+    p.add_argument("--where", metavar="FILTER", help="SQL-like filter, e.g. \"year >= 2025 AND tag = 'a'\"")
+    p.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
+    p.add_argument("--columns", metavar="A,B", help="attribute columns to show ('*' for all; default none)")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    p.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout (required for parquet)")
+    p.add_argument("--params", action="append", metavar="KEY=VALUE",
+                   help="search options, repeatable or comma-separated: ef=128 (hnsw), nprobe=16 (ivf)")
+    p.add_argument("--plan", choices=PLANS, help="force a plan instead of the planner's choice")
+    p.set_defaults(run=run)
+
+
+def _queries(args: argparse.Namespace, coll: Any) -> np.ndarray:
+    """The query matrix from --vector-file, --row or --vector (JSON, never eval)."""
+    if args.vector_file is not None:
+        path = Path(args.vector_file)
+        if not path.is_file():
+            raise CliError(f"--vector-file {args.vector_file!r} does not exist")
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise CliError(f"cannot read {args.vector_file!r} as a .npy array: {exc}") from exc
+    if args.row is not None:
+        table = coll.get([args.row], columns=[], with_vectors=True)
+        return np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
+    try:
+        value = json.loads(args.vector)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--vector is not valid JSON: {exc}") from exc
+    if not isinstance(value, list) or not value:
+        raise CliError(f"--vector must be a JSON array of numbers; got {args.vector[:60]!r}")
+    rows = value if all(isinstance(v, list) for v in value) else [value]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for row in rows for v in row):
+        raise CliError("--vector must hold numbers only (an array, or an array of arrays)")
+    lengths = sorted({len(row) for row in rows})
+    if len(lengths) > 1:
+        raise CliError(f"--vector rows have mixed lengths {lengths}")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def run(args: argparse.Namespace) -> int:
+    import vecdb
+
+    if args.format == "parquet" and not args.output:
+        raise CliError("--format parquet needs --output FILE")
+    params = parse_key_values(args.params, "--params")
+    if args.plan:
+        params["plan"] = args.plan
+    coll = vecdb.open(args.path)
+    columns = split_columns(args.columns) or []
+    if columns == ["*"]:
+        columns = list(coll.schema.names)
+    columns = [c for c in dict.fromkeys(columns) if c not in ("id", "score")]
+    queries = _queries(args, coll)
+    result = coll.search(queries, k=args.k, where=args.where, **params)
+    table = result.to_arrow(columns)
+    nq = len(result)
+    if args.format == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, args.output)
+    elif args.format == "json":
+        write_text(render_json(table, nq), args.output)
+    elif args.format == "csv":
+        write_text(render_csv(table), args.output)
+    else:
+        write_text(render_table(table, nq, result.plans), args.output)
+    return 0
