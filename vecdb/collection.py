@@ -211,7 +211,7 @@ class Collection:
                     self._table = attrs_mod.null_table(schema, len(self._ids))
                 self._table = pa.concat_tables([self._table, table])
             self._schema = schema
-            self._vectors = np.concatenate([self._vectors, x]) if self._vectors.size else x
+            self._vectors = self._append_vectors(x)
             self._ids = np.concatenate([self._ids, new_ids])
             self._live = np.concatenate([self._live, np.ones(n, bool)])
             self._n_live += n
@@ -219,6 +219,17 @@ class Collection:
             self._bound.clear()
             self._attr_index = None
             return new_ids
+
+    def _append_vectors(self, x: np.ndarray) -> np.ndarray:
+        """The row matrix with ``x`` appended; capacity doubles, so streaming adds copy O(n) in all."""
+        n, m = self._vectors.shape[0], x.shape[0]
+        buf = getattr(self, "_vector_buffer", None)
+        if buf is None or buf.shape[0] < n + m or not np.shares_memory(buf[:1], self._vectors[:1]):
+            buf = np.empty((max(n + m, 2 * n, 1024), self.dim), dtype=np.float32)
+            buf[:n] = self._vectors
+            self._vector_buffer = buf
+        buf[n:n + m] = x
+        return buf[: n + m]
 
     def delete(self, ids: Any = None, *, where: Any = None) -> int:
         """Delete rows by id or by filter (exactly one of the two); returns how many were deleted."""

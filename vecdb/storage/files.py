@@ -39,12 +39,29 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+class _HashingWriter(io.RawIOBase):
+    """A write-only file that hashes what passes through it (so nothing is buffered whole)."""
+
+    def __init__(self, f: io.BufferedWriter):
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.sha.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+
 def write_npy(path: Path, array: np.ndarray) -> dict:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    data = buf.getvalue()
-    write_bytes_durable(path, data)
-    return {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    """Stream ``array`` to a new ``.npy`` file, fsync it, and describe it for the manifest."""
+    with open(path, "xb") as f:
+        out = _HashingWriter(f)
+        np.lib.format.write_array(out, np.ascontiguousarray(array), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    return {"file": path.name, "bytes": out.size, "sha256": out.sha.hexdigest()}
 
 
 def write_arrow(path: Path, table: pa.Table) -> dict:
