@@ -1,0 +1,25 @@
+"""Every format version ever written still opens and answers the same (tests/golden, tools/make_golden.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+
+import vecdb
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def test_format_v1_opens_and_answers(tmp_path):
+    coll = vecdb.open(GOLDEN / "v1.vdb")
+    assert (len(coll), coll.dim, coll.metric) == (19, 4, "cosine")
+    assert coll.index_info["kind"] == "hnsw"
+    assert coll.schema.names == ["n", "tag", "day", "labels"]
+    row = coll.get([102], columns=["tag", "day", "labels"])
+    assert row.column("tag").to_pylist() == [None] and row.column("day").to_pylist() == [dt.date(2025, 1, 3)]
+    assert coll.get([112], columns=["tag"]).column("tag").to_pylist() == [None]
+    res = coll.search(np.array([1, 2, 3, 4], np.float32), k=19, where="'x' IN labels")
+    assert sorted(res.ids[0][res.ids[0] >= 0].tolist()) == [100, 103, 104, 106, 107, 109, 110]
+    assert 101 not in coll.search(np.ones(4), k=19).ids
