@@ -29,8 +29,10 @@ class PlannerConfig:
     matching rows is faster than any graph plan at recall >= 0.95 (and it is exact).
     ``exact_max_rows``: always scan when this few rows pass.
     Above it, FAISS HNSW runs ``filtered_graph``: the numba traversal of its graph over passing rows
-    only (ACORN-1-style two-hop expansion through rejected ones), beam ``ef_search * filtered_ef_ratio``;
-    it stops and goes exact once it has examined more rows than pass the filter.
+    only (ACORN-1-style two-hop expansion through rejected ones), beam ``ef_search * filtered_ef_ratio``,
+    gathering ``M * gather_scale / sqrt(selectivity)`` passing neighbours per expansion (between M and
+    4M: few when most rows pass, more when the passing subgraph is sparse); it stops and goes exact
+    once it has examined more rows than pass the filter.
     Graph indexes whose graph vecdb cannot read (hnswlib) run ``post_filter``: an unfiltered search that over-fetches
     ``k / selectivity * overfetch`` rows with a beam as wide, keeps the rows that pass, and fetches 4x
     more (up to ``max_fetch``) while a query is short; this measured both faster and more accurate
@@ -42,7 +44,8 @@ class PlannerConfig:
 
     exact_max_selectivity: float = 0.05
     exact_max_rows: int = 1000
-    filtered_ef_ratio: float = 0.5
+    filtered_ef_ratio: float = 0.375
+    gather_scale: float = 1.5
     threads: int = 0  # batches with several filters run on this many threads (0 = every core)
     overfetch: float = 2.0
     max_fetch: int = 4096
@@ -128,8 +131,11 @@ def _plan_params(name: str, index: Any, sel: float, params: dict[str, Any], conf
     out = dict(params)
     if name == "exact" or index is None:
         return {}
-    if name == "filtered_graph" and "ef" not in out:
-        out["ef"] = max(8, int(index.ef_search * config.filtered_ef_ratio))
+    if name == "filtered_graph":
+        if "ef" not in out:
+            out["ef"] = max(8, int(index.ef_search * config.filtered_ef_ratio))
+        m = getattr(index, "M", 16)
+        out["gather"] = int(min(4 * m, max(m, math.ceil(m * config.gather_scale / math.sqrt(max(sel, 1e-6))))))
     if name == "index" and "ef" not in out and hasattr(index, "ef_search") and sel < 1.0:
         widened = index.ef_search / max(sel, 1e-6) ** config.ef_scale
         out["ef"] = int(min(config.ef_max, math.ceil(widened)))
@@ -148,6 +154,7 @@ def run(plan: Plan, *, vectors: np.ndarray, index: Any, index_rows: int, queries
         if head_mask is None:
             head_mask = np.ones(index_rows, dtype=bool)
         hits, complete = index.search_filtered_graph(queries, k, head_mask, ef=plan.params.get("ef"),
+                                                     gather=plan.params.get("gather"),
                                                      budget=max(plan.matches, k))
         hits.rows[~complete] = -1  # over budget: answered exactly below
         hits.scores[~complete] = -np.inf

@@ -110,7 +110,7 @@ class HNSWIndex(_FaissIndex):
         return self._graph
 
     def search_filtered_graph(self, queries: np.ndarray, k: int, allow: np.ndarray, *, ef: int | None = None,
-                              budget: int | None = None) -> tuple[Hits, np.ndarray]:
+                              budget: int | None = None, gather: int | None = None) -> tuple[Hits, np.ndarray]:
         """ACORN-style traversal in numba with the bitmap inside the kernel (see kernels.hnsw_filtered).
 
         Returns the hits and a bool per query: False where the traversal examined more than ``budget``
@@ -124,7 +124,7 @@ class HNSWIndex(_FaissIndex):
         scores, rows, complete = filtered_search(xb, neighbors, offsets, cum, entry, max_level,
                                                  np.ascontiguousarray(queries, np.float32),
                                                  np.ascontiguousarray(allow[: self.ntotal]), k, ef, budget,
-                                                 self.metric == "l2")
+                                                 self.metric == "l2", int(gather or 2 * self.M))
         return Hits(scores, rows), complete
 
     @classmethod

@@ -1,8 +1,10 @@
 """Filtered HNSW traversal in numba over a FAISS HNSW graph (ACORN-1-style expansion).
 
 The upper layers are descended greedily without the filter (they only steer). On layer 0 the beam
-holds only rows that pass the filter; when a neighbour fails it, its own neighbours are examined
-(two-hop expansion), so the passing subgraph stays connected even when few rows pass. The filter is a
+holds only rows that pass the filter. Expanding a node gathers its passing neighbours; when fewer
+than M pass, the rejected neighbours are looked through to their own neighbours (two hops) until M
+passing ones are gathered (ACORN-1's expansion, truncated to M), so the passing subgraph stays
+connected when few rows pass and no extra work is done when many pass. The filter is a
 bool array consulted inside the kernel: no Python per candidate. When a query has examined more rows
 than ``budget`` (the caller passes about the number of passing rows) it stops and flags itself, and
 the caller answers it with the exact scan, so recall never collapses.
@@ -80,7 +82,7 @@ def _pop(keys, vals, size, is_max):
 
 @nb.njit(nogil=True, cache=True)
 def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query, allow, k, ef, budget, l2,
-                visited, out_scores, out_rows):
+                gather, visited, out_scores, out_rows):
     """One query; fills ``out_*`` (k) and returns False when the budget ran out (caller goes exact)."""
     # greedy descent through the upper levels, unfiltered
     current = entry_point
@@ -108,11 +110,12 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
     n_cand = 0
     n_res = 0
     examined = 0
-    visited[current] = True
+    visited[current] = 1
     cand_k, cand_v, n_cand = _push(cand_k, cand_v, n_cand, current_score, current, True)
     if allow[current]:
         res_k, res_v, n_res = _push(res_k, res_v, n_res, current_score, current, False)
     width = cum[1] - cum[0]
+    wanted = max(1, gather)  # passing neighbours to gather per expansion (ACORN-1 truncates to M)
     while n_cand > 0:
         c_score = cand_k[0]
         c = cand_v[0]
@@ -120,31 +123,45 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
         if n_res >= ef and c_score < res_k[0]:
             break
         base = offsets[c]
+        gathered = 0
+        # direct neighbours that pass
         for p in range(base, base + width):
             u = neighbors[p]
             if u < 0:
                 break
-            if visited[u]:
-                continue
-            visited[u] = True
-            examined += 1
-            # a passing neighbour is scored; a rejected one is looked through (its neighbours)
             if allow[u]:
+                gathered += 1
+                if visited[u] & 1:
+                    continue
+                visited[u] |= 1
+                examined += 1
                 s = _score(vectors, u, query, l2)
                 if n_res < ef or s > res_k[0]:
                     cand_k, cand_v, n_cand = _push(cand_k, cand_v, n_cand, s, u, True)
                     res_k, res_v, n_res = _push(res_k, res_v, n_res, s, u, False)
                     if n_res > ef:
                         n_res = _pop(res_k, res_v, n_res, False)
-            else:
+        # too few pass: look through the rejected neighbours to theirs (two hops), up to ``wanted``
+        if gathered < wanted:
+            for p in range(base, base + width):
+                u = neighbors[p]
+                if u < 0 or gathered >= wanted:
+                    break
+                if allow[u] or visited[u] & 2:
+                    continue
+                visited[u] |= 2
+                examined += 1
                 base2 = offsets[u]
                 for p2 in range(base2, base2 + width):
                     w = neighbors[p2]
                     if w < 0:
                         break
-                    if visited[w] or not allow[w]:
+                    if not allow[w]:
                         continue
-                    visited[w] = True
+                    gathered += 1
+                    if visited[w] & 1:
+                        continue
+                    visited[w] |= 1
                     examined += 1
                     s = _score(vectors, w, query, l2)
                     if n_res < ef or s > res_k[0]:
@@ -152,6 +169,8 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
                         res_k, res_v, n_res = _push(res_k, res_v, n_res, s, w, False)
                         if n_res > ef:
                             n_res = _pop(res_k, res_v, n_res, False)
+                    if gathered >= wanted:
+                        break
         if examined > budget:
             return False
     # the k best of the results, best first
@@ -168,7 +187,8 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
 
 
 @nb.njit(nogil=True, cache=True)
-def filtered_search(vectors, neighbors, offsets, cum, entry_point, max_level, queries, allow, k, ef, budget, l2):
+def filtered_search(vectors, neighbors, offsets, cum, entry_point, max_level, queries, allow, k, ef, budget, l2,
+                    gather):
     """Filtered HNSW search for a batch. Serial and ``nogil``: the collection runs batches on threads
     (numba's own parallel layer is not safe to enter from several threads at once).
 
@@ -180,7 +200,7 @@ def filtered_search(vectors, neighbors, offsets, cum, entry_point, max_level, qu
     rows = np.empty((nq, k), np.int64)
     complete = np.empty(nq, np.bool_)
     for i in range(nq):
-        visited = np.zeros(vectors.shape[0], np.bool_)
+        visited = np.zeros(vectors.shape[0], np.uint8)  # bit 1: scored, bit 2: looked through
         complete[i] = _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, queries[i], allow,
-                                  k, ef, budget, l2, visited, scores[i], rows[i])
+                                  k, ef, budget, l2, gather, visited, scores[i], rows[i])
     return scores, rows, complete
