@@ -256,7 +256,8 @@ class Collection:
     def build_index(self, kind: str = "hnsw", **options: Any) -> None:
         """Build the vector index over every row (replacing any earlier one) and save it.
 
-        Kinds: ``flat`` (exact), ``hnsw`` (FAISS; ``engine="hnswlib"`` for hnswlib), ``hnswlib``, ``ivf``.
+        Kinds: ``flat`` (exact), ``hnsw`` (FAISS; ``engine="hnswlib"`` for hnswlib), ``hnswlib``, ``ivf``,
+        ``binary`` (packed multi-bit codes scanned with numba, reranked with the float vectors).
         Options are the index's own (``M``, ``ef_construction``, ``ef_search``; ``nlist``, ``nprobe``;
         ``device``), saved in the manifest so ``open`` rebuilds nothing.
         """
