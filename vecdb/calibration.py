@@ -15,7 +15,7 @@ import numpy as np
 
 from .indexes.flat import exact_search
 
-EFS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+EFS = (16, 32, 48, 64, 128, 256, 512)
 FILTERED_MARGIN = 0.02
 
 

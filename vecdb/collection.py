@@ -103,6 +103,7 @@ class Collection:
             ids.append(read_npy(self.root, seg["ids"], mmap=False))
             tables.append(attrs_mod.conform(attrs_mod.to_table(read_arrow(self.root, seg["attributes"]),
                                                                seg["rows"]), self._schema))
+        vectors = [v.view(np.ndarray) for v in vectors]  # plain arrays over the maps: no memmap wrapping cost
         self._vectors = (vectors[0] if len(vectors) == 1 else
                          np.concatenate(vectors) if vectors else np.empty((0, self.dim), np.float32))
         self._ids = np.concatenate(ids) if ids else np.empty(0, np.int64)

@@ -175,7 +175,7 @@ def _post_filter(index: Any, queries: np.ndarray, k: int, mask: np.ndarray | Non
     n = index.ntotal
     params = dict(plan.params)
     user_ef = params.pop("ef", None)
-    fetch = min(n, math.ceil(k / max(plan.selectivity, 1e-9) * config.overfetch) + k)
+    fetch = min(n, config.max_fetch, math.ceil(k / max(plan.selectivity, 1e-9) * config.overfetch) + k)
     while True:
         if hasattr(index, "ef_search"):
             params["ef"] = max(fetch, user_ef or index.ef_search)

@@ -13,6 +13,7 @@ import numpy as np
 from .base import Hits, check_metric, pop_params, register
 
 BLOCK_ROWS = 32768
+FUSED_MAX_WORK = 200_000  # queries x rows below which the numba kernel scans (no gather, no BLAS call)
 _NO_ROW = np.iinfo(np.int64).max
 
 
@@ -55,6 +56,13 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, 
         allowed = np.flatnonzero(allow)
         rows = allowed if rows is None else rows[allow[rows]]
     n = vectors.shape[0] if rows is None else rows.shape[0]
+    if rows is not None and nq * n <= FUSED_MAX_WORK:
+        # few rows, few queries: one fused pass in numba beats gathering the rows for BLAS
+        from ..kernels.exact import topk_rows
+
+        s, r = topk_rows(vectors, np.ascontiguousarray(rows, dtype=np.int64),
+                         np.ascontiguousarray(queries, dtype=np.float32), k, metric == "l2")
+        return _finish(s, r, k)
     best_s = np.empty((nq, 0), dtype=np.float32)
     best_r = np.empty((nq, 0), dtype=np.int64)
     q_norms = np.einsum("ij,ij->i", queries, queries)[:, None] if metric == "l2" else None

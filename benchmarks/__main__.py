@@ -1,0 +1,5 @@
+"""``python -m benchmarks``."""
+
+from . import main
+
+raise SystemExit(main())

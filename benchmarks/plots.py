@@ -1,0 +1,129 @@
+"""PNG plots (matplotlib, Agg backend): recall vs QPS per band, QPS vs selectivity, cost vs N."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import BANDS
+from .metrics import best_at, pareto
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _engines(rows: list[dict]) -> list[str]:
+    seen: list[str] = []
+    for r in rows:
+        if r["engine"] not in seen:
+            seen.append(r["engine"])
+    return seen
+
+
+def _style(i: int) -> dict:
+    markers = "os^vD<>px*h"
+    return {"marker": markers[i % len(markers)], "color": f"C{i % 10}"}
+
+
+def recall_vs_qps(rows: list[dict], path: Path, k: int, title: str) -> Path:
+    """One panel per band: every run as a faint point, each engine's Pareto front as a line."""
+    plt = _pyplot()
+    bands = [b for b in BANDS if any(r["band"] == b and r["k"] == k for r in rows)]
+    cols = min(3, max(1, len(bands)))
+    nrows = max(1, math.ceil(len(bands) / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 4 * nrows), squeeze=False)
+    engines = _engines(rows)
+    for ax, band in zip(axes.flat, bands):
+        for i, engine in enumerate(engines):
+            pts = [(r["recall"], r["qps"]) for r in rows if r["engine"] == engine and r["band"] == band
+                   and r["k"] == k and np.isfinite(r["qps"]) and not r["run_error"]]
+            if not pts:
+                continue
+            st = _style(i)
+            ax.scatter(*zip(*pts), s=12, alpha=0.35, color=st["color"], marker=st["marker"])
+            front = pareto(pts)
+            ax.plot(*zip(*front), label=engine, **st, markersize=4)
+        n = next((r["queries"] for r in rows if r["band"] == band), 0)
+        ax.set_title(f"{band} ({n} queries)")
+        ax.set_xlabel(f"recall@{k} (tie-aware)")
+        ax.set_ylabel("QPS, 1 thread")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(bands):]:
+        ax.axis("off")
+    handles, labels = next(((a.get_legend_handles_labels()) for a in axes.flat if a.lines), ([], []))
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, max(1, len(labels))), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def qps_vs_selectivity(rows: list[dict], selectivity: dict[str, float], path: Path, k: int, title: str) -> Path:
+    """Best single-thread QPS per band at recall >= 0.9 (left) and >= 0.95 (right), by band selectivity."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), squeeze=False)
+    for ax, target in zip(axes.flat, (0.9, 0.95)):
+        for i, engine in enumerate(_engines(rows)):
+            xs, ys = [], []
+            for band in BANDS:
+                best = best_at(rows, engine, band, k, target)
+                if best is not None and band in selectivity:
+                    xs.append(selectivity[band])
+                    ys.append(best["qps"])
+            if xs:
+                order = np.argsort(xs)
+                ax.plot(np.array(xs)[order], np.array(ys)[order], label=engine, **_style(i))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("selectivity (median of the band's queries)")
+        ax.set_ylabel(f"best QPS at recall@{k} >= {target}")
+        ax.set_title(f"recall >= {target}")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cost_vs_n(points: list[dict], path: Path, title: str) -> Path:
+    """``points``: {engine, n, latency_ms (cheapest setting with overall recall >= 0.9), build_s}."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), squeeze=False)
+    engines: list[str] = []
+    for p in points:
+        if p["engine"] not in engines:
+            engines.append(p["engine"])
+    for i, engine in enumerate(engines):
+        mine = sorted((p for p in points if p["engine"] == engine), key=lambda p: p["n"])
+        for ax, key in zip(axes.flat, ("latency_ms", "build_s")):
+            # an engine without an index (the exact scan) has no build time worth a log axis
+            xy = [(p["n"], p[key]) for p in mine
+                  if p.get(key) is not None and np.isfinite(p[key]) and (key != "build_s" or p[key] > 0.01)]
+            if xy:
+                ax.plot(*zip(*xy), label=engine, **_style(i))
+    for ax, label in zip(axes.flat, ("mean latency (ms, 1 thread) at overall recall@10 >= 0.9",
+                                     "build time (s)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("N (base vectors)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,235 @@
+"""Score a results folder and write ``summary.md``, ``metrics/`` and ``plots/`` into it.
+
+``report([dir])`` handles one run; a folder whose sub-folders are runs (``run --dataset a,b``), or several
+folders, give one summary with a section per dataset and the cost-vs-N plot across them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from . import plots
+from .datasets import BANDS, BAND_MIDPOINTS, DataOptions, load_dataset
+from .metrics import aggregate, best_at, score
+from .results import Results, load_results
+
+log = logging.getLogger(__name__)
+
+TARGETS = (0.9, 0.95)
+
+
+def run_dirs(paths: list[Path]) -> list[Path]:
+    """Folders holding a ``meta.json``: the paths themselves, or their direct sub-folders."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "meta.json").is_file():
+            out.append(p)
+        else:
+            out.extend(sorted(d for d in p.iterdir() if (d / "meta.json").is_file()) if p.is_dir() else [])
+    if not out:
+        raise FileNotFoundError(f"no results folder (with meta.json) in {[str(p) for p in paths]}")
+    return out
+
+
+def _fmt(x: float | None, digits: int = 0) -> str:
+    if x is None or not np.isfinite(x):
+        return "—"
+    return f"{x:,.{digits}f}"
+
+
+def _setting(row: dict, multi_build: set[str]) -> str:
+    s = " ".join(f"{k}={v}" for k, v in row["search_params"].items()) or "default"
+    if row["engine"] in multi_build:
+        s = row["build_id"].split(":", 1)[1] + " " + s
+    if row.get("partial"):
+        s += f" (run timeout: {row['partial']} queries)"
+    return s
+
+
+def _band_selectivity(results: Results) -> dict[str, float]:
+    bands = np.array(results.queries.column("band").to_pylist())
+    sel = results.queries.column("selectivity").to_numpy()
+    return {b: float(np.median(sel[bands == b])) for b in BANDS if (bands == b).any()}
+
+
+def _engine_order(rows: list[dict]) -> list[str]:
+    seen: list[str] = []
+    for r in rows:
+        if r["engine"] not in seen:
+            seen.append(r["engine"])
+    return seen
+
+
+def best_table(rows: list[dict], k: int, multi_build: set[str]) -> list[str]:
+    """Markdown: per band and engine, best QPS at each recall target and the ratio to ``exact``."""
+    head = ("| band | engine | QPS @0.9 | × exact | p50 / p95 ms | setting | QPS @0.95 | × exact | setting "
+            "| batch QPS @0.9 | max recall |")
+    lines = [head, "|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|"]
+    for band in BANDS:
+        exact = {t: best_at(rows, "exact", band, k, t) for t in TARGETS}
+        for engine in _engine_order(rows):
+            mine = [r for r in rows if r["engine"] == engine and r["band"] == band and r["k"] == k]
+            if not mine:
+                continue
+            cells = [band, engine + (f" ({mine[0]['note']})" if mine[0]["note"] else "")]
+            for t in TARGETS:
+                b = best_at(rows, engine, band, k, t)
+                ratio = b["qps"] / exact[t]["qps"] if b and exact[t] else None
+                cells.append(_fmt(b["qps"] if b else None))
+                cells.append(_fmt(ratio, 2) if ratio else "—")
+                if t == TARGETS[0]:
+                    cells.append(f"{_fmt(b['p50_ms'], 2)} / {_fmt(b['p95_ms'], 2)}" if b else "—")
+                cells.append(_setting(b, multi_build) if b else "—")
+            bb = best_at(rows, engine, band, k, TARGETS[0], key="batch_qps")
+            cells.append(_fmt(bb["batch_qps"] if bb else None))
+            cells.append(_fmt(max(r["recall"] for r in mine), 3))
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def other_k_table(rows: list[dict], k: int, multi_build: set[str]) -> list[str]:
+    lines = ["| band | engine | setting | recall | QPS | p50 / p95 ms | batch QPS |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for band in BANDS:
+        for r in (r for r in rows if r["k"] == k and r["band"] == band):
+            lines.append(f"| {band} | {r['engine']} | {_setting(r, multi_build)} | {r['recall']:.3f} | "
+                         f"{_fmt(r['qps'])} | {_fmt(r['p50_ms'], 2)} / {_fmt(r['p95_ms'], 2)} | "
+                         f"{_fmt(r['batch_qps'])} |")
+    return lines
+
+
+def correctness_table(rows: list[dict]) -> list[str]:
+    lines = ["| engine | runs | filter failures | short results | duplicates | unanswered | run errors "
+             "| runs timed out | max score error |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for engine in _engine_order(rows):
+        mine = [r for r in rows if r["engine"] == engine and r["band"] == "overall"]
+        lines.append(f"| {engine} | {len(mine)} | {sum(r['filter_fail'] for r in mine)} | "
+                     f"{sum(r['short'] for r in mine)} | {sum(r['duplicates'] for r in mine)} | "
+                     f"{sum(r['unanswered'] for r in mine)} | {sum(bool(r['run_error']) for r in mine)} | "
+                     f"{sum(bool(r['partial']) for r in mine)} | "
+                     f"{max(r['max_score_err'] for r in mine):.2g} |")
+    return lines
+
+
+def builds_table(results: Results) -> list[str]:
+    lines = ["| family | build settings | engines | build s | RSS Δ MB | on disk MB | error |",
+             "|---|---|---|---:|---:|---:|---|"]
+    for b in results.builds:
+        lines.append(f"| {b['family']} | {json.dumps(b['params'])} | {', '.join(b['engines'])} | "
+                     f"{_fmt(b.get('build_s'), 1)} | {_fmt((b.get('rss_delta_bytes') or 0) / 2**20, 0)} | "
+                     f"{_fmt((b.get('disk_bytes') or 0) / 2**20, 1)} | {b.get('error') or ''} |")
+    return lines
+
+
+def cost_points(results: Results, rows: list[dict]) -> list[dict]:
+    """Per engine: cheapest overall latency at recall@10 >= 0.9 (NaN if never reached) and the build time
+    (of that setting's build, else the engine's first build; None without an index), at this N."""
+    n = results.meta["dataset"]["n"]
+    build_s = {b["build_id"]: b.get("build_s") for b in results.builds}
+    out = []
+    k = min(r["k"] for r in rows) if rows else 10
+    first_build = {}
+    for r in results.runs:
+        first_build.setdefault(r["engine"], r["build_id"])
+    for engine in _engine_order(rows):
+        best = best_at(rows, engine, "overall", k, 0.9)
+        build = best["build_id"] if best else first_build.get(engine)
+        seconds = build_s.get(build)
+        out.append({"engine": engine, "n": n, "dataset": results.meta["dataset"]["name"],
+                    "latency_ms": best["mean_ms"] if best else float("nan"),
+                    "build_s": seconds if seconds is not None and seconds > 0.01 else None})
+    return out
+
+
+def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], list[dict]]:
+    """Score one results folder, write its metrics, plots and summary; returns (markdown lines, cost points)."""
+    results = load_results(path)
+    meta = results.meta
+    opts = data or DataOptions(**{k: Path(v) if k != "max_queries" else v
+                                  for k, v in meta["data_options"].items()})
+    ds = load_dataset(meta["dataset_name"], dataclasses.replace(opts, max_queries=meta["data_options"]["max_queries"]))
+    per_query = score(results, ds)
+    rows = aggregate(per_query, results)
+    (path / "metrics").mkdir(exist_ok=True)
+    pq.write_table(per_query, path / "metrics" / "per_query.parquet")
+    with open(path / "metrics" / "aggregate.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["run_id"])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "search_params": json.dumps(r["search_params"])})
+    (path / "plots").mkdir(exist_ok=True)
+    ks = sorted({r["k"] for r in rows})
+    name = meta["dataset"]["name"]
+    files = []
+    if ks:
+        k = ks[0]
+        files.append(plots.recall_vs_qps(rows, path / "plots" / f"recall_qps_k{k}.png", k,
+                                         f"{name}: recall vs QPS per selectivity band (Pareto fronts)"))
+        files.append(plots.qps_vs_selectivity(rows, _band_selectivity(results), path / "plots" /
+                                              f"qps_selectivity_k{k}.png", k, f"{name}: QPS vs selectivity"))
+    points = cost_points(results, rows)
+    files.append(plots.cost_vs_n(points, path / "plots" / "cost_vs_n.png", f"{name}: cost vs N"))
+    builds_per_family: dict[str, int] = {}
+    for b in results.builds:
+        builds_per_family[b["family"]] = builds_per_family.get(b["family"], 0) + 1
+    multi = {r["engine"] for r in results.runs if builds_per_family.get(r["family"], 0) > 1}
+    d = meta["dataset"]
+    started = dt.datetime.fromtimestamp(meta["started"]).isoformat(timespec="seconds")
+    v = meta["versions"]
+    lines = [
+        f"## {name}: N = {d['n']:,}, dim {d['dim']}, {d['metric']}, {d['nq']} queries",
+        "",
+        f"- command: `{meta['command']}` (grid `{meta['profile']}`, k = {meta['ks']}, {meta['threads']} threads "
+        f"for builds and batches, 1 for latency; BLAS limited via {meta['blas_threads_via']}; "
+        f"run timeout {meta.get('run_timeout_s')} s)",
+        f"- started {started}, wall {_fmt(meta.get('wall_s'), 0)} s; git {meta.get('git')}",
+        f"- machine: {meta['machine']['cpu']}, {meta['machine']['usable_cpus']} usable CPUs, "
+        f"{_fmt((meta['machine']['memory_bytes'] or 0) / 2**30, 1)} GiB",
+        "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        "- engines skipped (not installed): " + (", ".join(meta["engines_skipped"]) or "none"),
+        "- queries per band: " + ", ".join(f"{b} {c}" for b, c in d["bands"].items()),
+        "",
+    ]
+    if ks:
+        lines += [f"### Best single-thread QPS at recall@{ks[0]} >= 0.9 / 0.95 (× exact = ratio to the exact "
+                  "pre-filter scan in the same band and run)", "", *best_table(rows, ks[0], multi), ""]
+    for k in ks[1:]:
+        lines += [f"### k = {k} (default search settings)", "", *other_k_table(rows, k, multi), ""]
+    lines += ["### Correctness (all runs; filter failures must be 0)", "", *correctness_table(rows), "",
+              "### Builds", "", *builds_table(results), "", "### Files", ""]
+    lines += [f"- `{f.relative_to(path)}`" for f in files]
+    lines += ["- `metrics/aggregate.csv` (per run and band), `metrics/per_query.parquet` (per run and query)", ""]
+    (path / "summary.md").write_text("# Benchmark summary\n\n" + "\n".join(lines))
+    return lines, points
+
+
+def report(paths: list[Path], out: Path | None = None, data: DataOptions | None = None) -> Path:
+    """Write the summary (and plots) for one or more results folders; returns the summary's path."""
+    dirs = run_dirs(paths)
+    if len(dirs) == 1 and out is None:
+        report_one(dirs[0], data)
+        return dirs[0] / "summary.md"
+    out = Path(out) if out is not None else (Path(paths[0]) if len(paths) == 1 else Path("results/report"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(exist_ok=True)
+    sections, points = [], []
+    for d in dirs:
+        lines, pts = report_one(d, data)
+        sections += lines + [f"(full summary: `{d}/summary.md`)", ""]
+        points += pts
+    plots.cost_vs_n(points, out / "plots" / "cost_vs_n.png", "cost vs N across datasets")
+    cost = ["## Cost vs N (cheapest setting at overall recall@10 >= 0.9)", "",
+            "| dataset | N | engine | mean latency ms | build s |", "|---|---:|---|---:|---:|"]
+    cost += [f"| {p['dataset']} | {p['n']:,} | {p['engine']} | {_fmt(p['latency_ms'], 3)} | {_fmt(p['build_s'], 1)} |"
+             for p in sorted(points, key=lambda p: (p["engine"], p["n"]))]
+    text = "# Benchmark summary\n\n" + "\n".join(sections + cost + ["", "Plot: `plots/cost_vs_n.png`", ""])
+    (out / "summary.md").write_text(text)
+    return out / "summary.md"

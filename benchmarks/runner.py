@@ -1,0 +1,239 @@
+"""Define -> run -> store raw: the grid of build settings x search settings x k, over every query.
+
+For each engine family and each of its build settings the index is built once (time, RSS delta, bytes
+written) and shared by the family's engines. Each engine then runs every search setting at the first
+k (10) and its default setting at the other k values (100). A run is:
+
+- **latency**: every query alone, one thread everywhere (``set_threads(1)``), after a short warm-up;
+  ``time.perf_counter()`` around the engine call, which includes evaluating the filter;
+- **batch**: the queries of each band in one ``search_batch`` call with ``threads`` threads.
+
+A run whose latency pass exceeds ``run_timeout_s`` stops starting new queries (like ann-benchmarks'
+per-run timeout): the rest are recorded as ``timeout``, the run as partial, and its batch pass skipped.
+The query files are in random order, so the answered prefix is a fair sample of every band.
+
+Raw ids/scores of the latency pass and all timings go to the results folder (``benchmarks.results``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from . import engines as eng
+from .datasets import BANDS, DataOptions, Dataset, describe, load_dataset
+from .results import ResultWriter, disk_bytes, git_commit, machine, package_versions, rss_bytes
+from .threads import cpu_count, set_threads
+
+log = logging.getLogger(__name__)
+
+PROFILES = ("smoke", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One benchmark run. ``overrides`` replace search-grid values by parameter name (e.g. ``ef``)."""
+
+    dataset: str
+    engines: tuple[str, ...]
+    out: Path
+    profile: str = "full"
+    ks: tuple[int, ...] = (10, 100)
+    threads: int = dataclasses.field(default_factory=cpu_count)
+    data: DataOptions = dataclasses.field(default_factory=DataOptions)
+    warmup: int = 10
+    batch: bool = True
+    overrides: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
+    workdir: Path | None = None
+    command: str = ""
+    run_timeout_s: float | None = 60.0
+
+
+def search_grid(cls: type[eng.Engine], profile: str, overrides: dict[str, tuple]) -> list[dict]:
+    """The engine's search settings for ``profile``, with any overridden parameter's values replaced."""
+    grid = [dict(p) for p in cls.search_grid[profile]]
+    for name, values in overrides.items():
+        if any(name in p for p in grid):
+            base = {k: v for k, v in grid[0].items() if k != name}
+            grid = [{**base, name: v} for v in values]
+    return grid
+
+
+def _queries_table(ds: Dataset) -> pa.Table:
+    return pa.table({"qid": np.arange(ds.nq, dtype=np.int32), "band": ds.bands,
+                     "match_count": ds.match_counts.astype(np.int64), "selectivity": ds.selectivity,
+                     "filter": [f or "" for f in ds.filters]})
+
+
+def _latency_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, warmup: int,
+                  timeout_s: float | None = None):
+    """Every query alone on one thread; returns ids, scores, seconds per query, per-query errors
+    (``timeout`` for the queries not started once ``timeout_s`` had passed)."""
+    set_threads(1)
+    for j in range(min(warmup, ds.nq)):
+        try:
+            engine.search(ds.queries[j], k, ds.filters[j], params)
+        except eng.UnsupportedFilter:
+            pass
+    ids = np.full((ds.nq, k), -1, np.int64)
+    scores = np.full((ds.nq, k), -np.inf, np.float32)
+    latency = np.full(ds.nq, np.nan)
+    errors: list[str | None] = [None] * ds.nq
+    start = time.perf_counter()
+    for j in range(ds.nq):
+        if timeout_s is not None and time.perf_counter() - start > timeout_s:
+            errors[j:] = ["timeout"] * (ds.nq - j)
+            break
+        t0 = time.perf_counter()
+        try:
+            i, s = engine.search(ds.queries[j], k, ds.filters[j], params)
+        except eng.UnsupportedFilter as exc:
+            errors[j] = f"unsupported filter: {exc}"
+            continue
+        latency[j] = time.perf_counter() - t0
+        ids[j], scores[j] = i[0], s[0]
+    return ids, scores, latency, errors
+
+
+def _batch_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: int) -> dict[str, list]:
+    """Each band's queries in one batch call; ``{band: [queries, wall seconds]}``."""
+    set_threads(threads)
+    bands = np.array(ds.bands)
+    out: dict[str, list] = {}
+    for band in BANDS:
+        members = np.flatnonzero(bands == band)
+        if members.size == 0:
+            continue
+        t0 = time.perf_counter()
+        try:
+            engine.search_batch(ds.queries[members], [ds.filters[j] for j in members], k, params, threads)
+        except eng.UnsupportedFilter:
+            continue
+        out[band] = [int(members.size), time.perf_counter() - t0]
+    return out
+
+
+def _families(names: tuple[str, ...]) -> dict[str, list[type[eng.Engine]]]:
+    known = eng.registry()
+    families: dict[str, list[type[eng.Engine]]] = {}
+    for name in names:
+        cls = known[name]
+        if not cls.available():
+            log.warning("engine %s skipped: package(s) %s not installed (extra 'bench-peers')",
+                        name, ", ".join(cls.requires))
+            continue
+        families.setdefault(cls.family, []).append(cls)
+    return families
+
+
+def run(cfg: RunConfig) -> Path:
+    """Run the whole grid for one dataset and write the results folder; returns its path."""
+    if cfg.profile not in PROFILES:
+        raise ValueError(f"unknown grid profile {cfg.profile!r}; expected one of {PROFILES}")
+    started = time.time()
+    ds = load_dataset(cfg.dataset, cfg.data)
+    log.info("dataset %s: N=%d dim=%d queries=%d metric=%s", ds.name, ds.n, ds.dim, ds.nq, ds.metric)
+    if max(cfg.ks) > ds.gt_ids.shape[1]:
+        raise ValueError(f"k={max(cfg.ks)} exceeds the ground truth depth {ds.gt_ids.shape[1]} of {ds.name}")
+    writer = ResultWriter(cfg.out)
+    families = _families(cfg.engines)
+    meta = {
+        "dataset": describe(ds), "dataset_name": cfg.dataset,
+        "data_options": {"data_dir": str(cfg.data.data_dir), "cache_dir": str(cfg.data.cache_dir),
+                         "max_queries": cfg.data.max_queries},
+        "engines_requested": list(cfg.engines),
+        "engines_skipped": [n for n in cfg.engines if not eng.registry()[n].available()],
+        "profile": cfg.profile, "ks": list(cfg.ks), "threads": cfg.threads, "warmup": cfg.warmup,
+        "overrides": {k: list(v) for k, v in cfg.overrides.items()}, "command": cfg.command,
+        "run_timeout_s": cfg.run_timeout_s,
+        "versions": package_versions(), "machine": machine(), "git": git_commit(),
+        "blas_threads_via": set_threads(cfg.threads), "started": started, "finished": None,
+    }
+    writer.write_meta(meta)
+    writer.write_queries(_queries_table(ds))
+    for family, classes in families.items():
+        for build_params in classes[0].build_grid[cfg.profile]:
+            _run_build(cfg, ds, writer, family, classes, build_params)
+    meta["finished"] = time.time()
+    meta["wall_s"] = round(meta["finished"] - started, 2)
+    writer.write_meta(meta)
+    log.info("results in %s (%.0f s)", cfg.out, meta["wall_s"])
+    return Path(cfg.out)
+
+
+def _run_build(cfg: RunConfig, ds: Dataset, writer: ResultWriter, family: str,
+               classes: list[type[eng.Engine]], build_params: dict) -> None:
+    build_id = f"{family}:{json.dumps(build_params, sort_keys=True)}"
+    engines = [cls(ds) for cls in classes]
+    record: dict[str, Any] = {"build_id": build_id, "family": family, "engines": [c.name for c in classes],
+                              "params": build_params, "threads": cfg.threads}
+    with tempfile.TemporaryDirectory(prefix="vecdb-bench-", dir=cfg.workdir) as tmp:
+        set_threads(cfg.threads)
+        gc.collect()
+        rss0 = rss_bytes()
+        t0 = time.perf_counter()
+        try:
+            state = engines[0].build(build_params, Path(tmp), cfg.threads)
+        except Exception as exc:  # noqa: BLE001  (a broken engine must not stop the others)
+            log.exception("build %s failed", build_id)
+            writer.add_build({**record, "error": f"{type(exc).__name__}: {exc}"})
+            return
+        record["build_s"] = time.perf_counter() - t0
+        gc.collect()
+        record["rss_delta_bytes"] = rss_bytes() - rss0
+        record["disk_bytes"] = disk_bytes(Path(tmp))
+        record["error"] = None
+        writer.add_build(record)
+        log.info("built %s in %.1f s (RSS +%.0f MB, %.0f MB on disk)", build_id, record["build_s"],
+                 record["rss_delta_bytes"] / 2**20, record["disk_bytes"] / 2**20)
+        for engine in engines[1:]:
+            engine.attach(state)
+        try:
+            for engine in engines:
+                _run_engine(cfg, ds, writer, engine, build_id, build_params)
+        finally:
+            for engine in engines:
+                engine.release()
+            del state
+            gc.collect()
+
+
+def _run_engine(cfg: RunConfig, ds: Dataset, writer: ResultWriter, engine: eng.Engine, build_id: str,
+                build_params: dict) -> None:
+    cls = type(engine)
+    grid = search_grid(cls, cfg.profile, cfg.overrides)
+    default = {**grid[0], **cls.default_search} if cls.default_search else grid[0]
+    plan = [(cfg.ks[0], p) for p in grid] + [(k, default) for k in cfg.ks[1:]]
+    for k, params in plan:
+        record = {"engine": cls.name, "family": cls.family, "note": cls.note, "build_id": build_id,
+                  "build_params": build_params, "search_params": params, "k": k, "threads": cfg.threads}
+        t0 = time.perf_counter()
+        try:
+            ids, scores, latency, errors = _latency_pass(engine, ds, k, params, cfg.warmup, cfg.run_timeout_s)
+            timeouts = errors.count("timeout")
+            batch = _batch_pass(engine, ds, k, params, cfg.threads) if cfg.batch and not timeouts else {}
+        except Exception as exc:  # noqa: BLE001
+            log.exception("%s %s k=%d failed", cls.name, params, k)
+            writer.add_run({**record, "batch": {}, "error": f"{type(exc).__name__}: {exc}",
+                            "wall_s": time.perf_counter() - t0},
+                           np.full((ds.nq, k), -1, np.int64), np.full((ds.nq, k), -np.inf, np.float32),
+                           np.full(ds.nq, np.nan), ["engine error"] * ds.nq)
+            continue
+        wall = time.perf_counter() - t0
+        if timeouts:
+            log.warning("%s %s k=%d: run timeout (%.0f s) after %d of %d queries", cls.name, params, k,
+                        cfg.run_timeout_s, ds.nq - timeouts, ds.nq)
+        run_id = writer.add_run({**record, "batch": batch, "error": None, "wall_s": wall,
+                                 "partial": ds.nq - timeouts if timeouts else None},
+                                ids, scores, latency, errors)
+        log.info("%s %s %s k=%d: %.1f s, median latency %.3f ms", run_id, cls.name, params, k, wall,
+                 np.nanmedian(latency) * 1e3 if np.isfinite(latency).any() else float("nan"))

@@ -1,0 +1,298 @@
+"""The benchmark runner: readers, synthetic data, engines, scoring, and the smoke run's outputs (not speed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from benchmarks import engines as eng
+from benchmarks import formats, main, metrics, synthetic, translate
+from benchmarks.datasets import BANDS, DataOptions, Dataset, DatasetError, band_of, load_dataset
+from benchmarks.results import ResultWriter, load_results
+from benchmarks.truth import exact_topk, true_scores
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Dataset:
+    """2,000 synthetic rows (dim 128), 36 queries over every band, exact ground truth."""
+    return synthetic.make(2000, nq=36)
+
+
+# ----------------------------------------------------------------------------- datasets and readers
+def test_bands_follow_actual_selectivity():
+    assert band_of(False, 72000, 72000) == "all"
+    assert band_of(True, 72000, 72000) == "~50%"
+    assert band_of(True, 99, 1_000_000) == "<100"
+    assert band_of(True, 100, 72000) == "~0.1%"
+    assert band_of(True, 720, 72000) == "~1%"
+    assert band_of(True, 7200, 72000) == "~10%"
+    assert band_of(True, 36000, 72000) == "~50%"
+
+
+def test_fvecs_ivecs_bvecs_round_trip(tmp_path, rng):
+    x = rng.standard_normal((7, 5)).astype(np.float32)
+    gt = rng.integers(0, 7, (3, 4)).astype(np.int32)
+    formats.write_fvecs(tmp_path / "t_base.fvecs", x)
+    formats.write_fvecs(tmp_path / "t_query.fvecs", x[:3])
+    formats.write_ivecs(tmp_path / "t_groundtruth.ivecs", gt)
+    assert np.array_equal(formats.read_fvecs(tmp_path / "t_base.fvecs"), x)
+    assert np.array_equal(formats.read_ivecs(tmp_path / "t_groundtruth.ivecs"), gt)
+    b = np.concatenate([np.full((2, 1), 3, np.int32).view(np.uint8), np.arange(6, dtype=np.uint8).reshape(2, 3)], 1)
+    b.tofile(tmp_path / "b.bvecs")
+    assert np.array_equal(formats.read_bvecs(tmp_path / "b.bvecs"), [[0, 1, 2], [3, 4, 5]])
+    ds = load_dataset(f"fvecs:{tmp_path / 't'}")
+    assert (ds.n, ds.dim, ds.nq, ds.metric) == (7, 5, 3, "l2")
+    assert ds.filters == [None] * 3 and ds.bands == ["all"] * 3
+    (tmp_path / "bad.fvecs").write_bytes(b"\x05\x00\x00\x00abc")
+    with pytest.raises(DatasetError, match="whole number of rows"):
+        formats.read_fvecs(tmp_path / "bad.fvecs")
+
+
+def test_ann_benchmarks_hdf5(tmp_path, rng):
+    path = tmp_path / "toy-angular.hdf5"
+    try:
+        import h5py
+    except ImportError:
+        with pytest.raises(DatasetError, match="h5py"):
+            load_dataset(f"hdf5:{path}")
+        return
+    train = rng.standard_normal((50, 8)).astype(np.float32)
+    test = rng.standard_normal((4, 8)).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        f.attrs["distance"] = "angular"
+        f["train"], f["test"] = train, test
+        f["neighbors"] = np.zeros((4, 10), np.int32)
+        f["distances"] = np.zeros((4, 10), np.float32)
+    ds = load_dataset(f"hdf5:{path}")
+    assert ds.metric == "ip" and ds.n == 50 and ds.nq == 4
+    assert np.allclose(np.linalg.norm(ds.base, axis=1), 1, atol=1e-5)
+
+
+def test_unknown_dataset_names_the_choices():
+    with pytest.raises(DatasetError, match="arxiv-slice"):
+        load_dataset("arxv")
+
+
+def test_slice_loads_with_bands():
+    ds = load_dataset("arxiv-slice", DataOptions(max_queries=50))
+    assert (ds.n, ds.dim, ds.nq, ds.metric) == (5000, 384, 50, "ip")
+    assert set(ds.bands) <= set(BANDS) and "all" in ds.bands
+
+
+# ----------------------------------------------------------------------------- synthetic
+def test_synthetic_is_deterministic_and_exact(tiny):
+    again = synthetic.generate(2000, nq=36)
+    assert np.array_equal(again[0], tiny.base) and again[3] == tiny.filters
+    assert set(tiny.bands) >= {"all", "~50%", "~10%", "<100"}
+    from vecdb.filters import bind, parse
+
+    for j in range(0, tiny.nq, 5):
+        mask = np.ones(tiny.n, bool) if tiny.filters[j] is None else \
+            bind(parse(tiny.filters[j]), tiny.attributes.schema).evaluate(tiny.attributes)
+        assert mask.sum() == tiny.match_counts[j]
+        rows = np.flatnonzero(mask)
+        s = tiny.base[rows].astype(np.float64) @ tiny.queries[j]
+        want = rows[np.argsort(-s, kind="stable")[:10]]
+        assert set(tiny.gt_ids[j, : min(10, rows.size)]) == set(want)
+
+
+def test_synthetic_cache(tmp_path):
+    ds = load_dataset("synthetic-1500", DataOptions(cache_dir=tmp_path))
+    assert (tmp_path / "synthetic-1500-v1" / "meta.json").is_file()
+    again = load_dataset("synthetic-1500", DataOptions(cache_dir=tmp_path))
+    assert np.array_equal(ds.gt_ids, again.gt_ids) and ds.filters == again.filters
+
+
+def test_exact_topk_l2_and_ties():
+    base = np.array([[0, 0], [1, 0], [1, 0], [5, 5]], np.float32)
+    ids, scores = exact_topk(base, np.array([[1, 0]], np.float32), 3, "l2",
+                             lambda j: np.array([True, True, True, False]))
+    assert ids.tolist() == [[1, 2, 0]] and scores[0, 0] == 0
+    assert true_scores(base, np.array([1, 0], np.float32), np.array([3, -1]), "l2")[1] == -np.inf
+
+
+# ----------------------------------------------------------------------------- engines
+@pytest.mark.parametrize("name", [c.name for c in eng.CORE])
+def test_core_engines_honour_filters(tiny, tmp_path, name):
+    cls = eng.registry()[name]
+    engine = cls(tiny)
+    engine.build(cls.build_grid["smoke"][0], tmp_path, 1)
+    params = cls.search_grid["smoke"][-1]
+    for j in range(tiny.nq):
+        ids, scores = engine.search(tiny.queries[j], 10, tiny.filters[j], params)
+        assert ids.shape == (1, 10) and scores.dtype == np.float32
+        got = ids[0][ids[0] >= 0]
+        if tiny.filters[j] is not None:
+            mask = engine.filters.mask(tiny.filters[j])
+            assert mask[got].all(), f"{name} returned rows failing {tiny.filters[j]!r}"
+    ids, _ = engine.search_batch(tiny.queries, tiny.filters, 10, params, 2)
+    assert ids.shape == (tiny.nq, 10)
+    if name in ("exact", "vecdb-exact"):
+        assert np.array_equal(np.sort(ids, 1), np.sort(tiny.gt_ids[:, :10], 1))
+
+
+def test_engine_aliases():
+    assert eng.resolve("vecdb,exact,vecdb") == ["vecdb", "exact"]
+    assert "faiss-hnsw" in eng.resolve("core") and "usearch" in eng.resolve("peers")
+    with pytest.raises(ValueError, match="unknown engine"):
+        eng.resolve("faiss-hnws")
+
+
+# ----------------------------------------------------------------------------- filter translation
+def test_translate_to_peer_languages():
+    where = "'cs.LG' IN categories AND NOT (year BETWEEN 2020 AND 2022) AND (a = 'x' OR n >= 3)"
+    assert translate.to_lance_sql(where) == ("(array_has(categories, 'cs.LG') AND NOT (year BETWEEN 2020 AND 2022) "
+                                             "AND (a = 'x' OR n >= 3))")
+    assert translate.to_chroma(where) == {"$and": [
+        {"categories": {"$contains": "cs.LG"}},
+        {"$or": [{"year": {"$lt": 2020}}, {"year": {"$gt": 2022}}]},
+        {"$or": [{"a": {"$eq": "x"}}, {"n": {"$gte": 3}}]}]}
+    assert translate.to_chroma("NOT ('x' IN tags OR label = 'a')") == {
+        "$and": [{"tags": {"$not_contains": "x"}}, {"label": {"$ne": "a"}}]}
+    assert translate.to_chroma(None) is None
+
+    def node(kind):
+        return lambda **kw: (kind, kw)
+
+    models = types.SimpleNamespace(Filter=node("Filter"), FieldCondition=node("Field"), MatchValue=node("Value"),
+                                   MatchAny=node("Any"), Range=node("Range"))
+    flt = translate.to_qdrant("'cs.LG' IN categories AND year >= 2020", models)
+    assert flt == ("Filter", {"must": [("Field", {"key": "categories", "match": ("Value", {"value": "cs.LG"})}),
+                                       ("Field", {"key": "year", "range": ("Range", {"gte": 2020})})]})
+
+
+# ----------------------------------------------------------------------------- scoring
+class _Liar(eng.Exact):
+    """Answers with one row failing the filter, one short result, and flattering scores."""
+
+    name = "liar"
+    family = "liar"
+
+    def search_group(self, queries, k, where, params, threads):
+        ids, scores = super().search_group(queries, k, where, params, threads)
+        mask = self.filters.mask(where)
+        if mask is not None and not mask.all():
+            ids[:, -1] = np.flatnonzero(~mask)[0]
+        ids[:, -2] = -1
+        return ids, np.full_like(scores, 9.0)
+
+
+def test_metrics_recompute_and_flag(tiny, tmp_path):
+    from benchmarks import runner
+
+    out = tmp_path / "res"
+    writer = ResultWriter(out)
+    writer.write_meta({})
+    writer.write_queries(runner._queries_table(tiny))
+    for cls in (eng.Exact, _Liar):
+        engine = cls(tiny)
+        engine.build({}, tmp_path, 1)
+        ids, scores, lat, errors = runner._latency_pass(engine, tiny, 10, {}, 0)
+        writer.add_run({"engine": cls.name, "family": cls.family, "build_id": cls.name, "search_params": {},
+                        "k": 10, "batch": {}, "error": None}, ids, scores, lat, errors)
+    res = load_results(out)
+    per_query = metrics.score(res, tiny)
+    rows = metrics.aggregate(per_query, res)
+    exact, liar = (next(r for r in rows if r["engine"] == e and r["band"] == "overall") for e in ("exact", "liar"))
+    assert exact["recall"] == 1.0 and exact["filter_fail"] == 0 and exact["short"] == 0
+    assert exact["max_score_err"] < 1e-4
+    filtered_partial = sum(1 for f, m in zip(tiny.filters, tiny.match_counts) if f and m < tiny.n)
+    assert liar["filter_fail"] == filtered_partial
+    assert liar["short"] > 0 and liar["recall"] < 1.0 and liar["max_score_err"] > 1.0
+
+
+def test_run_timeout_leaves_queries_unasked_and_unscored(tiny, tmp_path):
+    from benchmarks import runner
+
+    engine = eng.Exact(tiny)
+    engine.build({}, tmp_path, 1)
+    _, _, _, errors = runner._latency_pass(engine, tiny, 10, {}, 0, timeout_s=0.0)
+    assert errors.count("timeout") >= tiny.nq - 1
+    ids, scores, lat, errors = runner._latency_pass(engine, tiny, 10, {}, 0)
+    ids[6:], lat[6:], errors[6:] = -1, np.nan, ["timeout"] * (tiny.nq - 6)
+    writer = ResultWriter(tmp_path / "res")
+    writer.write_meta({})
+    writer.write_queries(runner._queries_table(tiny))
+    writer.add_run({"engine": "exact", "build_id": "b", "search_params": {}, "k": 10, "batch": {}, "error": None,
+                    "partial": 6}, ids, scores, lat, errors)
+    res = load_results(tmp_path / "res")
+    overall = next(r for r in metrics.aggregate(metrics.score(res, tiny), res) if r["band"] == "overall")
+    assert overall["timeouts"] == tiny.nq - 6 and overall["short"] == 0 and overall["recall"] == 1.0
+    assert overall["partial"] == 6
+
+
+def test_tie_aware_recall_counts_equal_distances(tmp_path):
+    base = np.array([[1, 0], [1, 0], [0, 1], [-1, 0]], np.float32)  # rows 0 and 1 tie
+    ds = Dataset(name="ties", base=base, queries=np.array([[1, 0]], np.float32), metric="ip", attributes=None,
+                 filters=[None], gt_ids=np.array([[0, 2, 3, 1]]), match_counts=np.array([4]))
+    from benchmarks import runner
+
+    writer = ResultWriter(tmp_path)
+    writer.write_meta({})
+    writer.write_queries(runner._queries_table(ds))
+    writer.add_run({"engine": "e", "build_id": "b", "search_params": {}, "k": 1, "batch": {}, "error": None},
+                   np.array([[1]]), np.array([[1.0]], np.float32), np.array([0.001]), [None])
+    per_query = metrics.score(load_results(tmp_path), ds)
+    assert per_query.column("recall").to_pylist() == [1.0]
+
+
+def test_pareto_front():
+    assert metrics.pareto([(0.5, 100), (0.9, 50), (0.8, 40), (0.99, 10)]) == [(0.5, 100), (0.9, 50), (0.99, 10)]
+
+
+# ----------------------------------------------------------------------------- the smoke run (what CI runs)
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "smoke"
+    assert main(["--smoke", "--out", str(out)]) == 0
+    return out
+
+
+def test_smoke_writes_raw_results_with_provenance(smoke):
+    meta = json.loads((smoke / "meta.json").read_text())
+    assert meta["dataset"]["name"] == "arxiv-slice" and meta["dataset"]["n"] == 5000
+    assert {"numpy", "faiss-cpu", "hnswlib", "pyarrow", "python"} <= set(meta["versions"])
+    assert meta["machine"]["cpu_count"] >= 1 and "--smoke" in meta["command"] and meta["finished"]
+    runs = [json.loads(line) for line in (smoke / "runs.jsonl").read_text().splitlines()]
+    assert {r["engine"] for r in runs} == {c.name for c in eng.CORE}
+    assert {r["k"] for r in runs} == {10, 100} and not any(r["error"] for r in runs)
+    builds = [json.loads(line) for line in (smoke / "builds.jsonl").read_text().splitlines()]
+    assert all(b["build_s"] >= 0 and "rss_delta_bytes" in b and b["disk_bytes"] >= 0 for b in builds)
+    raw = pq.read_table(smoke / "raw" / f"{runs[0]['run_id']}.parquet")
+    assert raw.num_rows == meta["dataset"]["nq"] and raw.schema.field("ids").type.list_size == runs[0]["k"]
+    assert set(raw.column_names) == {"qid", "ids", "scores", "latency_s", "error"}
+
+
+def test_smoke_summary_and_plots(smoke):
+    text = (smoke / "summary.md").read_text()
+    for heading in ("Best single-thread QPS", "× exact", "k = 100", "Correctness", "Builds"):
+        assert heading in text
+    for engine in ("vecdb", "faiss-hnsw", "hnswlib", "exact"):
+        assert f"| {engine} |" in text
+    for name in ("recall_qps_k10.png", "qps_selectivity_k10.png", "cost_vs_n.png"):
+        data = (smoke / "plots" / name).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 10_000
+    agg = (smoke / "metrics" / "aggregate.csv").read_text().splitlines()
+    assert agg[0].startswith("run_id,engine") and len(agg) > 20
+
+
+def test_smoke_core_engines_never_return_rows_failing_their_filter(smoke):
+    per_query = pq.read_table(smoke / "metrics" / "per_query.parquet")
+    assert sum(per_query.column("filter_fail").to_pylist()) == 0
+    recall = np.array(per_query.column("recall").to_pylist())
+    assert ((recall >= 0) & (recall <= 1)).all()
+
+
+def test_report_again_from_stored_results(smoke, tmp_path):
+    summary = (smoke / "summary.md").read_text()
+    (smoke / "summary.md").unlink()
+    assert main(["report", str(smoke)]) == 0
+    assert (smoke / "summary.md").read_text().split("### Correctness")[1] == summary.split("### Correctness")[1]
