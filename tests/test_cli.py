@@ -413,3 +413,11 @@ def test_build_and_filtered_search_on_shared_arxiv(tmp_path):
     found = _run("search", "arxiv.vdb", "--vector-file", "q.npy", "-k", "10", "--where",
                  queries.column("filter_sql")[0].as_py(), "--format", "json", cwd=tmp_path)
     assert [h["id"] for h in json.loads(found.stdout)[0]] == gt[0, :10].tolist()
+
+
+def test_bench_command_lists_the_runners_registries(capsys):
+    from vecdb.cli import main
+
+    assert main(["bench", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "arxiv-slice" in out and "faiss-hnsw" in out
