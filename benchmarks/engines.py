@@ -7,7 +7,8 @@ the WHERE string into a row mask with vecdb's evaluator on every query; vecdb do
 metrics recompute them from the vectors anyway.
 
 Engines of one ``family`` share one build per build setting (the four vecdb engines use one collection).
-Core engines: ``vecdb`` (planner on automatic), ``vecdb-exact``, ``vecdb-index``, ``vecdb-post-filter``
+Core engines: ``vecdb`` (planner on automatic), ``vecdb-exact``, ``vecdb-index``, ``vecdb-graph``,
+``vecdb-post-filter``, ``vecdb-binary``
 (each plan forced), ``faiss-hnsw``, ``faiss-ivf``, ``hnswlib``, ``exact`` (numpy pre-filter scan).
 Optional peers (``benchmarks.peers``): ``lancedb``, ``chroma``, ``qdrant``, ``usearch``.
 """
@@ -131,8 +132,9 @@ class Vecdb(Engine):
     plan = "auto"
     build_grid = {"smoke": [{"index": "hnsw", "M": 16, "ef_construction": 100}],
                   "full": [{"index": "hnsw", "M": 32, "ef_construction": 200}]}
-    search_grid = {"smoke": [{"ef": 16}, {"ef": 64}], "full": [{"ef": e} for e in EFS_FULL]}
-    default_search = {"ef": 128}
+    # {} = vecdb's own defaults (the planner picks the beam per plan); the rest trace the curve
+    search_grid = {"smoke": [{}, {"ef": 16}, {"ef": 64}], "full": [{}] + [{"ef": e} for e in EFS_FULL]}
+    default_search: dict = {}
 
     def build(self, params: dict, workdir: Path, threads: int) -> Any:
         import vecdb
@@ -181,6 +183,26 @@ class VecdbPostFilter(Vecdb):
     search_grid = {"smoke": [{"ef": 16}, {"ef": 64}], "full": [{"ef": e} for e in (32, 128, 512)]}
 
 
+class VecdbGraph(Vecdb):
+    """The numba filtered traversal of the HNSW graph forced at every selectivity."""
+
+    name = "vecdb-graph"
+    plan = "filtered_graph"
+
+
+class VecdbBinary(Vecdb):
+    """The ``binary`` index (multi-bit codes, numba scan, float rerank) under the automatic planner."""
+
+    name = "vecdb-binary"
+    family = "vecdb-binary"
+    build_grid = {"smoke": [{"index": "binary", "bits": 2}],
+                  "full": [{"index": "binary", "bits": 1}, {"index": "binary", "bits": 2},
+                           {"index": "binary", "bits": 4}]}
+    search_grid = {"smoke": [{}, {"candidates": 50}],
+                   "full": [{}] + [{"candidates": c} for c in (20, 50, 100, 200, 500, 1000)]}
+    default_search: dict = {}
+
+
 # ----------------------------------------------------------------------------- raw FAISS
 class FaissHNSW(Engine):
     """``IndexHNSWFlat`` searched with ``SearchParametersHNSW(sel=IDSelectorBitmap, efSearch=ef)``."""
@@ -189,7 +211,7 @@ class FaissHNSW(Engine):
     family = "faiss-hnsw"
     requires = ("faiss",)
     build_grid = {"smoke": [{"M": 16, "ef_construction": 100}], "full": [{"M": 32, "ef_construction": 200}]}
-    search_grid = Vecdb.search_grid
+    search_grid = {"smoke": [{"ef": 16}, {"ef": 64}], "full": [{"ef": e} for e in EFS_FULL]}
     default_search = {"ef": 128}
 
     def build(self, params: dict, workdir: Path, threads: int) -> Any:
@@ -359,7 +381,8 @@ class Exact(Engine):
         return pad(ids, top, k)
 
 
-CORE: list[type[Engine]] = [Vecdb, VecdbExact, VecdbIndex, VecdbPostFilter, FaissHNSW, FaissIVF, Hnswlib, Exact]
+CORE: list[type[Engine]] = [Vecdb, VecdbExact, VecdbIndex, VecdbGraph, VecdbPostFilter, VecdbBinary, FaissHNSW,
+                            FaissIVF, Hnswlib, Exact]
 
 
 def registry() -> dict[str, type[Engine]]:
@@ -371,7 +394,7 @@ def registry() -> dict[str, type[Engine]]:
 
 ALIASES = {
     "core": [c.name for c in CORE],
-    "vecdb-all": ["vecdb", "vecdb-exact", "vecdb-index", "vecdb-post-filter"],
+    "vecdb-all": ["vecdb", "vecdb-exact", "vecdb-index", "vecdb-graph", "vecdb-post-filter", "vecdb-binary"],
     "baselines": ["faiss-hnsw", "faiss-ivf", "hnswlib", "exact"],
     "peers": ["lancedb", "chroma", "qdrant", "usearch"],
 }
