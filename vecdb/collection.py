@@ -440,8 +440,17 @@ def _unknown_column(name: str, names: Sequence[str]) -> Exception:
     return SchemaError(f"unknown column {name!r}{hint}")
 
 
-def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Schema | None = None) -> Collection:
-    """Make a new, empty collection directory at ``path`` (which must not exist)."""
+def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Schema | None = None,
+           multivector: bool = False) -> Collection:
+    """Make a new, empty collection directory at ``path`` (which must not exist).
+
+    ``multivector=True`` makes a collection whose rows are sets of vectors (late interaction), searched
+    with MUVERA encodings and an exact Chamfer rerank (``vecdb.multivector``).
+    """
+    if multivector:
+        from .multivector.collection import create_multivector  # lazy: it imports this module
+
+        return create_multivector(path, dim, metric, schema=schema)
     root = Path(path)
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
         raise InvalidParameterError(f"dim must be a positive integer; got {dim!r}")
@@ -462,4 +471,9 @@ def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Sch
 def open_collection(path: str | Path) -> Collection:
     """Open an existing collection; checks every file against the manifest's checksums."""
     root = Path(path)
-    return Collection(root, read_manifest(root))
+    manifest = read_manifest(root)
+    if manifest.get("multivector"):
+        from .multivector.collection import open_multivector
+
+        return open_multivector(root, manifest)
+    return Collection(root, manifest)
