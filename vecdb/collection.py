@@ -36,6 +36,7 @@ from .storage.manifest import FORMAT, FORMAT_VERSION, collect_garbage, read_mani
 from .vectors import as_ids, as_matrix, check_k, normalize
 
 log = logging.getLogger(__name__)
+_CPUS = os.cpu_count() or 1
 
 
 def _schema_to_json(schema: pa.Schema) -> dict:
@@ -354,7 +355,8 @@ class Collection:
             return groups
         return {parse(where): list(range(nq))}
 
-    def _plan(self, expr: Any, k: int, params: dict[str, Any]) -> tuple[planner.Plan, np.ndarray | None]:
+    def _plan(self, expr: Any, k: int, params: dict[str, Any], *,
+              explain: bool = False) -> tuple[planner.Plan, np.ndarray | None]:
         forced = params.pop("plan", None)
         target = params.pop("target_recall", None)
         if target is not None and not (isinstance(target, (int, float)) and 0 < target <= 1):
@@ -374,12 +376,13 @@ class Collection:
             ef = ef_for((self._manifest.get("index") or {}).get("calibration", {}), plan.name, float(target))
             if ef is not None:
                 plan = planner.dataclasses.replace(plan, params={**plan.params, "ef": ef})
-        estimate = None
-        if expr is not None and self._attr_index is not None:
-            estimate = round(self._attr_index.estimate(expr) * len(self._ids))
-        plan = planner.dataclasses.replace(plan, filter=None if expr is None else str(expr),
-                                           tail_rows=len(self._ids) - index_rows if self._index else 0,
-                                           estimated_matches=estimate)
+        tail = len(self._ids) - index_rows if self._index else 0
+        if expr is not None or tail:
+            estimate = None
+            if expr is not None and self._attr_index is not None and explain:
+                estimate = round(self._attr_index.estimate(expr) * len(self._ids))
+            plan = planner.dataclasses.replace(plan, filter=None if expr is None else str(expr), tail_rows=tail,
+                                               estimated_matches=estimate)
         return plan, mask
 
     def search(self, queries: Any, k: int = 10, where: Any = None, **params: Any) -> SearchResult:
@@ -408,7 +411,7 @@ class Collection:
                                queries=q[members], k=k, mask=mask, metric=self.metric, config=self._planner)
             return members, plan, hits
 
-        threads = min(len(groups), self._planner.threads or os.cpu_count() or 1)
+        threads = 1 if len(groups) == 1 else min(len(groups), self._planner.threads or _CPUS)
         if threads > 1:  # one filter per query: groups run on threads (the kernels release the GIL)
             with ThreadPoolExecutor(threads) as pool:
                 done = list(pool.map(run_group, groups))
@@ -430,7 +433,7 @@ class Collection:
         k = check_k(k)
         if query is not None:
             self._prepare_queries(query)
-        plan, _ = self._plan(parse(where), k, dict(params))
+        plan, _ = self._plan(parse(where), k, dict(params), explain=True)
         return plan
 
 
