@@ -421,3 +421,37 @@ def test_bench_command_lists_the_runners_registries(capsys):
     assert main(["bench", "list"]) == 0
     out = capsys.readouterr().out
     assert "arxiv-slice" in out and "faiss-hnsw" in out
+
+
+def test_multivector_build_search_info_from_the_command_line(tmp_path, capsys):
+    from vecdb.cli import main
+
+    data = Path(__file__).resolve().parents[1] / "data" / "arxiv-tokens-slice"
+    out = tmp_path / "mv.vdb"
+    assert main(["build", "--vectors", str(data / "doc_tokens.f16.npy"), "--offsets", str(data / "doc_offsets.npy"),
+                 "--attributes", str(data / "attributes.parquet"), "--out", str(out), "--quiet",
+                 "--index-param", "candidates=100"]) == 0
+    q_tokens = np.load(data / "query_tokens.f16.npy")
+    q_offsets = np.load(data / "query_offsets.npy")
+    np.save(tmp_path / "q.npy", q_tokens[q_offsets[0]:q_offsets[1]].astype(np.float32))
+    capsys.readouterr()
+    assert main(["search", str(out), "--vector-file", str(tmp_path / "q.npy"), "-k", "5",
+                 "--where", "'cs.CV' IN categories", "--columns", "categories", "--format", "json"]) == 0
+    hits = json.loads(capsys.readouterr().out)[0]
+    assert len(hits) == 5 and all("cs.CV" in h["categories"] for h in hits)
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert main(["info", str(out)]) == 0
+    assert "muvera" in capsys.readouterr().out
+
+
+def test_multivector_build_rejects_offsets_that_do_not_cover_the_tokens(tmp_path, capsys):
+    from vecdb.cli import main
+
+    np.save(tmp_path / "t.npy", np.ones((10, 4), np.float32))
+    np.save(tmp_path / "o.npy", np.array([0, 4, 9]))
+    assert main(["build", "--vectors", str(tmp_path / "t.npy"), "--offsets", str(tmp_path / "o.npy"),
+                 "--out", str(tmp_path / "mv.vdb")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vecdb: error: --offsets must rise from 0 to the 10 rows") and err.count("\n") == 1
+    assert not (tmp_path / "mv.vdb").exists()

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .common import CliError, parse_key_values, split_columns
 from .output import describe_index, emit_line
 from .progress import Progress
@@ -41,6 +43,9 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="Parquet / Arrow IPC file, or a directory of them, with a vector column")
     p.add_argument("--out", "-o", required=True, metavar="PATH", help="the collection directory to write")
     p.add_argument("--vectors", metavar="X.npy", help="vectors as a 2-D .npy array (instead of SOURCE)")
+    p.add_argument("--offsets", metavar="OFFSETS.npy",
+                   help="multi-vector documents: with --vectors TOKENS.npy, document i is rows "
+                        "offsets[i]:offsets[i+1] (makes a multi-vector collection; index muvera)")
     p.add_argument("--attributes", metavar="FILE",
                    help="attribute rows for --vectors: a Parquet / Arrow file or directory")
     p.add_argument("--vector-column", metavar="NAME", help="the vector column (detected when there is only one)")
@@ -48,7 +53,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="integer ids (default: a column named 'id' if any, else 0, 1, ...)")
     p.add_argument("--columns", metavar="A,B", help="attribute columns to keep (default: all)")
     p.add_argument("--metric", choices=METRICS, help="similarity (default cosine; --append keeps the collection's)")
-    p.add_argument("--index", choices=[*index_kinds(), "none"],
+    p.add_argument("--index", choices=[*index_kinds(), "muvera", "none"],
                    help="index type to build (default hnsw; with --append the existing index is updated)")
     p.add_argument("--index-param", action="append", metavar="KEY=VALUE",
                    help="an option of the index, repeatable: M=32, ef_construction=200, ef_search=128, nlist=256, "
@@ -127,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         except vecdb.errors.NotACollectionError as exc:
             raise CliError(f"refusing to {'append to' if args.append else 'overwrite'} {str(out)!r}: {exc}") from exc
     index_params = parse_key_values(args.index_param, "--index-param")
+    if args.offsets or args.index == "muvera":
+        return _run_multivector(args, out, exists, index_params)
     source = _open_source(args)  # every input is checked before anything is written
 
     appending = args.append and exists
@@ -189,3 +196,68 @@ def _add_all(source: Any, coll: Any, tmp: Path, args: argparse.Namespace, progre
     if coll is None:
         raise CliError("the input holds no rows; nothing to build")
     return coll
+
+
+def _run_multivector(args: argparse.Namespace, out: Path, exists: bool, index_params: dict[str, Any]) -> int:
+    """``--vectors TOKENS.npy --offsets OFFSETS.npy [--attributes A.parquet]``: a multi-vector collection."""
+    import pyarrow.parquet as pq
+
+    import vecdb
+
+    if not (args.vectors and args.offsets):
+        raise CliError("a multi-vector build needs --vectors TOKENS.npy and --offsets OFFSETS.npy")
+    if args.append:
+        raise CliError("--append is not supported for multi-vector collections yet")
+    if args.index not in (None, "muvera", "none"):
+        raise CliError(f"multi-vector collections take --index muvera (or none), not {args.index!r}")
+    tokens = _load_npy(args.vectors, mmap=True)
+    offsets = _load_npy(args.offsets).astype(np.int64)
+    if tokens.ndim != 2 or offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 \
+            or offsets[-1] != len(tokens) or (np.diff(offsets) < 0).any():
+        raise CliError(f"--offsets must rise from 0 to the {len(tokens)} rows of --vectors; got {len(offsets)} "
+                       f"offsets ending at {int(offsets[-1]) if len(offsets) else None}")
+    n_docs = len(offsets) - 1
+    attrs = ids = None
+    if args.attributes:
+        attrs = pq.read_table(args.attributes, columns=split_columns(args.columns))
+        if attrs.num_rows != n_docs:
+            raise CliError(f"--attributes has {attrs.num_rows} rows but --offsets describes {n_docs} documents")
+        id_column = args.id_column or ("id" if "id" in attrs.column_names else None)
+        if id_column:
+            ids = attrs.column(id_column).to_numpy()
+            attrs = attrs.drop_columns([id_column])
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    start = time.perf_counter()
+    progress = Progress("adding", n_docs, enabled=False if args.quiet else None)
+    try:
+        coll = vecdb.create(tmp, dim=int(tokens.shape[1]), metric=args.metric or "ip", multivector=True)
+        for a in range(0, n_docs, args.batch_size):
+            b = min(n_docs, a + args.batch_size)
+            chunk = np.asarray(tokens[offsets[a]:offsets[b]], dtype=np.float32)
+            coll.add_multi((chunk, offsets[a:b + 1] - offsets[a]),
+                           None if attrs is None else attrs.slice(a, b - a),
+                           ids=None if ids is None else ids[a:b])
+            progress.update(b - a)
+        progress.close()
+        if args.index != "none":
+            progress.status(f"building the muvera index over {n_docs:,} documents ...")
+            coll.build_index("muvera", **index_params)
+        _swap_into_place(tmp, out, replace=exists)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not args.quiet:
+        emit_line(f"built {out}: {len(coll):,} multi-vector documents ({len(tokens):,} vectors), dim {coll.dim}, "
+                  f"metric {coll.metric}, index {describe_index(coll.index_info)}; "
+                  f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _load_npy(path: str, mmap: bool = False) -> np.ndarray:
+    if not Path(path).is_file():
+        raise CliError(f"{path!r} does not exist")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise CliError(f"cannot read {path!r} as a .npy array: {exc}") from exc

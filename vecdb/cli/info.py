@@ -67,13 +67,24 @@ def _live_table(coll: Any) -> pa.Table:
     return coll.to_arrow().drop_columns(["id"])
 
 
+def _file_entries(node: Any) -> list[dict[str, Any]]:
+    """Every file entry (a dict with ``file`` and ``bytes``) under a manifest node, at any depth."""
+    if isinstance(node, dict):
+        own = [node] if "file" in node and "bytes" in node else []
+        return own + [e for value in node.values() for e in _file_entries(value)]
+    if isinstance(node, list):
+        return [e for value in node for e in _file_entries(value)]
+    return []
+
+
 def _sizes(root: Path, manifest: dict[str, Any]) -> dict[str, int]:
     sizes = {"vectors": 0, "ids": 0, "attributes": 0, "index": 0, "deletions": 0}
     for seg in manifest["segments"]:
         for key in ("vectors", "ids", "attributes"):
-            sizes[key] += int(seg[key]["bytes"])
+            entries = [seg[key]] if key in seg else [seg[k] for k in ("tokens", "offsets") if k in seg]
+            sizes[key] += sum(int(e["bytes"]) for e in entries)  # multi-vector: tokens + offsets
     if manifest.get("index"):
-        sizes["index"] = sum(int(f["bytes"]) for f in manifest["index"]["files"])
+        sizes["index"] = sum(int(e["bytes"]) for e in _file_entries(manifest["index"]))
     if manifest.get("deleted"):
         sizes["deletions"] = int(manifest["deleted"]["bytes"])
     sizes["total"] = sum(e.stat().st_size for e in os.scandir(root) if e.is_file())

@@ -89,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
         columns = list(coll.schema.names)
     columns = [c for c in dict.fromkeys(columns) if c not in ("id", "score")]
     queries = _queries(args, coll)
-    result = coll.search(queries, k=args.k, where=args.where, **params)
+    if hasattr(coll, "search_multi"):  # a multi-vector collection: the query is one set of vectors
+        if args.row is not None:
+            queries = np.asarray(coll.get([args.row], columns=[]).column("vectors").to_pylist()[0], np.float32)
+        result = coll.search_multi(queries, k=args.k, where=args.where, **params)
+    else:
+        result = coll.search(queries, k=args.k, where=args.where, **params)
     table = result.to_arrow(columns)
     nq = len(result)
     if args.format == "parquet":

@@ -80,9 +80,15 @@ class MultiVectorCollection:
         spec = self._manifest.get("index")
         if spec is None:
             return None
-        return {"kind": spec["kind"], "fde": dict(spec["fde"]), "fde_dim": self._encoder.dim,
+        config = {**spec["fde"], "candidates": spec["candidates"], "inner": spec["inner"]["kind"]}
+        return {"kind": spec["kind"], "config": config, "device": "cpu",
+                "fde": dict(spec["fde"]), "fde_dim": self._encoder.dim,
                 "fde_bytes_per_row": 4 * self._encoder.dim, "candidates": spec["candidates"],
                 "inner": {"kind": spec["inner"]["kind"], "config": spec["inner"]["config"]}, "rows": spec["rows"]}
+
+    def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
+        """Every live row: ``id``, optionally ``vectors``, and the attribute columns (all by default)."""
+        return self.get(self._ids[self._live], columns=columns, with_vectors=with_vectors)
 
     def __len__(self) -> int:
         return int(self._live.sum())
