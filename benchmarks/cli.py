@@ -71,6 +71,8 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--cache-dir", type=Path, default=None, help="override the cache folder stored in the results")
 
     sub.add_parser("list", help="list datasets and engines")
+    mv = sub.add_parser("multivector", help="MUVERA vs exact Chamfer on a multi-vector data set", add_help=False)
+    mv.add_argument("rest", nargs=argparse.REMAINDER)
     return ap
 
 
@@ -92,6 +94,11 @@ def _run(args: argparse.Namespace, command: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m benchmarks`` (and of ``vecdb bench``); returns the exit status."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["multivector"]:  # its own options: hand them over whole
+        from .multivector import main as multivector_main
+
+        return multivector_main(words[1:])
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -338,3 +338,16 @@ def test_vecdb_create_and_open_dispatch_to_multivector(tmp_path):
     assert type(reopened).__name__ == "MultiVectorCollection" and len(reopened) == 3
     res = reopened.search_multi(rng.normal(size=(2, 8)).astype(np.float32), k=2, where="g = 1")
     assert set(res.ids[0].tolist()) <= {0, 2}
+
+
+def test_benchmark_runner_runs_muvera_against_exact_chamfer(tmp_path):
+    from benchmarks import main
+
+    out = tmp_path / "mv"
+    assert main(["multivector", "--dataset", "arxiv-tokens-slice", "--candidates", "100", "--modes", "batch",
+                 "--repeat", "1", "--corr-queries", "5", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["exact_recall_vs_dataset_gt"] == 1.0
+    (run,) = report["runs"]
+    assert run["candidates"] == 100 and 0.9 <= run["recall"] <= 1.0 and run["qps"] > 0
+    assert (out / "recall_qps.png").stat().st_size > 0 and "x exact" in (out / "summary.md").read_text()

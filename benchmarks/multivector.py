@@ -1,4 +1,4 @@
-"""MUVERA on a multi-vector data set: recall@k against exact Chamfer and queries per second, per candidate count.
+"""Multi-vector benchmark: MUVERA recall@k against exact Chamfer and queries per second, per candidate count.
 
 Builds a multi-vector collection from a data set in the ``arxiv-tokens`` layout (doc_tokens.f16.npy,
 doc_offsets.npy, attributes.parquet, query_tokens.f16.npy, query_offsets.npy, queries.parquet with
@@ -16,7 +16,11 @@ runs (best of all), so a machine whose load changes during the run does not flat
 Threads: numba's default (every core) for the Chamfer kernels of both paths; on a machine shared with
 other jobs, set ``OPENBLAS_NUM_THREADS=1`` (OpenBLAS threads thrash on the small FDE products there).
 
-    python tools/muvera_report.py --data ../shared/data/arxiv-tokens --candidates 50,100,200,400
+    python -m benchmarks multivector --dataset arxiv-tokens --candidates 50,100,200,400 --out results/muvera
+    vecdb bench multivector --dataset arxiv-tokens-slice --out results/muvera-slice
+
+Datasets: ``arxiv-tokens`` (../shared/data/arxiv-tokens), ``arxiv-tokens-slice`` (bundled in data/),
+or a folder in the same layout. Writes ``summary.md``, ``report.json`` and ``recall_qps.png`` to --out.
 """
 
 from __future__ import annotations
@@ -115,9 +119,16 @@ def correlation(d: dict[str, Any], config: FDEConfig, n_queries: int) -> dict[st
             "pearson_per_query_mean": float(np.mean(per_q)), "spearman_per_query_mean": float(np.mean(per_q_s))}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True)
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = {"arxiv-tokens": ROOT.parent / "shared" / "data" / "arxiv-tokens",
+            "arxiv-tokens-slice": ROOT / "data" / "arxiv-tokens-slice"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks multivector", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="arxiv-tokens-slice",
+                    help=f"{', '.join(DATASETS)}, or a folder in the arxiv-tokens layout")
     ap.add_argument("--r-reps", type=int, default=3)
     ap.add_argument("--k-sim", type=int, default=2)
     ap.add_argument("--d-proj", type=int, default=None, help="default: min(128, dim), i.e. no projection")
@@ -130,14 +141,18 @@ def main() -> None:
     ap.add_argument("--modes", default="batch,single")
     ap.add_argument("--corr-queries", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3, help="MUVERA timings: best of this many runs")
-    ap.add_argument("--out", type=Path, default=None, help="write the raw results as JSON here")
-    args = ap.parse_args()
-    d = load(args.data)
+    ap.add_argument("--out", type=Path, default=Path("results/multivector"),
+                    help="folder for summary.md, report.json and recall_qps.png")
+    args = ap.parse_args(argv)
+    data = DATASETS.get(args.dataset, Path(args.dataset))
+    if not (data / "doc_tokens.f16.npy").is_file():
+        ap.error(f"no multi-vector data set at {str(data)!r}")
+    d = load(data)
     k, cands, modes = args.k, [int(c) for c in args.candidates.split(",")], args.modes.split(",")
     queries, where = (d["q"], d["q_offsets"]), d["where"]
     row_of = np.empty(int(d["ids"].max()) + 1, np.int64)
     row_of[d["ids"]] = np.arange(d["ids"].shape[0])
-    report: dict[str, Any] = {"data": str(args.data), "k": k, "docs": int(d["ids"].shape[0]), "repeat": args.repeat,
+    report: dict[str, Any] = {"data": str(data), "k": k, "docs": int(d["ids"].shape[0]), "repeat": args.repeat,
                               "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
                               "numba_threads": numba.get_num_threads(),
                               "doc_vectors": int(d["tokens"].shape[0]), "queries": int(d["q_offsets"].shape[0] - 1),
@@ -187,9 +202,40 @@ def main() -> None:
             run["exact_qps"] = exact[run["mode"]]["qps"]
             run["speedup_vs_exact"] = exact[run["mode"]]["seconds"] / run["seconds"]
         report["correlation"] = correlation(d, FDEConfig.from_json(coll.index_info["fde"]), args.corr_queries)
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1))
-    print(markdown(report))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    (args.out / "summary.md").write_text("# Multi-vector benchmark\n\n" + markdown(report) + "\n")
+    plot(report, args.out / "recall_qps.png")
+    print(args.out / "summary.md")
+    return 0
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Recall@k against QPS over the candidate counts, one line per inner index and mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in report["runs"]:
+        series.setdefault((run["inner"], run["mode"]), []).append(run)
+    for (inner, mode), runs in series.items():
+        ax.plot([r["recall"] for r in runs], [r["qps"] for r in runs], marker="o", label=f"muvera {inner} ({mode})")
+        for r in runs:
+            ax.annotate(f"C={r['candidates']}", (r["recall"], r["qps"]), fontsize=7)
+    for mode, v in report["exact"].items():
+        ax.axhline(v["qps"], linestyle="--", color="grey", linewidth=1)
+        ax.annotate(f"exact Chamfer ({mode})", (ax.get_xlim()[0], v["qps"]), fontsize=7)
+    ax.set_xlabel(f"recall@{report['k']} vs exact Chamfer")
+    ax.set_ylabel("queries per second")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -217,4 +263,4 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
