@@ -8,86 +8,43 @@ Layout on disk (every name carries the version that wrote it, nothing is ever ov
 
 from __future__ import annotations
 
-import base64
-import copy
-import difflib
 import inspect
 import logging
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from . import planner
 from .calibration import calibrate, ef_for
-from .errors import (CollectionExistsError, DuplicateIdError, InvalidParameterError, SchemaError,
-                     UnknownIdError)
-from .filters import Expr, bind, parse
+from .errors import CollectionExistsError, InvalidParameterError, UnknownIdError
+from .filters import parse
 from .filters.attribute_index import AttributeIndex
 from .indexes.base import Hits, check_metric, index_class, pop_params
 from .result import SearchResult
+from .rowstore import RowStore, schema_from_json, schema_to_json
 from .storage import attributes as attrs_mod
 from .storage.files import describe_file, read_arrow, read_npy, verify, write_arrow, write_npy
-from .storage.manifest import FORMAT, FORMAT_VERSION, collect_garbage, read_manifest, write_manifest
-from .vectors import as_ids, as_matrix, check_k, normalize
+from .storage.manifest import FORMAT, FORMAT_VERSION, read_manifest, write_manifest
+from .vectors import as_matrix, check_k, normalize
 
 log = logging.getLogger(__name__)
 _CPUS = os.cpu_count() or 1
 
 
-def _schema_to_json(schema: pa.Schema) -> dict:
-    return {
-        "arrow_ipc": base64.b64encode(schema.serialize().to_pybytes()).decode(),
-        "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema],
-    }
-
-
-def _schema_from_json(data: dict) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(data["arrow_ipc"])))
-
-
-class Collection:
+class Collection(RowStore):
     """Use ``vecdb.create`` / ``vecdb.open``; the constructor is internal."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any]):
-        self.root = root
-        self._manifest = manifest
-        self._lock = threading.RLock()
-        self._planner = planner.PlannerConfig(**manifest.get("planner", {}))
-        self._bound: dict[Expr, Any] = {}
-        self._load()
-
     # ----------------------------------------------------------------- properties
-    @property
-    def dim(self) -> int:
-        return int(self._manifest["dim"])
-
-    @property
-    def metric(self) -> str:
-        return self._manifest["metric"]
-
-    @property
-    def schema(self) -> pa.Schema:
-        """The attribute columns (without ``id`` and ``vector``)."""
-        return self._schema
-
-    @property
-    def version(self) -> int:
-        return int(self._manifest["version"])
-
     @property
     def index_info(self) -> dict[str, Any] | None:
         """Kind, options and rows covered of the vector index, or None."""
         spec = self._manifest.get("index")
         return None if spec is None else {"kind": spec["kind"], "config": spec["config"], "rows": spec["rows"],
                                           "device": getattr(self._index, "device", "cpu")}
-
-    def __len__(self) -> int:
-        return self._n_live
 
     def __repr__(self) -> str:
         kind = self._manifest["index"]["kind"] if self._manifest.get("index") else None
@@ -97,7 +54,7 @@ class Collection:
     # ----------------------------------------------------------------- loading
     def _load(self) -> None:
         m = self._manifest
-        self._schema = _schema_from_json(m["schema"])
+        self._schema = schema_from_json(m["schema"])
         vectors, ids, tables = [], [], []
         for seg in m["segments"]:
             vectors.append(read_npy(self.root, seg["vectors"]))
@@ -114,45 +71,12 @@ class Collection:
         if m.get("deleted"):
             self._live[read_npy(self.root, m["deleted"], mmap=False)] = False
         self._reindex_ids()
-        self._n_live = int(self._live.sum())
-        self._attr_index: AttributeIndex | None = None
         self._index = None
         if m.get("index"):
             spec = m["index"]
             paths = [verify(self.root, entry) for entry in spec["files"]]
             self._index = index_class(spec["kind"]).load(paths, self.dim, self.metric, spec["config"],
                                                          self._vectors[: spec["rows"]])
-
-    def _reindex_ids(self) -> None:
-        self._id_order = np.argsort(self._ids, kind="stable")
-        self._id_sorted = self._ids[self._id_order]
-
-    def _rows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Row numbers of ``ids`` and a mask of which are present (and not deleted)."""
-        if self._id_sorted.size == 0:
-            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
-        pos = np.clip(np.searchsorted(self._id_sorted, ids), 0, self._id_sorted.size - 1)
-        rows = self._id_order[pos]
-        found = (self._id_sorted[pos] == ids) & self._live[rows]
-        return rows, found
-
-    # ----------------------------------------------------------------- writing
-    def _commit(self, manifest: dict[str, Any], new_files: Iterable[Path]) -> None:
-        """Swap in ``manifest``; on failure remove what this write created and leave the old version."""
-        try:
-            write_manifest(self.root, manifest)
-        except BaseException:
-            for path in new_files:
-                path.unlink(missing_ok=True)
-            raise
-        self._manifest = manifest
-
-    def _next_manifest(self) -> dict[str, Any]:
-        # files of a write that crashed before its commit point would collide with this one's names
-        collect_garbage(self.root, self._manifest)
-        manifest = copy.deepcopy(self._manifest)
-        manifest["version"] = self.version + 1
-        return manifest
 
     def add(self, vectors: Any, attributes: Any = None, ids: Any = None) -> np.ndarray:
         """Append rows; returns their ids. Validates everything before writing anything."""
@@ -161,21 +85,7 @@ class Collection:
             n = x.shape[0]
             if self.metric == "cosine":
                 x = normalize(x)
-            if ids is None:
-                new_ids = np.arange(self._manifest["next_id"], self._manifest["next_id"] + n, dtype=np.int64)
-            else:
-                new_ids = as_ids(ids, n)
-                _, present = self._rows_of(new_ids)
-                if present.any():
-                    raise DuplicateIdError(
-                        f"ids already present in the collection: {new_ids[present][:10].tolist()} "
-                        f"(use upsert to replace rows)")
-                # a deleted id may not come back through add either: its old row still holds it
-                if self._id_sorted.size:
-                    pos = np.clip(np.searchsorted(self._id_sorted, new_ids), 0, self._id_sorted.size - 1)
-                    taken = self._id_sorted[pos] == new_ids
-                    if taken.any():
-                        raise DuplicateIdError(f"ids used by deleted rows: {new_ids[taken][:10].tolist()}")
+            new_ids = self._new_ids(ids, n)
             table = attrs_mod.to_table(attributes, n)
             schema = self._schema
             if len(schema) == 0 and table.num_columns:
@@ -199,7 +109,7 @@ class Collection:
                     seg[key] = writer(path, value)
                 manifest["segments"].append(seg)
                 manifest["next_id"] = int(max(manifest["next_id"], int(new_ids.max()) + 1))
-                manifest["schema"] = _schema_to_json(schema)
+                manifest["schema"] = schema_to_json(schema)
                 self._commit(manifest, written)
             except BaseException:
                 for path in written:
@@ -232,28 +142,6 @@ class Collection:
             self._vector_buffer = buf
         buf[n:n + m] = x
         return buf[: n + m]
-
-    def delete(self, ids: Any = None, *, where: Any = None) -> int:
-        """Delete rows by id or by filter (exactly one of the two); returns how many were deleted."""
-        with self._lock:
-            if (ids is None) == (where is None):
-                raise InvalidParameterError("delete takes ids=... or where=..., exactly one of them")
-            if ids is not None:
-                rows, found = self._rows_of(np.atleast_1d(np.asarray(ids, dtype=np.int64)))
-                rows = np.unique(rows[found])
-            else:
-                rows = np.flatnonzero(self._filter_mask(where) & self._live)
-            if rows.size == 0:
-                return 0
-            live = self._live.copy()
-            live[rows] = False
-            manifest = self._next_manifest()
-            path = self.root / f"deleted-{manifest['version']:06d}.npy"
-            manifest["deleted"] = write_npy(path, np.flatnonzero(~live).astype(np.int64))
-            self._commit(manifest, [path])
-            self._live = live
-            self._n_live = int(live.sum())
-            return int(rows.size)
 
     def build_index(self, kind: str = "hnsw", **options: Any) -> None:
         """Build the vector index over every row (replacing any earlier one) and save it.
@@ -312,10 +200,7 @@ class Collection:
         rows, found = self._rows_of(ids)
         if not found.all():
             raise UnknownIdError(f"unknown id(s): {ids[~found][:10].tolist()}")
-        names = self._schema.names if columns is None else list(columns)
-        for name in names:
-            if name not in self._schema.names:
-                raise _unknown_column(name, self._schema.names)
+        names = self._check_columns(columns)
         out = {"id": pa.array(ids)}
         if with_vectors:
             vec = np.ascontiguousarray(self._vectors[rows], dtype=np.float32)
@@ -325,35 +210,9 @@ class Collection:
             out[name] = taken.column(name)
         return pa.table(out)
 
-    def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
-        """Every live row: ``id``, optionally ``vector``, and the attribute columns (all by default)."""
-        return self.get(self._ids[self._live], columns=columns, with_vectors=with_vectors)
-
-    def _filter_mask(self, where: Any) -> np.ndarray:
-        expr = parse(where)
-        if expr is None:
-            return np.ones(len(self._ids), dtype=bool)
-        bound = self._bound.get(expr)
-        if bound is None:
-            bound = self._bound[expr] = bind(expr, self._table.schema)
-        if self._attr_index is None:
-            self._attr_index = AttributeIndex(self._table)
-        return self._attr_index.evaluate(bound)
-
     def _prepare_queries(self, queries: Any) -> np.ndarray:
         q = as_matrix(queries, self.dim, what="queries")
         return normalize(q, what="queries") if self.metric == "cosine" else q
-
-    def _groups(self, where: Any, nq: int) -> dict[Any, list[int]]:
-        """Queries grouped by their (parsed) filter, so each distinct filter is evaluated once."""
-        if isinstance(where, (list, tuple)):
-            if len(where) != nq:
-                raise InvalidParameterError(f"got {len(where)} filters for {nq} queries; give one per query")
-            groups: dict[Any, list[int]] = {}
-            for i, w in enumerate(where):
-                groups.setdefault(parse(w), []).append(i)
-            return groups
-        return {parse(where): list(range(nq))}
 
     def _plan(self, expr: Any, k: int, params: dict[str, Any], *,
               explain: bool = False) -> tuple[planner.Plan, np.ndarray | None]:
@@ -437,12 +296,6 @@ class Collection:
         return plan
 
 
-def _unknown_column(name: str, names: Sequence[str]) -> Exception:
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; columns are {list(names)}"
-    return SchemaError(f"unknown column {name!r}{hint}")
-
-
 def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Schema | None = None,
            multivector: bool = False) -> Collection:
     """Make a new, empty collection directory at ``path`` (which must not exist).
@@ -464,7 +317,7 @@ def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Sch
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "version": 0,
         "dim": int(dim), "metric": metric, "next_id": 0,
-        "schema": _schema_to_json(schema if schema is not None else pa.schema([])),
+        "schema": schema_to_json(schema if schema is not None else pa.schema([])),
         "segments": [], "deleted": None, "index": None,
     }
     write_manifest(root, manifest)

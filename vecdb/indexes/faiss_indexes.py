@@ -96,7 +96,7 @@ class HNSWIndex(_FaissIndex):
         super().add(vectors)
         self._graph = None
 
-    def graph(self) -> tuple:
+    def graph_arrays(self) -> tuple:
         """FAISS' graph as numpy arrays (copied once, cached until rows are added) and its vectors."""
         if getattr(self, "_graph", None) is None:
             h = self.index.hnsw
@@ -118,7 +118,7 @@ class HNSWIndex(_FaissIndex):
         """
         from ..kernels.hnsw_filtered import filtered_search
 
-        xb, neighbors, offsets, cum, entry, max_level = self.graph()
+        xb, neighbors, offsets, cum, entry, max_level = self.graph_arrays()
         ef = max(ef or self.ef_search, k)
         budget = int(budget if budget is not None else allow.shape[0])
         scores, rows, complete = filtered_search(xb, neighbors, offsets, cum, entry, max_level,

@@ -14,29 +14,26 @@ with the filter's row mask, take ``candidates`` rows, rerank them by exact Chamf
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from .. import planner
-from ..collection import _schema_from_json, _schema_to_json, _unknown_column
-from ..errors import CollectionExistsError, DuplicateIdError, InvalidParameterError, SchemaError, UnknownIdError
-from ..filters import Expr, bind, parse
-from ..filters.attribute_index import AttributeIndex
+from ..errors import CollectionExistsError, InvalidParameterError, SchemaError, UnknownIdError
+from ..filters import parse
 from ..indexes.base import check_metric, index_class, pop_params
 from ..result import SearchResult
+from ..rowstore import RowStore, schema_from_json, schema_to_json
 from ..storage import attributes as attrs_mod
 from ..storage.files import describe_file, read_arrow, read_npy, verify, write_arrow, write_npy
-from ..storage.manifest import FORMAT, FORMAT_VERSION, collect_garbage, write_manifest
-from ..vectors import as_ids, check_k
+from ..storage.manifest import FORMAT, FORMAT_VERSION, write_manifest
+from ..vectors import check_k
 from .chamfer import as_sets, chamfer_topk, rerank
 from .fde import FDEConfig, FDEEncoder
 
@@ -44,35 +41,8 @@ METRICS = ("ip", "cosine")
 DEFAULT_CANDIDATES = 150  # recall@10 0.97 on ../shared/data/arxiv-tokens with the default FDE (fde.py)
 
 
-class MultiVectorCollection:
+class MultiVectorCollection(RowStore):
     """Use ``vecdb.create(..., multivector=True)`` / ``vecdb.open``; the constructor is internal."""
-
-    def __init__(self, root: Path, manifest: dict[str, Any]):
-        self.root = root
-        self._manifest = manifest
-        self._lock = threading.RLock()
-        self._planner = planner.PlannerConfig(**manifest.get("planner", {}))
-        self._bound: dict[Expr, Any] = {}
-        self._attr_index: AttributeIndex | None = None  # built on the first filter, reset by add_multi
-        self._load()
-
-    # ----------------------------------------------------------------- properties
-    @property
-    def dim(self) -> int:
-        return int(self._manifest["dim"])
-
-    @property
-    def metric(self) -> str:
-        return self._manifest["metric"]
-
-    @property
-    def schema(self) -> pa.Schema:
-        """The attribute columns (without ``id`` and ``vectors``)."""
-        return self._schema
-
-    @property
-    def version(self) -> int:
-        return int(self._manifest["version"])
 
     @property
     def index_info(self) -> dict[str, Any] | None:
@@ -86,13 +56,6 @@ class MultiVectorCollection:
                 "fde_bytes_per_row": 4 * self._encoder.dim, "candidates": spec["candidates"],
                 "inner": {"kind": spec["inner"]["kind"], "config": spec["inner"]["config"]}, "rows": spec["rows"]}
 
-    def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
-        """Every live row: ``id``, optionally ``vectors``, and the attribute columns (all by default)."""
-        return self.get(self._ids[self._live], columns=columns, with_vectors=with_vectors)
-
-    def __len__(self) -> int:
-        return int(self._live.sum())
-
     def __repr__(self) -> str:
         kind = self._manifest["index"]["kind"] if self._manifest.get("index") else None
         return (f"MultiVectorCollection({str(self.root)!r}, rows={len(self)}, vectors={self._tokens.shape[0]}, "
@@ -101,7 +64,7 @@ class MultiVectorCollection:
     # ----------------------------------------------------------------- loading
     def _load(self) -> None:
         m = self._manifest
-        self._schema = _schema_from_json(m["schema"])
+        self._schema = schema_from_json(m["schema"])
         tokens, offsets, ids, tables = [], [np.zeros(1, np.int64)], [], []
         for seg in m["segments"]:
             tokens.append(read_npy(self.root, seg["tokens"]))
@@ -132,35 +95,6 @@ class MultiVectorCollection:
             paths = [verify(self.root, entry) for entry in inner["files"]]
             self._inner = index_class(inner["kind"]).load(paths, self._encoder.dim, "ip", inner["config"],
                                                           self._fde[: spec["rows"]])
-
-    def _reindex_ids(self) -> None:
-        self._id_order = np.argsort(self._ids, kind="stable")
-        self._id_sorted = self._ids[self._id_order]
-
-    def _rows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Row numbers of ``ids`` and a mask of which are present (and not deleted)."""
-        if self._id_sorted.size == 0:
-            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
-        pos = np.clip(np.searchsorted(self._id_sorted, ids), 0, self._id_sorted.size - 1)
-        rows = self._id_order[pos]
-        return rows, (self._id_sorted[pos] == ids) & self._live[rows]
-
-    # ----------------------------------------------------------------- writing
-    def _next_manifest(self) -> dict[str, Any]:
-        collect_garbage(self.root, self._manifest)  # leftovers of a crashed write would collide with new names
-        manifest = copy.deepcopy(self._manifest)
-        manifest["version"] = self.version + 1
-        return manifest
-
-    def _commit(self, manifest: dict[str, Any], new_files: Iterable[Path]) -> None:
-        """Swap in ``manifest``; on failure remove what this write created and leave the old version."""
-        try:
-            write_manifest(self.root, manifest)
-        except BaseException:
-            for path in new_files:
-                path.unlink(missing_ok=True)
-            raise
-        self._manifest = manifest
 
     def add_multi(self, vectors: Any, attributes: Any = None, ids: Any = None) -> np.ndarray:
         """Append rows, each a set of vectors; returns their ids. Validates everything before writing.
@@ -201,7 +135,7 @@ class MultiVectorCollection:
                     manifest["index"]["fde_files"].append(write_npy(written[-1], fde))
                 manifest["segments"].append(seg)
                 manifest["next_id"] = int(max(manifest["next_id"], int(new_ids.max()) + 1))
-                manifest["schema"] = _schema_to_json(schema)
+                manifest["schema"] = schema_to_json(schema)
                 self._commit(manifest, written)
             except BaseException:
                 for path in written:
@@ -221,45 +155,11 @@ class MultiVectorCollection:
                 self._fde = np.concatenate([self._fde, fde])
             self._ids = np.concatenate([self._ids, new_ids])
             self._live = np.concatenate([self._live, np.ones(n, bool)])
+            self._n_live += n
             self._reindex_ids()
             self._bound.clear()
             self._attr_index = None
             return new_ids
-
-    def _new_ids(self, ids: Any, n: int) -> np.ndarray:
-        if ids is None:
-            return np.arange(self._manifest["next_id"], self._manifest["next_id"] + n, dtype=np.int64)
-        new_ids = as_ids(ids, n)
-        _, present = self._rows_of(new_ids)
-        if present.any():
-            raise DuplicateIdError(f"ids already present in the collection: {new_ids[present][:10].tolist()}")
-        if self._id_sorted.size:  # a deleted id may not come back either: its old row still holds it
-            pos = np.clip(np.searchsorted(self._id_sorted, new_ids), 0, self._id_sorted.size - 1)
-            taken = self._id_sorted[pos] == new_ids
-            if taken.any():
-                raise DuplicateIdError(f"ids used by deleted rows: {new_ids[taken][:10].tolist()}")
-        return new_ids
-
-    def delete(self, ids: Any = None, *, where: Any = None) -> int:
-        """Delete rows by id or by filter (exactly one of the two); returns how many were deleted."""
-        with self._lock:
-            if (ids is None) == (where is None):
-                raise InvalidParameterError("delete takes ids=... or where=..., exactly one of them")
-            if ids is not None:
-                rows, found = self._rows_of(np.atleast_1d(np.asarray(ids, dtype=np.int64)))
-                rows = np.unique(rows[found])
-            else:
-                rows = np.flatnonzero(self._filter_mask(parse(where)) & self._live)
-            if rows.size == 0:
-                return 0
-            live = self._live.copy()
-            live[rows] = False
-            manifest = self._next_manifest()
-            path = self.root / f"deleted-{manifest['version']:06d}.npy"
-            manifest["deleted"] = write_npy(path, np.flatnonzero(~live).astype(np.int64))
-            self._commit(manifest, [path])
-            self._live = live
-            return int(rows.size)
 
     def build_index(self, kind: str = "muvera", *, r_reps: int = 3, k_sim: int = 2, d_proj: int | None = None,
                     d_final: int | None = None, seed: int = 0, fill_empty: bool = True, inner: str = "flat",
@@ -329,10 +229,7 @@ class MultiVectorCollection:
         rows, found = self._rows_of(ids)
         if not found.all():
             raise UnknownIdError(f"unknown id(s): {ids[~found][:10].tolist()}")
-        names = self._schema.names if columns is None else list(columns)
-        for name in names:
-            if name not in self._schema.names:
-                raise _unknown_column(name, self._schema.names)
+        names = self._check_columns(columns)
         out = {"id": pa.array(ids)}
         if with_vectors:
             lengths = self._offsets[rows + 1] - self._offsets[rows]
@@ -345,16 +242,6 @@ class MultiVectorCollection:
         for name in names:
             out[name] = taken.column(name)
         return pa.table(out)
-
-    def _filter_mask(self, expr: Any) -> np.ndarray:
-        if expr is None:
-            return np.ones(len(self._ids), dtype=bool)
-        bound = self._bound.get(expr)
-        if bound is None:
-            bound = self._bound[expr] = bind(expr, self._table.schema)
-        if self._attr_index is None:
-            self._attr_index = AttributeIndex(self._table)
-        return self._attr_index.evaluate(bound)
 
     def _run_groups(self, where: Any, nq: int, fn: Callable[[Any, list[int], np.ndarray | None], Any]) -> None:
         """``fn(expr, members, mask)`` per distinct filter (``mask``: rows passing it and not deleted, None:
@@ -370,17 +257,6 @@ class MultiVectorCollection:
             return
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(lambda args: fn(*args[0], args[1]), zip(groups, masks)))
-
-    def _groups(self, where: Any, nq: int) -> dict[Any, list[int]]:
-        """Queries grouped by their (parsed) filter, so each distinct filter is evaluated once."""
-        if isinstance(where, (list, tuple)):
-            if len(where) != nq:
-                raise InvalidParameterError(f"got {len(where)} filters for {nq} queries; give one per query")
-            groups: dict[Any, list[int]] = {}
-            for i, w in enumerate(where):
-                groups.setdefault(parse(w), []).append(i)
-            return groups
-        return {parse(where): list(range(nq))}
 
     def _plan(self, expr: Any, candidates: int, params: dict[str, Any],
               mask: np.ndarray | None = None) -> tuple[planner.Plan, np.ndarray | None]:
@@ -501,7 +377,7 @@ def create_multivector(path: str | Path, dim: int, metric: str = "ip", *,
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "multivector": True, "version": 0,
         "dim": int(dim), "metric": metric, "next_id": 0,
-        "schema": _schema_to_json(schema if schema is not None else pa.schema([])),
+        "schema": schema_to_json(schema if schema is not None else pa.schema([])),
         "segments": [], "deleted": None, "index": None,
     }
     write_manifest(root, manifest)

@@ -1,0 +1,191 @@
+"""What every collection kind shares: the manifest and its versioned writes, ids <-> rows, deletions,
+the attribute table and its filters. ``Collection`` (one vector per row) and
+``multivector.MultiVectorCollection`` (a set of vectors per row) add their own vectors and indexes.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import difflib
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from . import planner
+from .errors import DuplicateIdError, InvalidParameterError, SchemaError
+from .filters import Expr, bind, parse
+from .filters.attribute_index import AttributeIndex
+from .storage.files import write_npy
+from .storage.manifest import collect_garbage, write_manifest
+from .vectors import as_ids
+
+
+def schema_to_json(schema: pa.Schema) -> dict:
+    return {
+        "arrow_ipc": base64.b64encode(schema.serialize().to_pybytes()).decode(),
+        "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema],
+    }
+
+
+def schema_from_json(data: dict) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(data["arrow_ipc"])))
+
+
+def unknown_column(name: str, names: Sequence[str]) -> Exception:
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; columns are {list(names)}"
+    return SchemaError(f"unknown column {name!r}{hint}")
+
+
+class RowStore:
+    """Base of the collection kinds; subclasses implement ``_load`` and ``get``."""
+
+    _ids: np.ndarray
+    _live: np.ndarray
+    _schema: pa.Schema
+    _table: pa.Table
+
+    def __init__(self, root: Path, manifest: dict[str, Any]):
+        self.root = root
+        self._manifest = manifest
+        self._lock = threading.RLock()
+        self._planner = planner.PlannerConfig(**manifest.get("planner", {}))
+        self._bound: dict[Expr, Any] = {}
+        self._attr_index: AttributeIndex | None = None  # built on the first filter, reset when rows change
+        self._load()
+        self._n_live = int(self._live.sum())
+
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def dim(self) -> int:
+        return int(self._manifest["dim"])
+
+    @property
+    def metric(self) -> str:
+        return self._manifest["metric"]
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The attribute columns (without ``id`` and the vectors)."""
+        return self._schema
+
+    @property
+    def version(self) -> int:
+        return int(self._manifest["version"])
+
+    def __len__(self) -> int:
+        return self._n_live
+
+    def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
+        """Every live row: ``id``, optionally the vectors, and the attribute columns (all by default)."""
+        return self.get(self._ids[self._live], columns=columns, with_vectors=with_vectors)
+
+    # ----------------------------------------------------------------- ids and rows
+    def _reindex_ids(self) -> None:
+        self._id_order = np.argsort(self._ids, kind="stable")
+        self._id_sorted = self._ids[self._id_order]
+
+    def _rows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers of ``ids`` and a mask of which are present (and not deleted)."""
+        if self._id_sorted.size == 0:
+            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+        pos = np.clip(np.searchsorted(self._id_sorted, ids), 0, self._id_sorted.size - 1)
+        rows = self._id_order[pos]
+        return rows, (self._id_sorted[pos] == ids) & self._live[rows]
+
+    def _new_ids(self, ids: Any, n: int) -> np.ndarray:
+        """The ids of ``n`` new rows: the next free ones, or the caller's, checked unique and unused."""
+        if ids is None:
+            return np.arange(self._manifest["next_id"], self._manifest["next_id"] + n, dtype=np.int64)
+        new_ids = as_ids(ids, n)
+        _, present = self._rows_of(new_ids)
+        if present.any():
+            raise DuplicateIdError(f"ids already present in the collection: {new_ids[present][:10].tolist()} "
+                                   f"(use upsert to replace rows)")
+        if self._id_sorted.size:  # a deleted id may not come back through add either: its old row holds it
+            pos = np.clip(np.searchsorted(self._id_sorted, new_ids), 0, self._id_sorted.size - 1)
+            taken = self._id_sorted[pos] == new_ids
+            if taken.any():
+                raise DuplicateIdError(f"ids used by deleted rows: {new_ids[taken][:10].tolist()}")
+        return new_ids
+
+    def _check_columns(self, columns: Sequence[str] | None) -> list[str]:
+        names = self._schema.names if columns is None else list(columns)
+        for name in names:
+            if name not in self._schema.names:
+                raise unknown_column(name, self._schema.names)
+        return names
+
+    # ----------------------------------------------------------------- writing
+    def _next_manifest(self) -> dict[str, Any]:
+        # files of a write that crashed before its commit point would collide with this one's names
+        collect_garbage(self.root, self._manifest)
+        manifest = copy.deepcopy(self._manifest)
+        manifest["version"] = self.version + 1
+        return manifest
+
+    def _commit(self, manifest: dict[str, Any], new_files: Iterable[Path]) -> None:
+        """Swap in ``manifest``; on failure remove what this write created and leave the old version."""
+        try:
+            write_manifest(self.root, manifest)
+        except BaseException:
+            for path in new_files:
+                path.unlink(missing_ok=True)
+            raise
+        self._manifest = manifest
+
+    def delete(self, ids: Any = None, *, where: Any = None) -> int:
+        """Delete rows by id or by filter (exactly one of the two); returns how many were deleted."""
+        with self._lock:
+            if (ids is None) == (where is None):
+                raise InvalidParameterError("delete takes ids=... or where=..., exactly one of them")
+            if ids is not None:
+                rows, found = self._rows_of(np.atleast_1d(np.asarray(ids, dtype=np.int64)))
+                rows = np.unique(rows[found])
+            else:
+                rows = np.flatnonzero(self._filter_mask(where) & self._live)
+            if rows.size == 0:
+                return 0
+            live = self._live.copy()
+            live[rows] = False
+            manifest = self._next_manifest()
+            path = self.root / f"deleted-{manifest['version']:06d}.npy"
+            manifest["deleted"] = write_npy(path, np.flatnonzero(~live).astype(np.int64))
+            self._commit(manifest, [path])
+            self._live = live
+            self._n_live = int(live.sum())
+            return int(rows.size)
+
+    # ----------------------------------------------------------------- filters
+    def _filter_mask(self, where: Any) -> np.ndarray:
+        """Rows passing ``where`` (anything ``parse`` takes), deleted ones included; all rows for None."""
+        expr = parse(where)
+        if expr is None:
+            return np.ones(len(self._ids), dtype=bool)
+        bound = self._bound.get(expr)
+        if bound is None:
+            bound = self._bound[expr] = bind(expr, self._table.schema)
+        if self._attr_index is None:
+            self._attr_index = AttributeIndex(self._table)
+        return self._attr_index.evaluate(bound)
+
+    def _groups(self, where: Any, nq: int) -> dict[Any, list[int]]:
+        """Queries grouped by their (parsed) filter, so each distinct filter is evaluated once."""
+        if isinstance(where, (list, tuple)):
+            if len(where) != nq:
+                raise InvalidParameterError(f"got {len(where)} filters for {nq} queries; give one per query")
+            groups: dict[Any, list[int]] = {}
+            for i, w in enumerate(where):
+                groups.setdefault(parse(w), []).append(i)
+            return groups
+        return {parse(where): list(range(nq))}
