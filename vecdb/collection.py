@@ -27,7 +27,7 @@ from .indexes.base import Hits, check_metric, index_class, pop_params
 from .result import SearchResult
 from .rowstore import RowStore, schema_from_json, schema_to_json
 from .storage import attributes as attrs_mod
-from .storage.files import describe_file, read_arrow, read_npy, verify, write_arrow, write_npy
+from .storage.files import describe_file, read_arrow, read_npy, verify
 from .storage.manifest import FORMAT, FORMAT_VERSION, read_manifest, write_manifest
 from .vectors import as_matrix, check_k, normalize
 
@@ -95,41 +95,11 @@ class Collection(RowStore):
                 return new_ids
 
             manifest = self._next_manifest()
-            stem = self.root / f"seg-{manifest['version']:06d}"
-            written: list[Path] = []
-            try:
-                seg = {"rows": n}
-                for key, suffix, writer, value in (
-                    ("vectors", ".vectors.npy", write_npy, x),
-                    ("ids", ".ids.npy", write_npy, new_ids),
-                    ("attributes", ".attrs.arrow", write_arrow, attrs_mod.encode_for_disk(table)),
-                ):
-                    path = stem.with_name(stem.name + suffix)
-                    written.append(path)
-                    seg[key] = writer(path, value)
-                manifest["segments"].append(seg)
-                manifest["next_id"] = int(max(manifest["next_id"], int(new_ids.max()) + 1))
-                manifest["schema"] = schema_to_json(schema)
-                self._commit(manifest, written)
-            except BaseException:
-                for path in written:
-                    path.unlink(missing_ok=True)
-                raise
+            self._write_version(manifest, lambda written: self._append_segment(
+                manifest, {"vectors": (".vectors.npy", x)}, table, new_ids, schema, written))
             # memory follows the disk only once the new version is durable
-            if not len(schema):
-                self._table = attrs_mod.null_table(schema, len(self._ids) + n)
-            else:
-                if schema != self._schema:  # the first attributes arrive: earlier rows get nulls
-                    self._table = attrs_mod.null_table(schema, len(self._ids))
-                self._table = pa.concat_tables([self._table, table])
-            self._schema = schema
             self._vectors = self._append_vectors(x)
-            self._ids = np.concatenate([self._ids, new_ids])
-            self._live = np.concatenate([self._live, np.ones(n, bool)])
-            self._n_live += n
-            self._reindex_ids()
-            self._bound.clear()
-            self._attr_index = None
+            self._adopt_rows(table, schema, new_ids)
             return new_ids
 
     def _append_vectors(self, x: np.ndarray) -> np.ndarray:

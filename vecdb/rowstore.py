@@ -10,7 +10,7 @@ import copy
 import difflib
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +19,8 @@ from . import planner
 from .errors import DuplicateIdError, InvalidParameterError, SchemaError
 from .filters import Expr, bind, parse
 from .filters.attribute_index import AttributeIndex
-from .storage.files import write_npy
+from .storage import attributes as attrs_mod
+from .storage.files import write_arrow, write_npy
 from .storage.manifest import collect_garbage, write_manifest
 from .vectors import as_ids
 
@@ -143,6 +144,53 @@ class RowStore:
                 path.unlink(missing_ok=True)
             raise
         self._manifest = manifest
+
+    def _append_segment(self, manifest: dict[str, Any], arrays: dict[str, tuple[str, np.ndarray]],
+                        table: pa.Table, new_ids: np.ndarray, schema: pa.Schema, written: list[Path]) -> None:
+        """Write one ``add``'s segment (its arrays, ids, attributes) and name it in ``manifest``.
+
+        ``arrays`` maps manifest keys to (file suffix, array); every path written is appended to
+        ``written`` so that a failed write can remove them (see ``_write_version``).
+        """
+        stem = f"seg-{manifest['version']:06d}"
+        seg: dict[str, Any] = {"rows": len(new_ids)}
+        files = [(key, suffix, write_npy, array) for key, (suffix, array) in arrays.items()]
+        files += [("ids", ".ids.npy", write_npy, new_ids),
+                  ("attributes", ".attrs.arrow", write_arrow, attrs_mod.encode_for_disk(table))]
+        for key, suffix, writer, value in files:
+            written.append(self.root / (stem + suffix))
+            seg[key] = writer(written[-1], value)
+        manifest["segments"].append(seg)
+        manifest["next_id"] = int(max(manifest["next_id"], int(new_ids.max()) + 1))
+        manifest["schema"] = schema_to_json(schema)
+
+    def _write_version(self, manifest: dict[str, Any], write: Callable[[list[Path]], None]) -> None:
+        """Run ``write(written)`` then commit ``manifest``; on any failure remove every file written."""
+        written: list[Path] = []
+        try:
+            write(written)
+            self._commit(manifest, written)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+
+    def _adopt_rows(self, table: pa.Table, schema: pa.Schema, new_ids: np.ndarray) -> None:
+        """After a committed add: the new rows' attributes, ids and liveness join the in-memory state."""
+        n = len(new_ids)
+        if not len(schema):
+            self._table = attrs_mod.null_table(schema, len(self._ids) + n)
+        else:
+            if schema != self._schema:  # the first attributes arrive: earlier rows get nulls
+                self._table = attrs_mod.null_table(schema, len(self._ids))
+            self._table = pa.concat_tables([self._table, table])
+        self._schema = schema
+        self._ids = np.concatenate([self._ids, new_ids])
+        self._live = np.concatenate([self._live, np.ones(n, bool)])
+        self._n_live += n
+        self._reindex_ids()
+        self._bound.clear()
+        self._attr_index = None
 
     def delete(self, ids: Any = None, *, where: Any = None) -> int:
         """Delete rows by id or by filter (exactly one of the two); returns how many were deleted."""

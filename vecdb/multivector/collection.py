@@ -31,7 +31,7 @@ from ..indexes.base import check_metric, index_class, pop_params
 from ..result import SearchResult
 from ..rowstore import RowStore, schema_from_json, schema_to_json
 from ..storage import attributes as attrs_mod
-from ..storage.files import describe_file, read_arrow, read_npy, verify, write_arrow, write_npy
+from ..storage.files import describe_file, read_arrow, read_npy, verify, write_npy
 from ..storage.manifest import FORMAT, FORMAT_VERSION, write_manifest
 from ..vectors import check_k
 from .chamfer import as_sets, chamfer_topk, rerank
@@ -119,46 +119,21 @@ class MultiVectorCollection(RowStore):
             fde = self._encoder.encode_documents(x, offsets) if self._encoder is not None else None
 
             manifest = self._next_manifest()
-            stem = f"seg-{manifest['version']:06d}"
-            written: list[Path] = []
-            try:
-                seg: dict[str, Any] = {"rows": n}
-                for key, suffix, writer, value in (
-                    ("tokens", ".tokens.npy", write_npy, x), ("offsets", ".offsets.npy", write_npy, offsets),
-                    ("ids", ".ids.npy", write_npy, new_ids),
-                    ("attributes", ".attrs.arrow", write_arrow, attrs_mod.encode_for_disk(table)),
-                ):
-                    written.append(self.root / (stem + suffix))
-                    seg[key] = writer(written[-1], value)
+
+            def write(written: list[Path]) -> None:
+                self._append_segment(manifest, {"tokens": (".tokens.npy", x), "offsets": (".offsets.npy", offsets)},
+                                     table, new_ids, schema, written)
                 if fde is not None:
                     written.append(self.root / f"index-{manifest['version']:06d}.fde.npy")
                     manifest["index"]["fde_files"].append(write_npy(written[-1], fde))
-                manifest["segments"].append(seg)
-                manifest["next_id"] = int(max(manifest["next_id"], int(new_ids.max()) + 1))
-                manifest["schema"] = schema_to_json(schema)
-                self._commit(manifest, written)
-            except BaseException:
-                for path in written:
-                    path.unlink(missing_ok=True)
-                raise
+
+            self._write_version(manifest, write)
             # memory follows the disk only once the new version is durable
-            if not len(schema):
-                self._table = attrs_mod.null_table(schema, len(self._ids) + n)
-            else:
-                if schema != self._schema:  # the first attributes arrive: earlier rows get nulls
-                    self._table = attrs_mod.null_table(schema, len(self._ids))
-                self._table = pa.concat_tables([self._table, table])
-            self._schema = schema
             self._offsets = np.concatenate([self._offsets, offsets[1:] + self._offsets[-1]])
             self._tokens = np.concatenate([self._tokens, x]) if self._tokens.size else x
             if fde is not None:
                 self._fde = np.concatenate([self._fde, fde])
-            self._ids = np.concatenate([self._ids, new_ids])
-            self._live = np.concatenate([self._live, np.ones(n, bool)])
-            self._n_live += n
-            self._reindex_ids()
-            self._bound.clear()
-            self._attr_index = None
+            self._adopt_rows(table, schema, new_ids)
             return new_ids
 
     def build_index(self, kind: str = "muvera", *, r_reps: int = 3, k_sim: int = 2, d_proj: int | None = None,
