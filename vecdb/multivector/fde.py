@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import InvalidParameterError
 from ..kernels.multivector import count_sketch, fde_aggregate, fde_aggregate_serial
 
-# Defaults measured on ../shared/data/arxiv-tokens (tools/muvera_report.py): 3 x 4 buckets x 128 dims =
+# Defaults measured on ../shared/data/arxiv-tokens (python -m benchmarks multivector): 3 x 4 buckets x 128 dims =
 # 1,536 FDE dims reached recall@10 0.95 at 100 candidates and 0.97 at 150; more repetitions, more buckets
 # or inner projections (the paper's 20 x 8 x 16, 2,560 dims: 0.94 / 0.96) cost more for no more recall.
 DEFAULT_D_PROJ = 128
