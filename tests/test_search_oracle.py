@@ -147,3 +147,12 @@ def test_deleted_rows_never_come_back(tmp_path):
         res = coll.search(x[:50], k=10, where=where)
         assert (res.ids[res.ids >= 0] % 2 == 1).all()
         assert (res.counts == 10).all()
+
+
+def test_unfiltered_fast_path_equals_the_planned_path(arxiv_slice, slice_collection):
+    q = arxiv_slice.queries[:20]
+    fast = slice_collection.search(q, k=10)
+    planned = slice_collection.search(q, k=10, plan="index")  # any parameter takes the planner's path
+    np.testing.assert_array_equal(fast.ids, planned.ids)
+    np.testing.assert_allclose(fast.scores, planned.scores)
+    assert fast.plans == planned.plans == ("index",) * 20
