@@ -152,7 +152,9 @@ def test_deleted_rows_never_come_back(tmp_path):
 def test_unfiltered_fast_path_equals_the_planned_path(arxiv_slice, slice_collection):
     q = arxiv_slice.queries[:20]
     fast = slice_collection.search(q, k=10)
-    planned = slice_collection.search(q, k=10, plan="index")  # any parameter takes the planner's path
+    planned = slice_collection.search(q, k=10, plan="index")  # a plan parameter takes the planner's path
     np.testing.assert_array_equal(fast.ids, planned.ids)
     np.testing.assert_allclose(fast.scores, planned.scores)
     assert fast.plans == planned.plans == ("index",) * 20
+    np.testing.assert_array_equal(slice_collection.search(q, k=10, ef=16).ids,
+                                  slice_collection.search(q, k=10, ef=16, plan="index").ids)

@@ -225,8 +225,8 @@ class Collection(RowStore):
         k = check_k(k)
         q = self._prepare_queries(queries)
         nq = q.shape[0]
-        if where is None and not params and self._plain_index_ready(k):
-            hits = self._index.search(q, k)  # the planner would choose exactly this: skip its bookkeeping
+        if where is None and "plan" not in params and "target_recall" not in params and self._plain_index_ready(k):
+            hits = self._index.search(q, k, **params)  # what the planner would run: skip its bookkeeping
             if (hits.rows >= 0).all():
                 return self._result(hits.scores, hits.rows, ("index",) * nq)
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
