@@ -81,6 +81,18 @@ def _pop(keys, vals, size, is_max):
 
 
 @nb.njit(nogil=True, cache=True)
+def _offer(vectors, query, l2, node, ef, cand_k, cand_v, n_cand, res_k, res_v, n_res):
+    """Score a newly seen passing node; keep it (candidate and result) if it beats the worst of ``ef``."""
+    s = _score(vectors, node, query, l2)
+    if n_res < ef or s > res_k[0]:
+        cand_k, cand_v, n_cand = _push(cand_k, cand_v, n_cand, s, node, True)
+        res_k, res_v, n_res = _push(res_k, res_v, n_res, s, node, False)
+        if n_res > ef:
+            n_res = _pop(res_k, res_v, n_res, False)
+    return cand_k, cand_v, n_cand, res_k, res_v, n_res
+
+
+@nb.njit(nogil=True, cache=True)
 def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query, allow, k, ef, budget, l2,
                 gather, visited, out_scores, out_rows):
     """One query; fills ``out_*`` (k) and returns False when the budget ran out (caller goes exact)."""
@@ -135,12 +147,8 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
                     continue
                 visited[u] |= 1
                 examined += 1
-                s = _score(vectors, u, query, l2)
-                if n_res < ef or s > res_k[0]:
-                    cand_k, cand_v, n_cand = _push(cand_k, cand_v, n_cand, s, u, True)
-                    res_k, res_v, n_res = _push(res_k, res_v, n_res, s, u, False)
-                    if n_res > ef:
-                        n_res = _pop(res_k, res_v, n_res, False)
+                cand_k, cand_v, n_cand, res_k, res_v, n_res = _offer(
+                    vectors, query, l2, u, ef, cand_k, cand_v, n_cand, res_k, res_v, n_res)
         # too few pass: look through the rejected neighbours to theirs (two hops), up to ``wanted``
         if gathered < wanted:
             for p in range(base, base + width):
@@ -163,12 +171,8 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
                         continue
                     visited[w] |= 1
                     examined += 1
-                    s = _score(vectors, w, query, l2)
-                    if n_res < ef or s > res_k[0]:
-                        cand_k, cand_v, n_cand = _push(cand_k, cand_v, n_cand, s, w, True)
-                        res_k, res_v, n_res = _push(res_k, res_v, n_res, s, w, False)
-                        if n_res > ef:
-                            n_res = _pop(res_k, res_v, n_res, False)
+                    cand_k, cand_v, n_cand, res_k, res_v, n_res = _offer(
+                        vectors, query, l2, w, ef, cand_k, cand_v, n_cand, res_k, res_v, n_res)
                     if gathered >= wanted:
                         break
         if examined > budget:
