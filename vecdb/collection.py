@@ -25,9 +25,9 @@ from .filters import parse
 from .filters.attribute_index import AttributeIndex
 from .indexes.base import Hits, check_metric, index_class, pop_params
 from .result import SearchResult
-from .rowstore import RowStore, schema_from_json, schema_to_json
+from .rowstore import RowStore, schema_to_json
 from .storage import attributes as attrs_mod
-from .storage.files import describe_file, read_arrow, read_npy, verify
+from .storage.files import describe_file, read_npy, verify
 from .storage.manifest import FORMAT, FORMAT_VERSION, read_manifest, write_manifest
 from .vectors import as_matrix, check_k, normalize
 
@@ -54,23 +54,11 @@ class Collection(RowStore):
     # ----------------------------------------------------------------- loading
     def _load(self) -> None:
         m = self._manifest
-        self._schema = schema_from_json(m["schema"])
-        vectors, ids, tables = [], [], []
-        for seg in m["segments"]:
-            vectors.append(read_npy(self.root, seg["vectors"]))
-            ids.append(read_npy(self.root, seg["ids"], mmap=False))
-            tables.append(attrs_mod.conform(attrs_mod.to_table(read_arrow(self.root, seg["attributes"]),
-                                                               seg["rows"]), self._schema))
-        vectors = [v.view(np.ndarray) for v in vectors]  # plain arrays over the maps: no memmap wrapping cost
+        self._load_rows()
+        vectors = [read_npy(self.root, seg["vectors"]).view(np.ndarray)  # plain arrays over the maps
+                   for seg in m["segments"]]
         self._vectors = (vectors[0] if len(vectors) == 1 else
                          np.concatenate(vectors) if vectors else np.empty((0, self.dim), np.float32))
-        self._ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
-        self._table = (pa.concat_tables(tables) if len(self._schema) else
-                       attrs_mod.null_table(self._schema, len(self._ids)))
-        self._live = np.ones(len(self._ids), dtype=bool)
-        if m.get("deleted"):
-            self._live[read_npy(self.root, m["deleted"], mmap=False)] = False
-        self._reindex_ids()
         self._index = None
         if m.get("index"):
             spec = m["index"]

@@ -20,7 +20,7 @@ from .errors import DuplicateIdError, InvalidParameterError, SchemaError
 from .filters import Expr, bind, parse
 from .filters.attribute_index import AttributeIndex
 from .storage import attributes as attrs_mod
-from .storage.files import write_arrow, write_npy
+from .storage.files import read_arrow, read_npy, write_arrow, write_npy
 from .storage.manifest import collect_garbage, write_manifest
 from .vectors import as_ids
 
@@ -62,6 +62,23 @@ class RowStore:
 
     def _load(self) -> None:
         raise NotImplementedError
+
+    def _load_rows(self) -> None:
+        """Schema, ids, attributes and deletions of every segment (each kind reads its own vectors)."""
+        m = self._manifest
+        self._schema = schema_from_json(m["schema"])
+        ids, tables = [], []
+        for seg in m["segments"]:
+            ids.append(read_npy(self.root, seg["ids"], mmap=False))
+            tables.append(attrs_mod.conform(attrs_mod.to_table(read_arrow(self.root, seg["attributes"]),
+                                                               seg["rows"]), self._schema))
+        self._ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+        self._table = (pa.concat_tables(tables) if len(self._schema) else
+                       attrs_mod.null_table(self._schema, len(self._ids)))
+        self._live = np.ones(len(self._ids), dtype=bool)
+        if m.get("deleted"):
+            self._live[read_npy(self.root, m["deleted"], mmap=False)] = False
+        self._reindex_ids()
 
     def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:
         raise NotImplementedError

@@ -29,9 +29,9 @@ from ..errors import CollectionExistsError, InvalidParameterError, SchemaError, 
 from ..filters import parse
 from ..indexes.base import check_metric, index_class, pop_params
 from ..result import SearchResult
-from ..rowstore import RowStore, schema_from_json, schema_to_json
+from ..rowstore import RowStore, schema_to_json
 from ..storage import attributes as attrs_mod
-from ..storage.files import describe_file, read_arrow, read_npy, verify, write_npy
+from ..storage.files import describe_file, read_npy, verify, write_npy
 from ..storage.manifest import FORMAT, FORMAT_VERSION, write_manifest
 from ..vectors import check_k
 from .chamfer import as_sets, chamfer_topk, rerank
@@ -64,25 +64,15 @@ class MultiVectorCollection(RowStore):
     # ----------------------------------------------------------------- loading
     def _load(self) -> None:
         m = self._manifest
-        self._schema = schema_from_json(m["schema"])
-        tokens, offsets, ids, tables = [], [np.zeros(1, np.int64)], [], []
+        self._load_rows()
+        tokens, offsets = [], [np.zeros(1, np.int64)]
         for seg in m["segments"]:
             tokens.append(read_npy(self.root, seg["tokens"]))
             local = read_npy(self.root, seg["offsets"], mmap=False)
             offsets.append(local[1:] + offsets[-1][-1])
-            ids.append(read_npy(self.root, seg["ids"], mmap=False))
-            tables.append(attrs_mod.conform(attrs_mod.to_table(read_arrow(self.root, seg["attributes"]),
-                                                               seg["rows"]), self._schema))
         self._tokens = (tokens[0] if len(tokens) == 1 else
                         np.concatenate(tokens) if tokens else np.empty((0, self.dim), np.float32))
         self._offsets = np.concatenate(offsets)
-        self._ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
-        self._table = (pa.concat_tables(tables) if len(self._schema) else
-                       attrs_mod.null_table(self._schema, len(self._ids)))
-        self._live = np.ones(len(self._ids), dtype=bool)
-        if m.get("deleted"):
-            self._live[read_npy(self.root, m["deleted"], mmap=False)] = False
-        self._reindex_ids()
         self._encoder: FDEEncoder | None = None
         self._inner: Any = None
         self._fde = np.empty((0, 0), np.float32)
