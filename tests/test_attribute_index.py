@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from vecdb.filters import bind, parse
-from vecdb.filters.attribute_index import AttributeIndex
+from vecdb.filters.attribute_index import SPARSE_RATIO, AttributeIndex, RowSet, _and, _or
 
 from .conftest import SHARED, SLICE
 from .test_filters_properties import exprs, tables
@@ -25,6 +25,43 @@ def test_index_equals_pyarrow_on_random_filters(table_rows: tuple[pa.Table, list
     index = AttributeIndex(table)
     np.testing.assert_array_equal(index.evaluate(bound), bound.evaluate(table), err_msg=str(expr))
     assert 0.0 <= index.estimate(expr) <= 1.0
+
+
+def _row_set(mask: np.ndarray, sparse: bool) -> RowSet:
+    return RowSet(mask.shape[0], rows=np.flatnonzero(mask)) if sparse else RowSet(mask.shape[0], mask=mask.copy())
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_row_sets_combine_like_masks_in_either_form(seed: int) -> None:
+    """AND / OR over row lists, masks and a mix of both equal the mask arithmetic, and never touch their
+    operands (masks may be shared with the column indexes)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    masks = [rng.random(n) < p for p in rng.choice([0.0, 0.001, 0.01, 0.2, 0.9, 1.0], size=int(rng.integers(1, 5)))]
+    forms = rng.random(len(masks)) < 0.5
+    sets = [_row_set(m, bool(f)) for m, f in zip(masks, forms)]
+    want_and, want_or = np.logical_and.reduce(masks), np.logical_or.reduce(masks)
+    got_and, _ = _and([(s, None) for s in sets], n)
+    got_or, _ = _or([(s, None) for s in sets], n)
+    np.testing.assert_array_equal(got_and.mask, want_and)
+    np.testing.assert_array_equal(got_and.rows, np.flatnonzero(want_and))
+    np.testing.assert_array_equal(got_or.mask, want_or)
+    np.testing.assert_array_equal(got_or.rows, np.flatnonzero(want_or))
+    assert got_and.count == int(want_and.sum()) and got_or.count == int(want_or.sum())
+    live = rng.random(n) < 0.7
+    np.testing.assert_array_equal((got_and & live).mask, want_and & live)
+    for s, m in zip(sets, masks):
+        np.testing.assert_array_equal(s.mask, m)
+
+
+def test_few_matching_rows_stay_row_numbers() -> None:
+    """A selective filter is answered as sorted row numbers, without an N-long mask."""
+    n = 10_000
+    table = pa.table({"label": pa.array([f"l{i % 500}" for i in range(n)]), "value": pa.array(np.arange(n))})
+    index = AttributeIndex(table)
+    selected = index.select(bind(parse("label = 'l7' AND value < 5000"), table.schema))
+    assert selected.sparse and selected.count * SPARSE_RATIO <= n
+    np.testing.assert_array_equal(selected.rows, np.arange(7, 5000, 500))
 
 
 def test_index_equals_pyarrow_on_the_slice_queries():

@@ -22,7 +22,7 @@ from . import planner
 from .calibration import calibrate, ef_for
 from .errors import CollectionExistsError, InvalidParameterError, UnknownIdError
 from .filters import parse
-from .filters.attribute_index import AttributeIndex
+from .filters.attribute_index import AttributeIndex, RowSet
 from .indexes.base import Hits, check_metric, index_class, pop_params
 from .result import SearchResult
 from .rowstore import RowStore, schema_to_json
@@ -169,38 +169,33 @@ class Collection(RowStore):
         return pa.table(out)
 
     def _prepare_queries(self, queries: Any) -> np.ndarray:
-        q = as_matrix(queries, self.dim, what="queries")
-        return normalize(q, what="queries") if self.metric == "cosine" else q
+        return as_matrix(queries, self.dim, what="queries", unit=self.metric == "cosine")
 
     def _plan(self, expr: Any, k: int, params: dict[str, Any], *,
-              explain: bool = False) -> tuple[planner.Plan, np.ndarray | None]:
+              explain: bool = False) -> tuple[planner.Plan, RowSet | None]:
         forced = params.pop("plan", None)
         target = params.pop("target_recall", None)
         if target is not None and not (isinstance(target, (int, float)) and 0 < target <= 1):
             raise InvalidParameterError(f"target_recall must be in (0, 1]; got {target!r}")
         allowed = getattr(self._index, "search_options", {})
         pop_params(params, allowed, f"search with index {getattr(self._index, 'kind', None)!r}")
-        filtered = expr is not None or self._n_live < len(self._ids)
-        mask = self._filter_mask(expr) & self._live if filtered else None
-        matches = int(mask.sum()) if mask is not None else len(self._ids)
-        if mask is not None and matches == len(self._ids):  # every row passes: search unfiltered
-            mask, filtered = None, False
-        total = len(self)
+        selection = self._live_selection(expr)
+        matches = selection.count if selection is not None else len(self._ids)
         index_rows = self._manifest["index"]["rows"] if self._index is not None else 0
-        plan = planner.choose(index=self._index, matches=matches, total=total, k=k, filtered=filtered,
-                              forced=forced, params=params, config=self._planner)
+        plan = planner.choose(index=self._index, matches=matches, total=len(self), k=k,
+                              filtered=selection is not None, forced=forced, params=params, config=self._planner)
         if target is not None and "ef" not in params and plan.name in ("index", "filtered_graph"):
             ef = ef_for((self._manifest.get("index") or {}).get("calibration", {}), plan.name, float(target))
             if ef is not None:
                 plan = planner.dataclasses.replace(plan, params={**plan.params, "ef": ef})
-        tail = len(self._ids) - index_rows if self._index else 0
-        if expr is not None or tail:
+        if explain:
             estimate = None
-            if expr is not None and self._attr_index is not None and explain:
+            if expr is not None and self._attr_index is not None:
                 estimate = round(self._attr_index.estimate(expr) * len(self._ids))
+            tail = len(self._ids) - index_rows if self._index else 0
             plan = planner.dataclasses.replace(plan, filter=None if expr is None else str(expr), tail_rows=tail,
                                                estimated_matches=estimate)
-        return plan, mask
+        return plan, selection
 
     def search(self, queries: Any, k: int = 10, where: Any = None, **params: Any) -> SearchResult:
         """The k nearest rows per query among those passing ``where``.
@@ -215,8 +210,10 @@ class Collection(RowStore):
         nq = q.shape[0]
         if where is None and "plan" not in params and "target_recall" not in params and self._plain_index_ready(k):
             hits = self._index.search(q, k, **params)  # what the planner would run: skip its bookkeeping
-            if (hits.rows >= 0).all():
-                return self._result(hits.scores, hits.rows, ("index",) * nq)
+            if hits.rows.min() >= 0:  # k hits each: no padding to handle
+                scores = -hits.scores if self.metric == "l2" else hits.scores
+                return SearchResult(self._ids[hits.rows], scores, np.full(nq, k, dtype=np.int64), ("index",) * nq,
+                                    self)
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
         rows = np.full((nq, k), -1, dtype=np.int64)
         plans = [""] * nq
@@ -227,9 +224,10 @@ class Collection(RowStore):
 
         def run_group(group: tuple[Any, list[int]]) -> tuple[list[int], planner.Plan, Hits]:
             expr, members = group
-            plan, mask = self._plan(expr, k, dict(params))
+            plan, selection = self._plan(expr, k, dict(params))
             hits = planner.run(plan, vectors=self._vectors, index=self._index, index_rows=index_rows,
-                               queries=q[members], k=k, mask=mask, metric=self.metric, config=self._planner)
+                               queries=q[members], k=k, selection=selection, metric=self.metric,
+                               config=self._planner)
             return members, plan, hits
 
         threads = 1 if len(groups) == 1 else min(len(groups), self._planner.threads or _CPUS)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidParameterError
+from .filters.attribute_index import RowSet
 from .indexes.base import Hits
 from .indexes.flat import _finish, _topk_merge, exact_search
 
@@ -143,10 +144,12 @@ def _plan_params(name: str, index: Any, sel: float, params: dict[str, Any], conf
 
 
 def run(plan: Plan, *, vectors: np.ndarray, index: Any, index_rows: int, queries: np.ndarray, k: int,
-        mask: np.ndarray | None, metric: str, config: PlannerConfig) -> Hits:
-    """Execute ``plan`` for ``queries`` (all sharing ``mask``, ``None`` = every row passes)."""
+        selection: RowSet | np.ndarray | None, metric: str, config: PlannerConfig) -> Hits:
+    """Execute ``plan`` for ``queries``, all sharing ``selection`` (the passing rows, a ``RowSet`` or a
+    bool mask; ``None`` = every row passes)."""
     if plan.name == "exact":
-        return exact_search(vectors, queries, k, metric, allow=mask)
+        return _scan(vectors, queries, k, metric, selection)
+    mask = selection.mask if isinstance(selection, RowSet) else selection
     head_mask = None if mask is None else mask[:index_rows]
     if plan.name == "index":
         hits = index.search(queries, k, allow=head_mask, **plan.params)
@@ -165,7 +168,7 @@ def run(plan: Plan, *, vectors: np.ndarray, index: Any, index_rows: int, queries
         tail = exact_search(vectors, queries, k, metric, rows=tail_rows, allow=mask)
         s, r = _topk_merge(hits.scores, hits.rows, tail.scores, tail.rows, k)
         hits = _finish(s, r, k)
-    return _refill_short(hits, vectors=vectors, queries=queries, k=k, mask=mask, metric=metric,
+    return _refill_short(hits, vectors=vectors, queries=queries, k=k, selection=selection, metric=metric,
                          matches=plan.matches)
 
 
@@ -191,13 +194,23 @@ def _post_filter(index: Any, queries: np.ndarray, k: int, mask: np.ndarray | Non
     return _finish(scores, np.where(ok, rows, -1), k)
 
 
-def _refill_short(hits: Hits, *, vectors: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None,
-                  metric: str, matches: int) -> Hits:
+def _refill_short(hits: Hits, *, vectors: np.ndarray, queries: np.ndarray, k: int,
+                  selection: RowSet | np.ndarray | None, metric: str, matches: int) -> Hits:
     """The guarantee: a query whose plan found fewer than min(k, matches) hits is answered exactly."""
-    counts = (hits.rows >= 0).sum(axis=1)
+    counts = np.count_nonzero(hits.rows >= 0, axis=1)
     short = np.flatnonzero(counts < min(k, matches))
     if short.size:
-        exact = exact_search(vectors, queries[short], k, metric, allow=mask)
+        exact = _scan(vectors, queries[short], k, metric, selection)
         hits.scores[short] = exact.scores
         hits.rows[short] = exact.rows
     return hits
+
+
+def _scan(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str,
+          selection: RowSet | np.ndarray | None) -> Hits:
+    """Exact search over the selected rows: by row number while few pass, else over a mask."""
+    if isinstance(selection, RowSet):
+        if selection.sparse:
+            return exact_search(vectors, queries, k, metric, rows=selection.rows)
+        selection = selection.mask
+    return exact_search(vectors, queries, k, metric, allow=selection)

@@ -18,7 +18,7 @@ import pyarrow as pa
 from . import planner
 from .errors import DuplicateIdError, InvalidParameterError, SchemaError
 from .filters import Expr, bind, parse
-from .filters.attribute_index import AttributeIndex
+from .filters.attribute_index import AttributeIndex, RowSet
 from .storage import attributes as attrs_mod
 from .storage.files import read_arrow, read_npy, write_arrow, write_npy
 from .storage.manifest import collect_garbage, write_manifest
@@ -234,15 +234,28 @@ class RowStore:
     # ----------------------------------------------------------------- filters
     def _filter_mask(self, where: Any) -> np.ndarray:
         """Rows passing ``where`` (anything ``parse`` takes), deleted ones included; all rows for None."""
+        return self._select(where).mask
+
+    def _select(self, where: Any) -> RowSet:
+        """Rows passing ``where``, deleted ones included, as a ``RowSet`` (sorted rows while few pass)."""
         expr = parse(where)
         if expr is None:
-            return np.ones(len(self._ids), dtype=bool)
+            return RowSet.all(len(self._ids))
         bound = self._bound.get(expr)
         if bound is None:
             bound = self._bound[expr] = bind(expr, self._table.schema)
         if self._attr_index is None:
             self._attr_index = AttributeIndex(self._table)
-        return self._attr_index.evaluate(bound)
+        return self._attr_index.select(bound)
+
+    def _live_selection(self, expr: Any) -> RowSet | None:
+        """The live rows passing ``expr``; None when that is every row (nothing to filter)."""
+        if expr is None and self._n_live == len(self._ids):
+            return None
+        selected = self._select(expr)
+        if self._n_live < len(self._ids):
+            selected = selected & self._live
+        return None if selected.count == len(self._ids) else selected
 
     def _groups(self, where: Any, nq: int) -> dict[Any, list[int]]:
         """Queries grouped by their (parsed) filter, so each distinct filter is evaluated once."""

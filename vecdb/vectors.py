@@ -9,8 +9,12 @@ import numpy as np
 from .errors import DimensionError, DuplicateIdError, InvalidParameterError, InvalidVectorError
 
 
-def as_matrix(data: Any, dim: int, *, what: str = "vectors") -> np.ndarray:
-    """A C-contiguous float32 ``(n, dim)`` matrix; a 1-D input is one vector."""
+def as_matrix(data: Any, dim: int, *, what: str = "vectors", unit: bool = False) -> np.ndarray:
+    """A C-contiguous float32 ``(n, dim)`` matrix; a 1-D input is one vector.
+
+    ``unit=True`` also scales every row to length 1 (cosine) and refuses zero rows, from the same sums
+    of squares that check for NaN and infinity (one pass over the data, which matters for one query).
+    """
     try:
         array = np.asarray(data)
     except (ValueError, TypeError) as exc:  # ragged nested lists
@@ -24,11 +28,21 @@ def as_matrix(data: Any, dim: int, *, what: str = "vectors") -> np.ndarray:
     if array.shape[1] != dim:
         raise DimensionError(f"expected dim {dim}, got {array.shape[1]} ({what} of shape {array.shape})")
     array = np.ascontiguousarray(array, dtype=np.float32)
-    finite = np.isfinite(array).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise InvalidVectorError(
-            f"{what} contain NaN or infinity in row(s) {bad[:10].tolist()}{' ...' if len(bad) > 10 else ''}")
+    squares = np.vecdot(array, array)  # NaN or infinity anywhere in a row makes its sum of squares so
+    if not np.isfinite(squares).all():
+        finite = np.isfinite(array).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise InvalidVectorError(
+                f"{what} contain NaN or infinity in row(s) {bad[:10].tolist()}{' ...' if len(bad) > 10 else ''}")
+        if unit:  # finite, but the squares overflow float32: scale in float64
+            return np.ascontiguousarray(array / np.linalg.norm(array.astype(np.float64), axis=1, keepdims=True),
+                                        dtype=np.float32)
+    if unit:
+        if not squares.all():
+            bad = np.flatnonzero(squares == 0)
+            raise InvalidVectorError(f"{what} in row(s) {bad[:10].tolist()} have zero length; cosine is undefined")
+        array = array / np.sqrt(squares)[:, None]
     return array
 
 

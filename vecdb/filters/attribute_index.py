@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from vecdb.filters.ast import And, Between, Compare, Contains, ContainsAll, ContainsAny, Expr, In, IsNull, Not, Or
 from vecdb.filters.evaluate import BoundFilter, _Binder, _Column, _scalar, bind
 
-Tri = tuple[np.ndarray, "np.ndarray | None"]  # (TRUE rows mask, UNKNOWN rows mask or None)
+Tri = tuple["RowSet", "np.ndarray | None"]  # (TRUE rows, UNKNOWN rows mask or None)
 
 
 def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -155,35 +155,35 @@ class AttributeIndex:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, bound: BoundFilter) -> np.ndarray:
         """The filter's rows as a bool mask (NULL -> False), equal to ``bound.evaluate(table)``."""
-        true, _ = self._eval(bound.expr)
-        return true
+        return self.select(bound).mask
 
-    def _mask(self, rows: np.ndarray) -> np.ndarray:
-        mask = np.zeros(self.n, dtype=bool)
-        mask[rows] = True
-        return mask
+    def select(self, bound: BoundFilter) -> "RowSet":
+        """The filter's rows (NULL -> False) as a ``RowSet``: sorted row numbers when few pass."""
+        return self._eval(bound.expr, False)[0]
 
     def _fallback(self, expr: Expr) -> Tri:
         result = bind(expr, self.table.schema).evaluate_arrow(self.table)
         true = np.ascontiguousarray(pc.fill_null(result, False).to_numpy(zero_copy_only=False), dtype=bool)
-        return true, _null_mask(result)
+        return RowSet(self.n, mask=true), _null_mask(result)
 
-    def _eval(self, expr: Expr) -> Tri:
+    def _eval(self, expr: Expr, unknown: bool) -> Tri:
+        """(rows TRUE, rows UNKNOWN or None). The TRUE rows never depend on the operands' UNKNOWN rows;
+        only NOT needs them, so ``unknown=False`` skips that work (the UNKNOWN part is then None)."""
         if isinstance(expr, And):  # And and Or (Or subclasses And)
-            parts = [self._eval(op) for op in expr.operands]
-            return _or(parts) if isinstance(expr, Or) else _and(parts)
+            parts = [self._eval(op, unknown) for op in expr.operands]
+            return _or(parts, self.n) if isinstance(expr, Or) else _and(parts, self.n)
         if isinstance(expr, Not):
-            true, unknown = self._eval(expr.operand)
-            false = ~true if unknown is None else ~(true | unknown)
-            return false, unknown
+            true, unknown_rows = self._eval(expr.operand, True)
+            false = ~true.mask if unknown_rows is None else ~(true.mask | unknown_rows)
+            return RowSet(self.n, mask=false), unknown_rows
         if isinstance(expr, IsNull):
             self._binder.column(expr.column)
             nulls = _null_mask(_array(self.table.column(expr.column)))
             nulls = np.zeros(self.n, bool) if nulls is None else nulls
-            return (~nulls if expr.negated else nulls), None
+            return RowSet(self.n, mask=~nulls if expr.negated else nulls), None
         info = self._binder.column(expr.column)
         if isinstance(expr, In) and not expr.values:  # x IN () is false, x NOT IN () true, even for NULL
-            return np.full(self.n, expr.negated), None
+            return (RowSet.all(self.n) if expr.negated else RowSet.none(self.n)), None
         index = self.column(expr.column)
         if index is None:
             return self._fallback(expr)
@@ -192,36 +192,31 @@ class AttributeIndex:
             return self._fallback(expr)
         true, negate = rows
         if negate:  # != / NOT IN: the non-null rows that are not in ``true``
-            true = ~true if index.nulls is None else ~(true | index.nulls)
-        return true, index.nulls
+            true = RowSet(self.n, mask=~true.mask if index.nulls is None else ~(true.mask | index.nulls))
+        return true, index.nulls if unknown else None
 
-    def _rows(self, expr: Expr, info: _Column, index: InvertedIndex | SortedIndex) -> tuple[np.ndarray, bool] | None:
-        """(mask of rows matching the positive form of ``expr``, whether to negate) or None (fallback)."""
+    def _rows(self, expr: Expr, info: _Column, index: InvertedIndex | SortedIndex) -> tuple["RowSet", bool] | None:
+        """(rows matching the positive form of ``expr``, whether to negate) or None (fallback)."""
+        n = self.n
         if isinstance(index, InvertedIndex):
             if isinstance(expr, Compare) and expr.op in ("=", "!="):
-                return self._mask(index.lookup(_scalar(info, expr.value).as_py())), expr.op == "!="
-            if isinstance(expr, In):
-                keys = [_scalar(info, v).as_py() for v in expr.values]
-                return self._mask(np.concatenate([index.lookup(k) for k in keys] or [index.rows[:0]])), expr.negated
+                return RowSet(n, rows=index.lookup(_scalar(info, expr.value).as_py())), expr.op == "!="
             if isinstance(expr, ContainsAll):
                 keys = list(dict.fromkeys(_scalar(info, v).as_py() for v in expr.values))
                 if not keys:
-                    valid = np.ones(self.n, bool) if index.nulls is None else ~index.nulls
-                    return valid, False
-                mask = self._mask(index.lookup(keys[0]))
-                for key in keys[1:]:
-                    mask &= self._mask(index.lookup(key))
-                return mask, False
-            if isinstance(expr, (Contains, ContainsAny)):
+                    return (RowSet.all(n) if index.nulls is None else RowSet(n, mask=~index.nulls)), False
+                return _and([(RowSet(n, rows=index.lookup(key)), None) for key in keys], n)[0], False
+            if isinstance(expr, (In, Contains, ContainsAny)):
                 values = (expr.value,) if isinstance(expr, Contains) else expr.values
-                keys = [_scalar(info, v).as_py() for v in values]
-                return self._mask(np.concatenate([index.lookup(k) for k in keys] or [index.rows[:0]])), False
+                keys = list(dict.fromkeys(_scalar(info, v).as_py() for v in values))
+                rows = _union([index.lookup(key) for key in keys], n)
+                return rows, isinstance(expr, In) and expr.negated
             return None
         if isinstance(expr, Between):
             low, high = index.number(_scalar(info, expr.low)), index.number(_scalar(info, expr.high))
             if low is None or high is None:
                 return None
-            return self._mask(index.range(low, True, high, True)), False
+            return RowSet.unsorted(n, index.range(low, True, high, True)), False
         if isinstance(expr, Compare):
             value = index.number(_scalar(info, expr.value))
             if value is None:
@@ -230,15 +225,14 @@ class AttributeIndex:
             low_inc, high_inc = _RANGES[op]
             low = value if low_inc is not None else None
             high = value if high_inc is not None else None
-            return self._mask(index.range(low, bool(low_inc), high, bool(high_inc))), negate
+            return RowSet.unsorted(n, index.range(low, bool(low_inc), high, bool(high_inc))), negate
         if isinstance(expr, In):
-            mask = np.zeros(self.n, bool)
-            for v in expr.values:
-                value = index.number(_scalar(info, v))
-                if value is None:
+            parts = []
+            for v in dict.fromkeys(index.number(_scalar(info, v)) for v in expr.values):
+                if v is None:
                     return None
-                mask[index.range(value, True, value, True)] = True
-            return mask, expr.negated
+                parts.append(index.range(v, True, v, True))
+            return RowSet.unsorted(n, np.concatenate(parts)), expr.negated
         return None
 
     # ------------------------------------------------------------------ estimation
@@ -270,35 +264,141 @@ class AttributeIndex:
                 return 1.0 - f if isinstance(expr, In) and expr.negated else f
         if isinstance(index, SortedIndex) and isinstance(expr, (Between, Compare)):
             try:
-                return self._eval(expr)[0].mean()
+                return self._eval(expr, False)[0].count / self.n
             except Exception:  # noqa: BLE001
                 return 0.5
         return 1.0 / 3.0
 
 
-def _and(parts: list[Tri]) -> Tri:
-    true = parts[0][0].copy()
-    for t, _ in parts[1:]:
-        true &= t
+class RowSet:
+    """The rows a filter node is TRUE for: sorted row numbers while few pass, else a bool mask over all
+    ``n`` rows; each form is made from the other on first use. Few rows make AND, OR and the exact scan
+    cost about the rows touched, not ``n``. Never mutated: masks may be shared with the column indexes."""
+
+    __slots__ = ("n", "_rows", "_mask")
+
+    def __init__(self, n: int, *, rows: np.ndarray | None = None, mask: np.ndarray | None = None):
+        self.n, self._rows, self._mask = n, rows, mask
+
+    @classmethod
+    def all(cls, n: int) -> "RowSet":
+        return cls(n, mask=np.ones(n, dtype=bool))
+
+    @classmethod
+    def none(cls, n: int) -> "RowSet":
+        return cls(n, rows=np.empty(0, dtype=np.int64))
+
+    @classmethod
+    def unsorted(cls, n: int, rows: np.ndarray) -> "RowSet":
+        """From distinct row numbers in any order: sorted while sparse, scattered into a mask otherwise."""
+        if rows.shape[0] * SPARSE_RATIO <= n:
+            return cls(n, rows=np.sort(rows))
+        mask = np.zeros(n, dtype=bool)
+        mask[rows] = True
+        return cls(n, mask=mask)
+
+    @property
+    def sparse(self) -> bool:
+        """Held as row numbers (the cheap form for intersections and the exact scan)."""
+        return self._rows is not None
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Sorted int64 row numbers."""
+        if self._rows is None:
+            self._rows = np.flatnonzero(self._mask)
+        return self._rows
+
+    @property
+    def mask(self) -> np.ndarray:
+        if self._mask is None:
+            mask = np.zeros(self.n, dtype=bool)
+            mask[self._rows] = True
+            self._mask = mask
+        return self._mask
+
+    @property
+    def count(self) -> int:
+        return int(self._rows.shape[0]) if self._rows is not None else int(np.count_nonzero(self._mask))
+
+    def __and__(self, mask: np.ndarray) -> "RowSet":
+        """These rows that are also set in ``mask`` (e.g. the live rows)."""
+        if self._rows is not None:
+            return RowSet(self.n, rows=self._rows[mask[self._rows]])
+        return RowSet(self.n, mask=self._mask & mask)
+
+
+SPARSE_RATIO = 16  # row numbers while at most 1/16 of the rows pass (8 bytes a row vs 1 a row in a mask)
+
+
+def _intersect(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sorted unique ``a`` and ``b``: the rows in both, binary-searching the shorter in the longer."""
+    if a.shape[0] > b.shape[0]:
+        a, b = b, a
+    if a.shape[0] == 0:
+        return a
+    pos = np.searchsorted(b, a)
+    np.minimum(pos, b.shape[0] - 1, out=pos)
+    return a[b[pos] == a]
+
+
+def _union(parts: list[np.ndarray], n: int) -> RowSet:
+    """Sorted row lists (each unique) -> their union."""
+    if not parts:
+        return RowSet.none(n)
+    if len(parts) == 1:
+        return RowSet(n, rows=parts[0])
+    total = sum(p.shape[0] for p in parts)
+    if total * SPARSE_RATIO <= n:
+        return RowSet(n, rows=np.unique(np.concatenate(parts)))
+    mask = np.zeros(n, dtype=bool)
+    for p in parts:
+        mask[p] = True
+    return RowSet(n, mask=mask)
+
+
+def _and(parts: list[Tri], n: int) -> Tri:
+    sets = [t for t, _ in parts]
+    sparse = [s for s in sets if s.sparse]
+    if sparse:  # start from the fewest rows and keep those every other operand has
+        first = min(sparse, key=lambda s: s.count)
+        rows = first.rows
+        for s in sets:
+            if s is not first:
+                rows = _intersect(rows, s.rows) if s.sparse else rows[s.mask[rows]]
+        true = RowSet(n, rows=rows)
+    else:
+        mask = sets[0].mask & sets[1].mask if len(sets) > 1 else sets[0].mask
+        for s in sets[2:]:
+            mask &= s.mask
+        true = RowSet(n, mask=mask)
     if all(u is None for _, u in parts):
         return true, None
-    false = np.zeros_like(true)
+    false = np.zeros(n, dtype=bool)
     for t, u in parts:
-        false |= ~t if u is None else ~(t | u)
-    return true, ~(true | false)
+        false |= ~t.mask if u is None else ~(t.mask | u)
+    return true, ~(true.mask | false)
 
 
-def _or(parts: list[Tri]) -> Tri:
-    true = parts[0][0].copy()
-    for t, _ in parts[1:]:
-        true |= t
+def _or(parts: list[Tri], n: int) -> Tri:
+    sets = [t for t, _ in parts]
+    if all(s.sparse for s in sets):
+        true = _union([s.rows for s in sets], n)
+    else:
+        mask = np.zeros(n, dtype=bool)
+        for s in sets:
+            if s.sparse:
+                mask[s.rows] = True
+            else:
+                mask |= s.mask
+        true = RowSet(n, mask=mask)
     if all(u is None for _, u in parts):
         return true, None
-    unknown = np.zeros_like(true)
+    unknown = np.zeros(n, dtype=bool)
     for _, u in parts:
         if u is not None:
             unknown |= u
-    return true, unknown & ~true
+    return true, unknown & ~true.mask
 
 
-__all__ = ["AttributeIndex", "InvertedIndex", "SortedIndex"]
+__all__ = ["AttributeIndex", "InvertedIndex", "RowSet", "SortedIndex"]

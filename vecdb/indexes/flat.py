@@ -51,7 +51,7 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, 
     """
     nq = queries.shape[0]
     # When most rows pass, one pass over all of them with the rest masked beats gathering them.
-    dense = allow is not None and rows is None and int(allow.sum()) * 3 > allow.shape[0]
+    dense = allow is not None and rows is None and np.count_nonzero(allow) * 3 > allow.shape[0]
     if allow is not None and not dense:
         allowed = np.flatnonzero(allow)
         rows = allowed if rows is None else rows[allow[rows]]
@@ -62,7 +62,7 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, 
 
         s, r = topk_rows(vectors, np.ascontiguousarray(rows, dtype=np.int64),
                          np.ascontiguousarray(queries, dtype=np.float32), k, metric == "l2")
-        return _finish(s, r, k)
+        return Hits(s, r)  # sorted and padded in the kernel
     best_s = np.empty((nq, 0), dtype=np.float32)
     best_r = np.empty((nq, 0), dtype=np.int64)
     q_norms = np.einsum("ij,ij->i", queries, queries)[:, None] if metric == "l2" else None

@@ -10,60 +10,78 @@ import numba as nb
 import numpy as np
 
 
+@nb.njit(inline="always")
+def _worse(s_a, r_a, s_b, r_b):
+    """(score, row) a ranks below b: a lower score, or the same score and a larger row."""
+    return s_a < s_b or (s_a == s_b and r_a > r_b)
+
+
+@nb.njit(inline="always")
+def _sift_down(heap_s, heap_r, i, size):
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            return
+        low = left
+        if left + 1 < size and _worse(heap_s[left + 1], heap_r[left + 1], heap_s[left], heap_r[left]):
+            low = left + 1
+        if _worse(heap_s[low], heap_r[low], heap_s[i], heap_r[i]):
+            heap_s[i], heap_s[low] = heap_s[low], heap_s[i]
+            heap_r[i], heap_r[low] = heap_r[low], heap_r[i]
+            i = low
+        else:
+            return
+
+
 @nb.njit(nogil=True, cache=True, fastmath=True)
 def topk_rows(vectors, rows, queries, k, l2):
     """Scores (higher is better; l2: minus squared distance) and rows of the k best of ``rows``.
 
-    Ties keep the smaller row (rows are scanned in the order given, ascending by the caller).
-    Returns unsorted ``(nq, k)`` arrays padded with ``-inf`` / ``-1``; the caller sorts.
+    Returns ``(nq, k)`` arrays sorted best first (ties: the smaller row first), padded with
+    ``-inf`` / ``-1`` when fewer than k rows are given.
     """
     nq, d = queries.shape
     out_s = np.full((nq, k), -np.inf, np.float32)
     out_r = np.full((nq, k), -1, np.int64)
+    heap_s = np.empty(k, np.float32)
+    heap_r = np.empty(k, np.int64)
     for qi in range(nq):
         q = queries[qi]
-        heap_s = out_s[qi]
-        heap_r = out_r[qi]
         size = 0
         for idx in range(rows.shape[0]):
             r = rows[idx]
+            v = vectors[r]
             acc = np.float32(0.0)
             if l2:
                 for j in range(d):
-                    diff = vectors[r, j] - q[j]
+                    diff = v[j] - q[j]
                     acc -= diff * diff
             else:
                 for j in range(d):
-                    acc += vectors[r, j] * q[j]
-            if size < k:
-                # sift up into a min-heap on score
+                    acc += v[j] * q[j]
+            if acc == -np.inf:
+                continue
+            if size < k:  # sift up into a heap whose root is the worst kept
                 i = size
                 heap_s[i] = acc
                 heap_r[i] = r
                 size += 1
                 while i > 0:
                     parent = (i - 1) >> 1
-                    if heap_s[i] < heap_s[parent]:
+                    if _worse(heap_s[i], heap_r[i], heap_s[parent], heap_r[parent]):
                         heap_s[i], heap_s[parent] = heap_s[parent], heap_s[i]
                         heap_r[i], heap_r[parent] = heap_r[parent], heap_r[i]
                         i = parent
                     else:
                         break
-            elif acc > heap_s[0]:
+            elif _worse(heap_s[0], heap_r[0], acc, r):
                 heap_s[0] = acc
                 heap_r[0] = r
-                i = 0
-                while True:
-                    left = 2 * i + 1
-                    if left >= size:
-                        break
-                    best = left
-                    if left + 1 < size and heap_s[left + 1] < heap_s[left]:
-                        best = left + 1
-                    if heap_s[best] < heap_s[i]:
-                        heap_s[i], heap_s[best] = heap_s[best], heap_s[i]
-                        heap_r[i], heap_r[best] = heap_r[best], heap_r[i]
-                        i = best
-                    else:
-                        break
+                _sift_down(heap_s, heap_r, 0, size)
+        for pos in range(size - 1, -1, -1):  # pop the worst into the last free slot: best first
+            out_s[qi, pos] = heap_s[0]
+            out_r[qi, pos] = heap_r[0]
+            heap_s[0] = heap_s[pos]
+            heap_r[0] = heap_r[pos]
+            _sift_down(heap_s, heap_r, 0, pos)
     return out_s, out_r

@@ -282,7 +282,7 @@ class MultiVectorCollection(RowStore):
             else:
                 hits = planner.run(plan, vectors=self._fde, index=self._inner, config=self._planner,
                                    index_rows=self._manifest["index"]["rows"], queries=g[members], k=n_cand,
-                                   mask=mask, metric="ip")
+                                   selection=mask, metric="ip")
                 cand[members] = hits.rows
             for i in members:
                 plans[i] = plan.name if plan.name == "chamfer_exact" else plan.name + "+rerank"
