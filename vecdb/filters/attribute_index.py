@@ -123,11 +123,26 @@ class SortedIndex:
         value = scalar.as_py()
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
+    def positions(self, low: Any, low_inclusive: bool, high: Any, high_inclusive: bool) -> tuple[int, int]:
+        """``values[start:stop]`` are the values in the range (None: unbounded on that side)."""
+        a = 0 if low is None else int(np.searchsorted(self.values, low, "left" if low_inclusive else "right"))
+        b = len(self.values) if high is None else int(np.searchsorted(self.values, high,
+                                                                      "right" if high_inclusive else "left"))
+        return a, max(a, b)
+
     def range(self, low: Any, low_inclusive: bool, high: Any, high_inclusive: bool) -> np.ndarray:
-        a = 0 if low is None else np.searchsorted(self.values, low, "left" if low_inclusive else "right")
-        b = len(self.values) if high is None else np.searchsorted(self.values, high,
-                                                                  "right" if high_inclusive else "left")
-        return self.rows[a:b] if b > a else self.rows[:0]
+        a, b = self.positions(low, low_inclusive, high, high_inclusive)
+        return self.rows[a:b]
+
+    def rank_by_row(self) -> np.ndarray:
+        """Each row's position in ``values`` (-1 for NULL): tests a row against a range without listing it."""
+        rank = self.__dict__.get("_rank")
+        if rank is None:
+            n = len(self.rows) + (0 if self.nulls is None else int(np.count_nonzero(self.nulls)))
+            rank = np.full(n, -1, dtype=np.int32 if n < 2**31 else np.int64)
+            rank[self.rows] = np.arange(len(self.rows), dtype=rank.dtype)
+            self.__dict__["_rank"] = rank
+        return rank
 
 
 _RANGES = {"=": (True, True), "<": (None, False), "<=": (None, True), ">": (False, None), ">=": (True, None)}
@@ -169,6 +184,8 @@ class AttributeIndex:
     def _eval(self, expr: Expr, unknown: bool) -> Tri:
         """(rows TRUE, rows UNKNOWN or None). The TRUE rows never depend on the operands' UNKNOWN rows;
         only NOT needs them, so ``unknown=False`` skips that work (the UNKNOWN part is then None)."""
+        if isinstance(expr, And) and not isinstance(expr, Or) and not unknown:
+            return self._and_known(expr), None
         if isinstance(expr, And):  # And and Or (Or subclasses And)
             parts = [self._eval(op, unknown) for op in expr.operands]
             return _or(parts, self.n) if isinstance(expr, Or) else _and(parts, self.n)
@@ -195,6 +212,42 @@ class AttributeIndex:
             true = RowSet(self.n, mask=~true.mask if index.nulls is None else ~(true.mask | index.nulls))
         return true, index.nulls if unknown else None
 
+    def _and_known(self, expr: And) -> "RowSet":
+        """AND when only its TRUE rows are wanted: list the operands an index answers cheaply (or the
+        narrowest range), then test the surviving rows against the other ranges by rank, so a wide
+        range costs the rows that reach it, not the rows it holds."""
+        parts: list[Tri] = []
+        ranges: list[_RangeLeaf] = []
+        for op in expr.operands:
+            leaf = self._range_leaf(op)
+            if leaf is None:
+                parts.append(self._eval(op, False))
+            else:
+                ranges.append(leaf)
+        ranges.sort(key=lambda leaf: leaf.count)
+        if not parts:
+            parts.append((ranges.pop(0).select(), None))
+        true = _and(parts, self.n)[0]
+        for leaf in ranges:
+            if true.sparse:
+                true = RowSet(self.n, rows=leaf.keep(true.any_order), ordered=true._ordered)
+            else:
+                true = _and([(true, None), (leaf.select(), None)], self.n)[0]
+        return true
+
+    def _range_leaf(self, expr: Expr) -> "_RangeLeaf | None":
+        """``expr`` as a not-yet-listed range when it is a positive comparison on a sorted column."""
+        if not isinstance(expr, (Between, Compare)) or (isinstance(expr, Compare) and expr.op == "!="):
+            return None
+        info = self._binder.column(expr.column)
+        index = self.column(expr.column)
+        if not isinstance(index, SortedIndex):
+            return None
+        bounds = _range_bounds(expr, info, index)
+        if bounds is None:
+            return None
+        return _RangeLeaf(index, *index.positions(*bounds), self.n)
+
     def _rows(self, expr: Expr, info: _Column, index: InvertedIndex | SortedIndex) -> tuple["RowSet", bool] | None:
         """(rows matching the positive form of ``expr``, whether to negate) or None (fallback)."""
         n = self.n
@@ -212,20 +265,11 @@ class AttributeIndex:
                 rows = _union([index.lookup(key) for key in keys], n)
                 return rows, isinstance(expr, In) and expr.negated
             return None
-        if isinstance(expr, Between):
-            low, high = index.number(_scalar(info, expr.low)), index.number(_scalar(info, expr.high))
-            if low is None or high is None:
+        if isinstance(expr, (Between, Compare)):
+            bounds = _range_bounds(expr, info, index)
+            if bounds is None:
                 return None
-            return RowSet.unsorted(n, index.range(low, True, high, True)), False
-        if isinstance(expr, Compare):
-            value = index.number(_scalar(info, expr.value))
-            if value is None:
-                return None
-            op, negate = ("=", True) if expr.op == "!=" else (expr.op, False)
-            low_inc, high_inc = _RANGES[op]
-            low = value if low_inc is not None else None
-            high = value if high_inc is not None else None
-            return RowSet.unsorted(n, index.range(low, bool(low_inc), high, bool(high_inc))), negate
+            return RowSet.unsorted(n, index.range(*bounds)), isinstance(expr, Compare) and expr.op == "!="
         if isinstance(expr, In):
             parts = []
             for v in dict.fromkeys(index.number(_scalar(info, v)) for v in expr.values):
@@ -270,15 +314,32 @@ class AttributeIndex:
         return 1.0 / 3.0
 
 
+def _range_bounds(expr: Between | Compare, info: _Column, index: SortedIndex) -> tuple | None:
+    """(low, low inclusive, high, high inclusive) of the positive form (``!=`` -> ``=``), None when the
+    literal cannot be compared exactly in the index's number space."""
+    if isinstance(expr, Between):
+        low, high = index.number(_scalar(info, expr.low)), index.number(_scalar(info, expr.high))
+        return None if low is None or high is None else (low, True, high, True)
+    value = index.number(_scalar(info, expr.value))
+    if value is None:
+        return None
+    low_inc, high_inc = _RANGES["=" if expr.op == "!=" else expr.op]
+    return (value if low_inc is not None else None, bool(low_inc),
+            value if high_inc is not None else None, bool(high_inc))
+
+
 class RowSet:
-    """The rows a filter node is TRUE for: sorted row numbers while few pass, else a bool mask over all
-    ``n`` rows; each form is made from the other on first use. Few rows make AND, OR and the exact scan
-    cost about the rows touched, not ``n``. Never mutated: masks may be shared with the column indexes."""
+    """The rows a filter node is TRUE for: row numbers while few pass, else a bool mask over all ``n``
+    rows; each form is made from the other on first use. Few rows make AND, OR and the exact scan cost
+    about the rows touched, not ``n``. Row numbers from a range come in value order and are sorted only
+    if something needs them sorted (the exact scan does not). Never mutated in place: masks may be
+    shared with the column indexes."""
 
-    __slots__ = ("n", "_rows", "_mask")
+    __slots__ = ("n", "_rows", "_mask", "_ordered")
 
-    def __init__(self, n: int, *, rows: np.ndarray | None = None, mask: np.ndarray | None = None):
-        self.n, self._rows, self._mask = n, rows, mask
+    def __init__(self, n: int, *, rows: np.ndarray | None = None, mask: np.ndarray | None = None,
+                 ordered: bool = True):
+        self.n, self._rows, self._mask, self._ordered = n, rows, mask, ordered
 
     @classmethod
     def all(cls, n: int) -> "RowSet":
@@ -290,9 +351,9 @@ class RowSet:
 
     @classmethod
     def unsorted(cls, n: int, rows: np.ndarray) -> "RowSet":
-        """From distinct row numbers in any order: sorted while sparse, scattered into a mask otherwise."""
+        """From distinct row numbers in any order: kept as they are while sparse, else scattered into a mask."""
         if rows.shape[0] * SPARSE_RATIO <= n:
-            return cls(n, rows=np.sort(rows))
+            return cls(n, rows=rows, ordered=False)
         mask = np.zeros(n, dtype=bool)
         mask[rows] = True
         return cls(n, mask=mask)
@@ -307,7 +368,14 @@ class RowSet:
         """Sorted int64 row numbers."""
         if self._rows is None:
             self._rows = np.flatnonzero(self._mask)
+        elif not self._ordered:
+            self._rows, self._ordered = np.sort(self._rows), True
         return self._rows
+
+    @property
+    def any_order(self) -> np.ndarray:
+        """The row numbers in whatever order is at hand (no sort)."""
+        return self._rows if self._rows is not None else self.rows
 
     @property
     def mask(self) -> np.ndarray:
@@ -324,19 +392,39 @@ class RowSet:
     def __and__(self, mask: np.ndarray) -> "RowSet":
         """These rows that are also set in ``mask`` (e.g. the live rows)."""
         if self._rows is not None:
-            return RowSet(self.n, rows=self._rows[mask[self._rows]])
+            return RowSet(self.n, rows=self._rows[mask[self._rows]], ordered=self._ordered)
         return RowSet(self.n, mask=self._mask & mask)
+
+
+@dataclasses.dataclass
+class _RangeLeaf:
+    """A range over a sorted column not yet listed: ``count`` is known from two binary searches, and
+    rows already selected by other operands of an AND are tested by rank instead of listing the range."""
+
+    index: SortedIndex
+    start: int
+    stop: int
+    n: int
+
+    @property
+    def count(self) -> int:
+        return self.stop - self.start
+
+    def select(self) -> RowSet:
+        return RowSet.unsorted(self.n, self.index.rows[self.start:self.stop])
+
+    def keep(self, rows: np.ndarray) -> np.ndarray:
+        rank = self.index.rank_by_row()[rows]
+        return rows[(rank >= self.start) & (rank < self.stop)]
 
 
 SPARSE_RATIO = 16  # row numbers while at most 1/16 of the rows pass (8 bytes a row vs 1 a row in a mask)
 
 
 def _intersect(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Sorted unique ``a`` and ``b``: the rows in both, binary-searching the shorter in the longer."""
-    if a.shape[0] > b.shape[0]:
-        a, b = b, a
-    if a.shape[0] == 0:
-        return a
+    """The rows of ``a`` (unique, any order) that are in ``b`` (sorted, unique), in ``a``'s order."""
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return a[:0]
     pos = np.searchsorted(b, a)
     np.minimum(pos, b.shape[0] - 1, out=pos)
     return a[b[pos] == a]
@@ -350,7 +438,7 @@ def _union(parts: list[np.ndarray], n: int) -> RowSet:
         return RowSet(n, rows=parts[0])
     total = sum(p.shape[0] for p in parts)
     if total * SPARSE_RATIO <= n:
-        return RowSet(n, rows=np.unique(np.concatenate(parts)))
+        return RowSet(n, rows=np.unique(np.concatenate(parts)))  # sorts
     mask = np.zeros(n, dtype=bool)
     for p in parts:
         mask[p] = True
@@ -362,11 +450,11 @@ def _and(parts: list[Tri], n: int) -> Tri:
     sparse = [s for s in sets if s.sparse]
     if sparse:  # start from the fewest rows and keep those every other operand has
         first = min(sparse, key=lambda s: s.count)
-        rows = first.rows
+        rows, ordered = first.any_order, first._ordered
         for s in sets:
             if s is not first:
                 rows = _intersect(rows, s.rows) if s.sparse else rows[s.mask[rows]]
-        true = RowSet(n, rows=rows)
+        true = RowSet(n, rows=rows, ordered=ordered)
     else:
         mask = sets[0].mask & sets[1].mask if len(sets) > 1 else sets[0].mask
         for s in sets[2:]:
@@ -388,7 +476,7 @@ def _or(parts: list[Tri], n: int) -> Tri:
         mask = np.zeros(n, dtype=bool)
         for s in sets:
             if s.sparse:
-                mask[s.rows] = True
+                mask[s.any_order] = True
             else:
                 mask |= s.mask
         true = RowSet(n, mask=mask)
