@@ -3,7 +3,8 @@
 Layout on disk (every name carries the version that wrote it, nothing is ever overwritten):
 ``manifest.json`` names the current version's files with their sizes and sha256;
 ``seg-NNNNNN.vectors.npy`` / ``.ids.npy`` / ``.attrs.arrow`` hold the rows one ``add`` wrote;
-``deleted-NNNNNN.npy`` the deleted row numbers; ``index-NNNNNN.*`` the engine's native index file.
+``deleted-NNNNNN.npy`` the deleted row numbers; ``index-NNNNNN.*`` the engine's native index file, and
+``index-NNNNNN.attr-<column>.*`` the attribute indexes saved with it (``storage/attribute_indexes.py``).
 """
 
 from __future__ import annotations
@@ -128,28 +129,43 @@ class Collection(RowStore):
             self._save_index(index, rows, calibrate(index, self._vectors, self.metric))
 
     def optimize(self) -> None:
-        """Add the rows appended since ``build_index`` to the index (they are scanned exactly until then)."""
+        """Add the rows appended since ``build_index`` to the index (they are scanned exactly until then),
+        and save the attribute indexes of every row with it (also when only those are behind)."""
         with self._lock:
             spec = self._manifest.get("index")
-            if self._index is None or spec["rows"] == self._vectors.shape[0]:
+            if self._index is None:
+                return
+            if spec["rows"] == self._vectors.shape[0]:
+                if self._attribute_indexes_stale():  # e.g. a collection written before they were saved
+                    self._save_index(self._index, spec["rows"], files=spec["files"])
                 return
             self._index.add(self._vectors[spec["rows"]:])
             self._save_index(self._index, self._vectors.shape[0])
 
-    def _save_index(self, index: Any, rows: int, calibration: dict[str, Any] | None = None) -> None:
+    def _save_index(self, index: Any, rows: int, calibration: dict[str, Any] | None = None, *,
+                    files: list[dict[str, Any]] | None = None) -> None:
+        """Commit a version naming ``index`` (saved now, or already saved as ``files``) and the attribute
+        indexes of every row (written in the same commit unless the saved ones still cover every row)."""
         manifest = self._next_manifest()
         if calibration is None:
             calibration = (self._manifest.get("index") or {}).get("calibration", {})
-        files = index.save(self.root / f"index-{manifest['version']:06d}")
+        stem = self.root / f"index-{manifest['version']:06d}"
+        written: list[Path] = []
         try:
+            if files is None:
+                written += index.save(stem)
+                files = [describe_file(p) for p in written]
             manifest["index"] = {"kind": index.kind, "config": index.config(), "rows": rows,
-                                 "files": [describe_file(p) for p in files], "calibration": calibration}
+                                 "files": files, "calibration": calibration}
+            attr_index = self._save_attribute_indexes(manifest, stem, written)
+            self._commit(manifest, written)
         except BaseException:
-            for path in files:
+            for path in written:
                 path.unlink(missing_ok=True)
             raise
-        self._commit(manifest, files)
         self._index = index
+        if attr_index is not None:
+            self._attr_index = attr_index
 
     # ----------------------------------------------------------------- reading
     def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:

@@ -19,6 +19,7 @@ from . import planner
 from .errors import DuplicateIdError, InvalidParameterError, SchemaError
 from .filters import Expr, bind, parse
 from .filters.attribute_index import AttributeIndex, RowSet
+from .storage import attribute_indexes as attr_files
 from .storage import attributes as attrs_mod
 from .storage.files import read_arrow, read_npy, write_arrow, write_npy
 from .storage.manifest import collect_garbage, write_manifest
@@ -79,6 +80,9 @@ class RowStore:
         if m.get("deleted"):
             self._live[read_npy(self.root, m["deleted"], mmap=False)] = False
         self._reindex_ids()
+        # attribute indexes saved with the vector index: mapped when they cover exactly these rows,
+        # otherwise (rows added since, or none saved) built in memory on the first filter
+        self._attr_index = attr_files.load(self.root, m.get(attr_files.KEY), self._table, m["segments"])
 
     def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:
         raise NotImplementedError
@@ -191,6 +195,21 @@ class RowStore:
             for path in written:
                 path.unlink(missing_ok=True)
             raise
+
+    def _save_attribute_indexes(self, manifest: dict[str, Any], stem: Path,
+                                written: list[Path]) -> AttributeIndex | None:
+        """Name in ``manifest`` the attribute indexes of every current row, written beside the vector index
+        (``stem``: its ``index-NNNNNN`` stem) unless the ones it names already cover these rows; returns the
+        index to use once ``manifest`` is committed (None: keep the current one)."""
+        if attr_files.covers(manifest.get(attr_files.KEY), manifest["segments"], len(self._ids)):
+            return None  # still exact (deletions do not change them): the next version names the same files
+        index = self._attr_index if self._attr_index is not None else AttributeIndex(self._table)
+        manifest[attr_files.KEY] = attr_files.save(index, stem, written, manifest["segments"])
+        return index
+
+    def _attribute_indexes_stale(self) -> bool:
+        """Whether the saved attribute indexes miss rows (or were never saved)."""
+        return not attr_files.covers(self._manifest.get(attr_files.KEY), self._manifest["segments"], len(self._ids))
 
     def _adopt_rows(self, table: pa.Table, schema: pa.Schema, new_ids: np.ndarray) -> None:
         """After a committed add: the new rows' attributes, ids and liveness join the in-memory state."""

@@ -78,13 +78,15 @@ def _file_entries(node: Any) -> list[dict[str, Any]]:
 
 
 def _sizes(root: Path, manifest: dict[str, Any]) -> dict[str, int]:
-    sizes = {"vectors": 0, "ids": 0, "attributes": 0, "index": 0, "deletions": 0}
+    sizes = {"vectors": 0, "ids": 0, "attributes": 0, "index": 0, "attribute indexes": 0, "deletions": 0}
     for seg in manifest["segments"]:
         for key in ("vectors", "ids", "attributes"):
             entries = [seg[key]] if key in seg else [seg[k] for k in ("tokens", "offsets") if k in seg]
             sizes[key] += sum(int(e["bytes"]) for e in entries)  # multi-vector: tokens + offsets
     if manifest.get("index"):
         sizes["index"] = sum(int(e["bytes"]) for e in _file_entries(manifest["index"]))
+    if manifest.get("attributes_index"):
+        sizes["attribute indexes"] = sum(int(e["bytes"]) for e in _file_entries(manifest["attributes_index"]))
     if manifest.get("deleted"):
         sizes["deletions"] = int(manifest["deleted"]["bytes"])
     sizes["total"] = sum(e.stat().st_size for e in os.scandir(root) if e.is_file())

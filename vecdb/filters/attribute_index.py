@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vecdb.errors import FilterError
 from vecdb.filters.ast import And, Between, Compare, Contains, ContainsAll, ContainsAny, Expr, In, IsNull, Not, Or
 from vecdb.filters.evaluate import BoundFilter, _Binder, _Column, _scalar, bind
 
@@ -151,11 +152,15 @@ _RANGES = {"=": (True, True), "<": (None, False), "<=": (None, True), ">": (Fals
 class AttributeIndex:
     """Lazily built per-column indexes over one table (rebuild it when the table changes)."""
 
-    def __init__(self, table: pa.Table):
+    def __init__(self, table: pa.Table, columns: dict[str, InvertedIndex | SortedIndex | None] | None = None):
+        """``columns``: column indexes already at hand (read from disk, see
+        ``vecdb.storage.attribute_indexes``), used as the cache as given (not copied: a dict subclass
+        that materialises a column on first access keeps loading lazy); None for a column means
+        "left to pyarrow". Columns it lacks are built on first use as usual."""
         self.table = table
         self.n = table.num_rows
         self._binder = _Binder(table.schema)
-        self._columns: dict[str, InvertedIndex | SortedIndex | None] = {}
+        self._columns: dict[str, InvertedIndex | SortedIndex | None] = {} if columns is None else columns
 
     def column(self, name: str) -> InvertedIndex | SortedIndex | None:
         if name not in self._columns:
@@ -166,6 +171,18 @@ class AttributeIndex:
             else:
                 self._columns[name] = SortedIndex.build(array)
         return self._columns[name]
+
+    def build_all(self) -> dict[str, InvertedIndex | SortedIndex | None]:
+        """Build every column's index now instead of on first use (to save them with the collection's
+        indexes); returns them by column name. Columns filters cannot use (unsupported types, or an
+        index Arrow cannot build) are left out, and stay as they were: an error when a filter names them."""
+        built: dict[str, InvertedIndex | SortedIndex | None] = {}
+        for name in self.table.column_names:
+            try:
+                built[name] = self.column(name)
+            except (FilterError, pa.ArrowException):
+                continue
+        return built
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, bound: BoundFilter) -> np.ndarray:

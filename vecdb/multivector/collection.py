@@ -6,7 +6,8 @@ has ``"multivector": true``):
 ``seg-NNNNNN.tokens.npy`` all vectors of the rows one ``add_multi`` wrote, concatenated (memory-mappable);
 ``seg-NNNNNN.offsets.npy`` row i owns ``tokens[offsets[i]:offsets[i + 1]]``; ``.ids.npy``, ``.attrs.arrow``;
 ``deleted-NNNNNN.npy`` deleted row numbers; ``index-NNNNNN.fde.npy`` the rows' FDE vectors (one file per
-build, plus one per later ``add_multi``) and ``index-NNNNNN.*`` the inner single-vector index over them.
+build, plus one per later ``add_multi``) and ``index-NNNNNN.*`` the inner single-vector index over them;
+``index-NNNNNN.attr-<column>.*`` the attribute indexes saved with it (``storage/attribute_indexes.py``).
 
 Search: encode the query set, let the planner pick exact scan / index / post-filter over the FDE matrix
 with the filter's row mask, take ``candidates`` rows, rerank them by exact Chamfer (numba), keep k.
@@ -167,25 +168,44 @@ class MultiVectorCollection(RowStore):
                     "inner": {"kind": index.kind, "config": index.config(),
                               "files": [describe_file(p) for p in written[1:]]},
                 }
+                attr_index = self._save_attribute_indexes(manifest, stem, written)
                 self._commit(manifest, written)
             except BaseException:
                 for path in written:
                     path.unlink(missing_ok=True)
                 raise
             self._encoder, self._inner, self._fde = encoder, index, fde
+            if attr_index is not None:
+                self._attr_index = attr_index
 
     def optimize(self) -> None:
-        """Add the rows appended since ``build_index`` to the inner index (until then they are scanned)."""
+        """Add the rows appended since ``build_index`` to the inner index (until then they are scanned),
+        and save the attribute indexes of every row with it (also when only those are behind)."""
         with self._lock:
             spec = self._manifest.get("index")
-            if spec is None or spec["rows"] == self._fde.shape[0]:
+            if spec is None:
                 return
-            self._inner.add(self._fde[spec["rows"]:])
+            behind = spec["rows"] != self._fde.shape[0]
+            if not behind and not self._attribute_indexes_stale():
+                return
+            if behind:
+                self._inner.add(self._fde[spec["rows"]:])
             manifest = self._next_manifest()
-            files = self._inner.save(self.root / f"index-{manifest['version']:06d}")
-            manifest["index"]["rows"] = int(self._fde.shape[0])
-            manifest["index"]["inner"]["files"] = [describe_file(p) for p in files]
-            self._commit(manifest, files)
+            stem = self.root / f"index-{manifest['version']:06d}"
+            written: list[Path] = []
+            try:
+                if behind:
+                    written += self._inner.save(stem)
+                    manifest["index"]["rows"] = int(self._fde.shape[0])
+                    manifest["index"]["inner"]["files"] = [describe_file(p) for p in written]
+                attr_index = self._save_attribute_indexes(manifest, stem, written)
+                self._commit(manifest, written)
+            except BaseException:
+                for path in written:
+                    path.unlink(missing_ok=True)
+                raise
+            if attr_index is not None:
+                self._attr_index = attr_index
 
     # ----------------------------------------------------------------- reading
     def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:
