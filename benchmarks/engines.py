@@ -25,7 +25,7 @@ import numpy as np
 from .datasets import Dataset
 
 Result = tuple[np.ndarray, np.ndarray]  # (ids (nq, k) int64 padded -1, scores (nq, k) float32 padded -inf)
-EFS_FULL = (32, 64, 128, 256, 512)
+EFS_FULL = (32, 48, 64, 96, 128, 256, 512)
 
 
 class UnsupportedFilter(ValueError):
