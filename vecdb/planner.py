@@ -211,6 +211,6 @@ def _scan(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str,
     """Exact search over the selected rows: by row number while few pass, else over a mask."""
     if isinstance(selection, RowSet):
         if selection.sparse:
-            return exact_search(vectors, queries, k, metric, rows=selection.rows)
+            return exact_search(vectors, queries, k, metric, rows=selection.any_order)
         selection = selection.mask
     return exact_search(vectors, queries, k, metric, allow=selection)
