@@ -127,3 +127,87 @@ def cost_vs_n(points: list[dict], path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _n_label(n: int) -> str:
+    if n >= 1_000_000 and n % 100_000 == 0:
+        return f"{n / 1e6:g}M"
+    if n >= 1000 and n % 100 == 0:
+        return f"{n / 1e3:g}k"
+    return f"{n:,}"
+
+
+def cost_vs_n_by_band(points: list[dict], path: Path, title: str, target: float = 0.9) -> Path:
+    """One panel per band: mean single-thread latency against N (both log), per engine the cheapest setting
+    reaching ``target`` in that band; ``default`` points (vecdb's default settings) as a dashed series, ringed
+    where their recall is below ``target``. Engines missing ``target`` at some N are named in the panel title.
+
+    ``points``: {band, n, series, engine, latency_ms (NaN: target never reached), recall, default}."""
+    plt = _pyplot()
+    bands = [b for b in BANDS if any(p["band"] == b for p in points)]
+    cols = min(3, max(1, len(bands)))
+    nrows = max(1, math.ceil(len(bands) / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 4 * nrows), squeeze=False)
+    series: list[str] = []
+    engines: list[str] = []
+    for p in points:
+        if p["series"] not in series:
+            series.append(p["series"])
+        if p["engine"] not in engines:
+            engines.append(p["engine"])
+    handles: dict[str, object] = {}
+    any_hollow = False  # some default point below the target
+    for ax, band in zip(axes.flat, bands):
+        missing = []
+        for s in series:
+            mine = sorted((p for p in points if p["band"] == band and p["series"] == s), key=lambda p: p["n"])
+            if not mine:
+                continue
+            default = mine[0]["default"]
+            st = _style(engines.index(mine[0]["engine"]))
+            ok = [p for p in mine if np.isfinite(p["latency_ms"])]
+            if not default and len(ok) < len(mine):
+                gone = [_n_label(p["n"]) for p in mine if not np.isfinite(p["latency_ms"])]
+                missing.append(s if not ok else f"{s} ({', '.join(gone)})")
+            if not ok:
+                continue
+            if default:  # drawn over the engine's own series, which it often coincides with
+                st = {**st, "marker": "x", "markersize": 8, "linestyle": "--", "zorder": 3}
+            (line,) = ax.plot([p["n"] for p in ok], [p["latency_ms"] for p in ok], label=s, **st)
+            handles.setdefault(s, line)
+            low = [p for p in ok if default and (p.get("recall") is None or p["recall"] < target)]
+            if low:  # a ring: the default setting's recall is below the target there
+                any_hollow = True
+                ax.plot([p["n"] for p in low], [p["latency_ms"] for p in low], linestyle="none", marker="o",
+                        markersize=13, markerfacecolor="none", markeredgecolor=st["color"], zorder=3)
+        head = f"{band}"
+        if missing:
+            head += f"\nrecall < {target}: " + "; ".join(missing)
+        ax.set_title(head, fontsize=9)
+        if not ax.lines:
+            ax.text(0.5, 0.5, f"no engine reaches recall {target}", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ns = sorted({p["n"] for p in points})
+        ax.set_xticks(ns, [_n_label(n) for n in ns])
+        ax.set_xticks([], minor=True)
+        ax.set_xlim(ns[0] / 1.4, ns[-1] * 1.4)  # the same N range in every panel
+        ax.set_xlabel("N (base vectors)")
+        ax.set_ylabel("mean latency ms, 1 thread")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(bands):]:
+        ax.axis("off")
+    labels, lines = list(handles), list(handles.values())
+    if any_hollow:
+        from matplotlib.lines import Line2D
+
+        lines.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
+                            markeredgecolor="black"))
+        labels.append(f"ringed: default setting below recall {target}")
+    if labels:
+        fig.legend(lines, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

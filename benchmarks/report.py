@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from . import plots
-from .datasets import BANDS, BAND_MIDPOINTS, DataOptions, load_dataset
+from .datasets import BANDS, DataOptions, load_dataset
 from .metrics import aggregate, best_at, score
 from .results import Results, load_results
 
@@ -95,6 +95,72 @@ def best_table(rows: list[dict], k: int, multi_build: set[str]) -> list[str]:
     return lines
 
 
+def _default_row(rows: list[dict], k: int, band: str, engine: str = "vecdb") -> dict | None:
+    """``engine``'s run at its default settings (search_params == {}; the first build's if several) in ``band``."""
+    run_id = next((r["run_id"] for r in rows if r["engine"] == engine and r["k"] == k and r["search_params"] == {}),
+                  None)
+    return next((r for r in rows if r["run_id"] == run_id and r["band"] == band), None) if run_id else None
+
+
+def _max_recall(rows: list[dict], engine: str, band: str, k: int) -> float | None:
+    rec = [r["recall"] for r in rows if r["engine"] == engine and r["band"] == band and r["k"] == k
+           and not r["run_error"] and np.isfinite(r["recall"])]
+    return max(rec) if rec else None
+
+
+def default_vs_all_table(rows: list[dict], k: int, multi_build: set[str], engine: str = "vecdb",
+                         yardstick: float = 0.95) -> list[str]:
+    """Markdown: per band, ``engine`` at its default settings (recall R, QPS Q) against every other engine's best
+    single-thread QPS among its settings reaching recall >= R (cell: Q ÷ that QPS, then the QPS), and against the
+    issue's yardstick: the faster of faiss-hnsw's best setting reaching ``yardstick`` and the exact scan."""
+    others = [e for e in _engine_order(rows) if e != engine]
+    cols = [f"{engine}, best setting", *others]
+    lines = ["| band | R | Q | p50 ms | yardstick QPS | Q ÷ yardstick | " + " | ".join(cols) + " |",
+             "|---|---:|---:|---:|---|---:|" + "---:|" * len(cols)]
+    for band in BANDS:
+        d = _default_row(rows, k, band, engine)
+        if d is None:
+            continue
+        q, r = d["qps"], d["recall"]
+        cells = [band]
+        if d["run_error"] or not np.isfinite(r) or not np.isfinite(q):
+            why = f"run error: {d['run_error']}" if d["run_error"] else "no answered query (run timeout)"
+            lines.append("| " + " | ".join([band, why, *["—"] * (4 + len(cols))]) + " |")
+            continue
+        partial = f" (run timeout: {d['partial']} queries)" if d.get("partial") else ""
+        cells += [f"{r:.3f}", _fmt(q) + partial, _fmt(d["p50_ms"], 2)]
+        yard = [(b, e) for e in ("faiss-hnsw", "exact") if (b := best_at(rows, e, band, k, yardstick - 1e-9))]
+        if yard:
+            best, who = max(yard, key=lambda be: be[0]["qps"])
+            setting = _setting(best, multi_build)
+            cells.append(f"{_fmt(best['qps'])} ({who}{'' if setting == 'default' else ' ' + setting})")
+            cells.append(_fmt(q / best["qps"], 2) if r >= yardstick - 1e-9 else f"— (R < {yardstick})")
+        else:
+            cells += [f"— (neither reaches {yardstick})", "—"]
+        for e in [engine, *others]:
+            if not any(x["engine"] == e and x["band"] == band and x["k"] == k for x in rows):
+                cells.append("—")
+                continue
+            b = best_at(rows, e, band, k, r - 1e-9)  # recall >= R, without float-equality trouble
+            if b:
+                cells.append(f"{_fmt(q / b['qps'], 2)} ({_fmt(b['qps'])})")
+            else:
+                top = _max_recall(rows, e, band, k)
+                if top is not None:
+                    cells.append(f"never reaches R (max recall {top:.3f})")
+                elif any(x["run_error"] for x in rows if x["engine"] == e and x["band"] == band and x["k"] == k):
+                    cells.append("run error")
+                else:
+                    cells.append("no answered query (run timeout)")
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(lines) == 2:
+        return [f"(no `{engine}` run at its default settings at k = {k})"]
+    notes = {r["engine"]: r["note"] for r in rows if r.get("note")}
+    if notes:
+        lines += ["", "Engines: " + "; ".join(f"{e}: {n}" for e, n in notes.items())]
+    return lines
+
+
 def other_k_table(rows: list[dict], k: int, multi_build: set[str]) -> list[str]:
     lines = ["| band | engine | setting | recall | QPS | p50 / p95 ms | batch QPS |",
              "|---|---|---|---:|---:|---:|---:|"]
@@ -149,8 +215,72 @@ def cost_points(results: Results, rows: list[dict]) -> list[dict]:
     return out
 
 
-def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], list[dict]]:
-    """Score one results folder, write its metrics, plots and summary; returns (markdown lines, cost points)."""
+DEFAULT_SERIES = "vecdb (default)"
+
+
+def cost_points_by_band(results: Results, rows: list[dict], multi_build: set[str] = frozenset(),
+                        target: float = 0.9) -> list[dict]:
+    """Per band and engine: mean single-thread latency (ms) of the cheapest setting with recall >= ``target`` in
+    that band (NaN if none reaches it), plus vecdb's default setting as its own series whatever its recall."""
+    n = results.meta["dataset"]["n"]
+    name = results.meta["dataset"]["name"]
+    k = min(r["k"] for r in rows) if rows else 10
+    out = []
+    for band in BANDS:
+        if not any(r["band"] == band and r["k"] == k for r in rows):
+            continue
+        for engine in _engine_order(rows):
+            best = best_at(rows, engine, band, k, target)  # highest QPS = lowest mean latency (QPS = 1000 / mean ms)
+            out.append({"dataset": name, "n": n, "band": band, "engine": engine, "series": engine,
+                        "latency_ms": best["mean_ms"] if best else float("nan"),
+                        "recall": best["recall"] if best else _max_recall(rows, engine, band, k),
+                        "setting": _setting(best, multi_build) if best else None, "default": False})
+        d = _default_row(rows, k, band)
+        if d is not None and not d["run_error"] and np.isfinite(d["mean_ms"]):
+            out.append({"dataset": name, "n": n, "band": band, "engine": "vecdb", "series": DEFAULT_SERIES,
+                        "latency_ms": d["mean_ms"], "recall": d["recall"], "setting": "default", "default": True})
+    return out
+
+
+def cost_by_band_table(points: list[dict]) -> list[str]:
+    """Markdown: rows band x engine, columns N (one per dataset), cells mean latency ms of the cheapest setting
+    reaching recall 0.9 ("—" if none, "not run" without a run) with that setting; the default series shows its
+    recall instead. Last column: latency at the largest N ÷ at the smallest."""
+    datasets = sorted({(p["n"], p["dataset"]) for p in points})
+    dup = {n for n, _ in datasets if sum(m == n for m, _ in datasets) > 1}
+    head = [f"N = {n:,}" + (f" ({name})" if n in dup else "") for n, name in datasets]
+    lines = ["| band | engine | " + " | ".join(head) + " | × first → last N |",
+             "|---|---|" + "---:|" * (len(head) + 1)]
+    series: list[str] = []
+    for p in points:
+        if p["series"] not in series:
+            series.append(p["series"])
+    for band in BANDS:
+        for s in series:
+            cell = {(p["n"], p["dataset"]): p for p in points if p["band"] == band and p["series"] == s}
+            if not cell:
+                continue
+            cells, lat = [band, s], []
+            for key in datasets:
+                p = cell.get(key)
+                ok = p is not None and np.isfinite(p["latency_ms"])
+                lat.append(p["latency_ms"] if ok else None)
+                if p is None:
+                    cells.append("not run")
+                elif not ok:
+                    cells.append("—")
+                elif p["default"]:
+                    cells.append(f"{_fmt(p['latency_ms'], 3)} (R {p['recall']:.3f})")
+                else:
+                    cells.append(f"{_fmt(p['latency_ms'], 3)} ({p['setting']})")
+            cells.append(_fmt(lat[-1] / lat[0], 1) if len(lat) > 1 and lat[0] and lat[-1] else "—")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], list[dict], list[dict]]:
+    """Score one results folder, write its metrics, plots and summary; returns (markdown lines, cost points,
+    cost points per band)."""
     results = load_results(path)
     meta = results.meta
     opts = data or DataOptions(**{k: Path(v) if k != "max_queries" else v
@@ -181,6 +311,7 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
     for b in results.builds:
         builds_per_family[b["family"]] = builds_per_family.get(b["family"], 0) + 1
     multi = {r["engine"] for r in results.runs if builds_per_family.get(r["family"], 0) > 1}
+    band_points = cost_points_by_band(results, rows, multi)
     d = meta["dataset"]
     started = dt.datetime.fromtimestamp(meta["started"]).isoformat(timespec="seconds")
     v = meta["versions"]
@@ -199,6 +330,14 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
         "",
     ]
     if ks:
+        lines += ["### vecdb at its default settings against every engine at equal recall", "",
+                  f"vecdb's default run (search settings {{}}; the first build's if several) gives recall@{ks[0]} R "
+                  "and single-thread QPS Q per band. Each engine cell: Q ÷ the engine's best single-thread QPS among "
+                  "its settings with recall >= R in that band (above 1 = vecdb's default is faster), then that QPS; "
+                  "\"never reaches R\" when no setting does. Yardstick: the faster of faiss-hnsw at its best "
+                  "setting reaching recall 0.95 and the exact scan (Q ÷ yardstick only where R >= 0.95). "
+                  "\"vecdb, best setting\" compares the default with vecdb's own search grid.", "",
+                  *default_vs_all_table(rows, ks[0], multi), ""]
         lines += [f"### Best single-thread QPS at recall@{ks[0]} >= 0.9 / 0.95 (× exact = ratio to the exact "
                   "pre-filter scan in the same band and run)", "", *best_table(rows, ks[0], multi), ""]
     for k in ks[1:]:
@@ -208,7 +347,7 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
     lines += [f"- `{f.relative_to(path)}`" for f in files]
     lines += ["- `metrics/aggregate.csv` (per run and band), `metrics/per_query.parquet` (per run and query)", ""]
     (path / "summary.md").write_text("# Benchmark summary\n\n" + "\n".join(lines))
-    return lines, points
+    return lines, points, band_points
 
 
 def report(paths: list[Path], out: Path | None = None, data: DataOptions | None = None) -> Path:
@@ -220,16 +359,25 @@ def report(paths: list[Path], out: Path | None = None, data: DataOptions | None 
     out = Path(out) if out is not None else (Path(paths[0]) if len(paths) == 1 else Path("results/report"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
-    sections, points = [], []
+    sections, points, band_points = [], [], []
     for d in dirs:
-        lines, pts = report_one(d, data)
+        lines, pts, bpts = report_one(d, data)
         sections += lines + [f"(full summary: `{d}/summary.md`)", ""]
         points += pts
+        band_points += bpts
     plots.cost_vs_n(points, out / "plots" / "cost_vs_n.png", "cost vs N across datasets")
+    plots.cost_vs_n_by_band(band_points, out / "plots" / "cost_vs_n_by_band.png",
+                            "cost vs N per selectivity band (cheapest setting at recall@10 >= 0.9)")
     cost = ["## Cost vs N (cheapest setting at overall recall@10 >= 0.9)", "",
             "| dataset | N | engine | mean latency ms | build s |", "|---|---:|---|---:|---:|"]
     cost += [f"| {p['dataset']} | {p['n']:,} | {p['engine']} | {_fmt(p['latency_ms'], 3)} | {_fmt(p['build_s'], 1)} |"
              for p in sorted(points, key=lambda p: (p["engine"], p["n"]))]
-    text = "# Benchmark summary\n\n" + "\n".join(sections + cost + ["", "Plot: `plots/cost_vs_n.png`", ""])
+    cost += ["", "## Cost vs N per band (mean single-thread latency ms of the cheapest setting at recall@10 >= 0.9 "
+             "in that band)", "",
+             "\"—\": no setting reaches 0.9 at that N (\"not run\": the engine was not in that run). `vecdb (default)`: vecdb's default settings whatever their "
+             "recall (R = its recall in the band). Last column: latency at the largest N ÷ at the smallest.", "",
+             *cost_by_band_table(band_points)]
+    text = "# Benchmark summary\n\n" + "\n".join(
+        sections + cost + ["", "Plots: `plots/cost_vs_n.png`, `plots/cost_vs_n_by_band.png`", ""])
     (out / "summary.md").write_text(text)
     return out / "summary.md"

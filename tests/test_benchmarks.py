@@ -248,6 +248,104 @@ def test_pareto_front():
     assert metrics.pareto([(0.5, 100), (0.9, 50), (0.8, 40), (0.99, 10)]) == [(0.5, 100), (0.9, 50), (0.99, 10)]
 
 
+# ----------------------------------------------------------------------------- report tables and plots
+def _row(engine, band, recall, qps, params=None, run_id=None, note="", error=None):
+    params = {} if params is None else params
+    return {"run_id": run_id or f"{engine}-{json.dumps(params)}", "engine": engine, "note": note,
+            "build_id": f"{engine}:{{}}", "search_params": params, "k": 10, "band": band, "recall": recall,
+            "qps": qps, "mean_ms": 1e3 / qps, "p50_ms": 1e3 / qps, "p95_ms": 2e3 / qps, "batch_qps": float("nan"),
+            "run_error": error, "partial": None}
+
+
+def _cells(lines, band):
+    return next(line for line in lines if line.startswith(f"| {band} |")).strip("| ").split(" | ")
+
+
+def test_default_vs_all_table_compares_at_equal_recall():
+    from benchmarks.report import default_vs_all_table
+
+    r = (0.9 + 0.93 + 0.99 + 0.99 + 0.99) / 5  # 0.9600000000000002: a mean of recalls, a hair above 0.96
+    assert r > 0.96
+    rows = [
+        _row("vecdb", "all", r, 1000.0), _row("vecdb", "~1%", 0.9, 500.0),
+        _row("vecdb", "all", 0.99, 800.0, {"ef": 64}), _row("vecdb", "all", 0.5, 9000.0, {"ef": 32}),
+        _row("vecdb", "all", 0.98, 1200.0, {}, run_id="second-build"),  # a second build's default: ignored as R/Q
+        _row("faiss-hnsw", "all", 0.93, 3000.0, {"ef": 32}), _row("faiss-hnsw", "all", 0.96, 2000.0, {"ef": 64}),
+        _row("faiss-hnsw", "~1%", 0.7, 3000.0, {"ef": 64}),
+        _row("exact", "all", 1.0, 100.0), _row("exact", "~1%", 1.0, 250.0),
+        _row("lancedb", "all", 0.9, 5000.0, note="prefilter where"), _row("lancedb", "~1%", 0.95, 10.0),
+        _row("qdrant", "all", 1.0, 1e6, error="boom"),
+    ]
+    lines = default_vs_all_table(rows, 10, set())
+    head = lines[0].strip("| ").split(" | ")
+    assert head[:6] == ["band", "R", "Q", "p50 ms", "yardstick QPS", "Q ÷ yardstick"]
+    assert head[6:] == ["vecdb, best setting", "faiss-hnsw", "exact", "lancedb", "qdrant"]
+    all_ = dict(zip(head, _cells(lines, "all")))
+    assert all_["R"] == "0.960" and all_["Q"] == "1,000" and all_["p50 ms"] == "1.00"
+    assert all_["faiss-hnsw"] == "0.50 (2,000)"  # ef=64 reaches R = 0.96 despite float rounding; ef=32 does not
+    assert all_["exact"] == "10.00 (100)"
+    assert all_["vecdb, best setting"] == "0.83 (1,200)"  # the other build's default at 0.98
+    assert all_["lancedb"] == "never reaches R (max recall 0.900)"
+    assert all_["qdrant"] == "run error"
+    assert all_["yardstick QPS"] == "2,000 (faiss-hnsw ef=64)" and all_["Q ÷ yardstick"] == "0.50"
+    low = dict(zip(head, _cells(lines, "~1%")))
+    assert low["yardstick QPS"] == "250 (exact)" and low["Q ÷ yardstick"] == "— (R < 0.95)"
+    assert low["faiss-hnsw"] == "never reaches R (max recall 0.700)" and low["lancedb"] == "50.00 (10)"
+    assert low["qdrant"] == "—"
+    assert not any(line.startswith("| ~50% |") for line in lines)  # no vecdb default run in that band
+    assert lines[-1] == "Engines: lancedb: prefilter where"
+    assert "no `vecdb` run" in default_vs_all_table([r for r in rows if r["engine"] != "vecdb"], 10, set())[0]
+
+
+def _fake_band_points():
+    """cost_points_by_band over three fake datasets: faiss-hnsw misses 0.9 at 1M in ~1% and everywhere in <100."""
+    from benchmarks.report import cost_points_by_band
+
+    points = []
+    for n in (100_000, 300_000, 1_000_000):
+        rows = []
+        for band in BANDS:
+            grow = n / 1e5
+            rows += [_row("vecdb", band, 0.85 if band == "<100" else 0.95, 2000 / grow ** 0.3),
+                     _row("vecdb", band, 0.97, 1500 / grow ** 0.3, {"ef": 64}),
+                     _row("exact", band, 1.0, 400 / grow)]
+            reach = band != "<100" and not (band == "~1%" and n == 1_000_000)
+            rows.append(_row("faiss-hnsw", band, 0.92 if reach else 0.6, 3000 / grow ** 0.3, {"ef": 32}))
+        res = types.SimpleNamespace(meta={"dataset": {"n": n, "name": f"synthetic-{n // 1000}k"}})
+        points += cost_points_by_band(res, rows)
+    return points
+
+
+def test_cost_by_band_points_and_table():
+    from benchmarks.report import DEFAULT_SERIES, cost_by_band_table
+
+    points = _fake_band_points()
+    assert {p["band"] for p in points} == set(BANDS)
+    p = next(p for p in points if p["band"] == "all" and p["series"] == "vecdb" and p["n"] == 100_000)
+    assert p["latency_ms"] == pytest.approx(0.5) and p["setting"] == "default"  # the cheapest one reaching 0.9
+    d = next(p for p in points if p["band"] == "<100" and p["series"] == DEFAULT_SERIES and p["n"] == 300_000)
+    assert d["recall"] == 0.85 and np.isfinite(d["latency_ms"])  # the default series whatever its recall
+    lines = cost_by_band_table(points)
+    assert lines[0] == "| band | engine | N = 100,000 | N = 300,000 | N = 1,000,000 | × first → last N |"
+    assert _cells(lines, "~1%")[1] == "vecdb"
+    rows = {tuple(c[:2]): c[2:] for c in (line.strip("| ").split(" | ") for line in lines[2:])}
+    assert rows[("~1%", "faiss-hnsw")][2] == "—" and rows[("<100", "faiss-hnsw")] == ["—"] * 4
+    assert rows[("all", "exact")] == ["2.500 (default)", "7.500 (default)", "25.000 (default)", "10.0"]
+    assert rows[("<100", DEFAULT_SERIES)][0] == "0.500 (R 0.850)"
+    assert rows[("all", "vecdb")][0] == "0.500 (default)" and rows[("<100", "vecdb")][0] == "0.667 (ef=64)"
+    fewer = [p for p in points if not (p["series"] == "exact" and p["n"] == 300_000)]  # exact not in that run
+    row = next(line for line in cost_by_band_table(fewer) if line.startswith("| all | exact |"))
+    assert row.strip("| ").split(" | ")[2:] == ["2.500 (default)", "not run", "25.000 (default)", "10.0"]
+
+
+def test_cost_vs_n_by_band_plot(tmp_path):
+    from benchmarks import plots
+
+    out = plots.cost_vs_n_by_band(_fake_band_points(), tmp_path / "cost_vs_n_by_band.png", "cost vs N per band")
+    data = out.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 10_000
+
+
 # ----------------------------------------------------------------------------- the smoke run (what CI runs)
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> Path:
@@ -273,7 +371,8 @@ def test_smoke_writes_raw_results_with_provenance(smoke):
 
 def test_smoke_summary_and_plots(smoke):
     text = (smoke / "summary.md").read_text()
-    for heading in ("Best single-thread QPS", "× exact", "k = 100", "Correctness", "Builds"):
+    for heading in ("vecdb at its default settings against every engine at equal recall", "Q ÷ yardstick",
+                    "Best single-thread QPS", "× exact", "k = 100", "Correctness", "Builds"):
         assert heading in text
     for engine in ("vecdb", "faiss-hnsw", "hnswlib", "exact"):
         assert f"| {engine} |" in text

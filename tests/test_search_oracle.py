@@ -13,6 +13,7 @@ import pytest
 
 import vecdb
 from vecdb.filters import bind, parse
+from vecdb.indexes.flat import exact_search
 
 from .conftest import small_table
 
@@ -158,3 +159,29 @@ def test_unfiltered_fast_path_equals_the_planned_path(arxiv_slice, slice_collect
     assert fast.plans == planned.plans == ("index",) * 20
     np.testing.assert_array_equal(slice_collection.search(q, k=10, ef=16).ids,
                                   slice_collection.search(q, k=10, ef=16, plan="index").ids)
+
+
+def test_filtered_graph_visited_marks_survive_wraparound():
+    """The traversal's visited marks are reused across queries (cleared every 255): a batch of 600,
+    the same queries one at a time, and the same queries on another thread all give the same hits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vecdb.indexes.faiss_indexes import HNSWIndex
+
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(3000, 16)).astype(np.float32)
+    queries = rng.normal(size=(600, 16)).astype(np.float32)
+    index = HNSWIndex(16, "l2", M=16, ef_construction=64)
+    index.build(base)
+    allow = rng.random(3000) < 0.3
+    batch, complete = index.search_filtered_graph(queries, 10, allow, ef=48)
+    assert complete.all()
+    one = np.stack([index.search_filtered_graph(q[None], 10, allow, ef=48)[0].rows[0] for q in queries])
+    with ThreadPoolExecutor(2) as pool:
+        threaded = np.concatenate([h.rows for h, _ in pool.map(
+            lambda part: index.search_filtered_graph(part, 10, allow, ef=48), np.array_split(queries, 2))])
+    np.testing.assert_array_equal(batch.rows, one)
+    np.testing.assert_array_equal(batch.rows, threaded)
+    assert allow[batch.rows].all()
+    truth = exact_search(base, queries, 10, "l2", allow=allow).rows
+    assert np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(batch.rows, truth)]) >= 0.95

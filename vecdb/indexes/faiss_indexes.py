@@ -7,6 +7,7 @@ IVF goes through the device seam (GPU when present); FAISS has no GPU HNSW, so H
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,6 +28,19 @@ class _Selector:
     def __init__(self, allow: np.ndarray):
         self.bits = np.packbits(allow, bitorder="little")
         self.sel = faiss.IDSelectorBitmap(len(allow), faiss.swig_ptr(self.bits))
+
+
+_THREAD = threading.local()
+
+
+def _visited(n: int) -> np.ndarray:
+    """This thread's visited marks for the filtered traversal (one byte per row, see ``filtered_search``);
+    ``_THREAD.mark`` is the last query number used on it."""
+    visited = getattr(_THREAD, "visited", None)
+    if visited is None or visited.shape[0] < n:
+        visited = _THREAD.visited = np.zeros(max(n, 1), dtype=np.uint8)
+        _THREAD.mark = 0
+    return visited
 
 
 class _FaissIndex:
@@ -138,10 +152,11 @@ class HNSWIndex(_FaissIndex):
         xb, neighbors, offsets, cum, entry, max_level = self.graph_arrays()
         ef = max(ef or self.ef_search, k)
         budget = int(budget if budget is not None else allow.shape[0])
-        scores, rows, complete = filtered_search(xb, neighbors, offsets, cum, entry, max_level,
-                                                 np.ascontiguousarray(queries, np.float32),
-                                                 np.ascontiguousarray(allow[: self.ntotal]), k, ef, budget,
-                                                 self.metric == "l2", int(gather or 2 * self.M))
+        queries = np.ascontiguousarray(queries, np.float32)
+        visited = _visited(xb.shape[0])
+        scores, rows, complete, _THREAD.mark = filtered_search(
+            xb, neighbors, offsets, cum, entry, max_level, queries, np.ascontiguousarray(allow[: self.ntotal]), k, ef,
+            budget, self.metric == "l2", int(gather or 2 * self.M), visited, _THREAD.mark)
         return Hits(scores, rows), complete
 
     @classmethod

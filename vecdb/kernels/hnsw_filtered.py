@@ -22,26 +22,21 @@ import numpy as np
 @nb.njit(nogil=True, cache=True, fastmath=True)
 def _score(vectors, row, query, l2):
     """Higher is better: inner product, or minus the squared distance."""
+    v = vectors[row]
     acc = np.float32(0.0)
     if l2:
         for j in range(query.shape[0]):
-            diff = vectors[row, j] - query[j]
+            diff = v[j] - query[j]
             acc -= diff * diff
     else:
         for j in range(query.shape[0]):
-            acc += vectors[row, j] * query[j]
+            acc += v[j] * query[j]
     return acc
 
 
-@nb.njit(nogil=True, cache=True)
+@nb.njit(inline="always")
 def _push(keys, vals, size, key, val, is_max):
-    """Push onto a binary heap (max-heap when ``is_max``); returns the arrays (grown if full) and size."""
-    if size == keys.shape[0]:
-        new_keys = np.empty(keys.shape[0] * 2, keys.dtype)
-        new_vals = np.empty(vals.shape[0] * 2, vals.dtype)
-        new_keys[:size] = keys[:size]
-        new_vals[:size] = vals[:size]
-        keys, vals = new_keys, new_vals
+    """Push onto a binary heap with room for it (max-heap when ``is_max``)."""
     i = size
     keys[i] = key
     vals[i] = val
@@ -53,10 +48,9 @@ def _push(keys, vals, size, key, val, is_max):
             i = parent
         else:
             break
-    return keys, vals, size + 1
 
 
-@nb.njit(nogil=True, cache=True)
+@nb.njit(inline="always")
 def _pop(keys, vals, size, is_max):
     """Remove the root; returns the new size (the root's key/value are read before calling)."""
     size -= 1
@@ -80,22 +74,21 @@ def _pop(keys, vals, size, is_max):
     return size
 
 
-@nb.njit(nogil=True, cache=True)
-def _offer(vectors, query, l2, node, ef, cand_k, cand_v, n_cand, res_k, res_v, n_res):
-    """Score a newly seen passing node; keep it (candidate and result) if it beats the worst of ``ef``."""
-    s = _score(vectors, node, query, l2)
-    if n_res < ef or s > res_k[0]:
-        cand_k, cand_v, n_cand = _push(cand_k, cand_v, n_cand, s, node, True)
-        res_k, res_v, n_res = _push(res_k, res_v, n_res, s, node, False)
-        if n_res > ef:
-            n_res = _pop(res_k, res_v, n_res, False)
-    return cand_k, cand_v, n_cand, res_k, res_v, n_res
+@nb.njit
+def _grown(keys, vals, size):
+    """The heap's arrays with twice the room (rare: the candidate heap outgrew 4 * ef)."""
+    new_keys = np.empty(keys.shape[0] * 2, keys.dtype)
+    new_vals = np.empty(vals.shape[0] * 2, vals.dtype)
+    new_keys[:size] = keys[:size]
+    new_vals[:size] = vals[:size]
+    return new_keys, new_vals
 
 
 @nb.njit(nogil=True, cache=True)
 def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query, allow, k, ef, budget, l2,
-                gather, visited, out_scores, out_rows):
-    """One query; fills ``out_*`` (k) and returns False when the budget ran out (caller goes exact)."""
+                gather, visited, mark, out_scores, out_rows):
+    """One query; fills ``out_*`` (k) and returns False when the budget ran out (caller goes exact).
+    ``visited[v] == mark`` means v was scored or looked through during this query."""
     # greedy descent through the upper levels, unfiltered
     current = entry_point
     current_score = _score(vectors, current, query, l2)
@@ -122,10 +115,12 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
     n_cand = 0
     n_res = 0
     examined = 0
-    visited[current] = 1
-    cand_k, cand_v, n_cand = _push(cand_k, cand_v, n_cand, current_score, current, True)
+    visited[current] = mark
+    _push(cand_k, cand_v, n_cand, current_score, current, True)
+    n_cand += 1
     if allow[current]:
-        res_k, res_v, n_res = _push(res_k, res_v, n_res, current_score, current, False)
+        _push(res_k, res_v, n_res, current_score, current, False)
+        n_res += 1
     width = cum[1] - cum[0]
     wanted = max(1, gather)  # passing neighbours to gather per expansion (ACORN-1 truncates to M)
     while n_cand > 0:
@@ -136,45 +131,76 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
             break
         base = offsets[c]
         gathered = 0
-        # direct neighbours that pass
-        for p in range(base, base + width):
-            u = neighbors[p]
-            if u < 0:
-                break
-            if allow[u]:
-                gathered += 1
-                if visited[u] & 1:
-                    continue
-                visited[u] |= 1
-                examined += 1
-                cand_k, cand_v, n_cand, res_k, res_v, n_res = _offer(
-                    vectors, query, l2, u, ef, cand_k, cand_v, n_cand, res_k, res_v, n_res)
-        # too few pass: look through the rejected neighbours to theirs (two hops), up to ``wanted``
-        if gathered < wanted:
-            for p in range(base, base + width):
-                u = neighbors[p]
-                if u < 0 or gathered >= wanted:
-                    break
-                if allow[u] or visited[u] & 2:
-                    continue
-                visited[u] |= 2
-                examined += 1
-                base2 = offsets[u]
-                for p2 in range(base2, base2 + width):
-                    w = neighbors[p2]
-                    if w < 0:
-                        break
-                    if not allow[w]:
+        hop = False  # False: direct neighbours; True: through the rejected ones (two hops)
+        p = base
+        p2 = 0
+        stop2 = 0
+        while True:
+            # next passing node to offer: direct neighbours first, then, while fewer than ``wanted``
+            # passed, the neighbours of rejected neighbours
+            w = -1
+            if not hop:
+                if p < base + width:
+                    u = neighbors[p]
+                    p += 1
+                    if u < 0:
+                        p = base + width
+                        continue
+                    if not allow[u]:
                         continue
                     gathered += 1
-                    if visited[w] & 1:
+                    if visited[u] == mark:
                         continue
-                    visited[w] |= 1
-                    examined += 1
-                    cand_k, cand_v, n_cand, res_k, res_v, n_res = _offer(
-                        vectors, query, l2, w, ef, cand_k, cand_v, n_cand, res_k, res_v, n_res)
+                    w = u
+                else:
                     if gathered >= wanted:
                         break
+                    hop = True
+                    p = base
+                    continue
+            else:
+                if p2 < stop2:
+                    u = neighbors[p2]
+                    p2 += 1
+                    if u < 0:
+                        p2 = stop2
+                        continue
+                    if not allow[u]:
+                        continue
+                    gathered += 1
+                    if visited[u] == mark:
+                        if gathered >= wanted:
+                            break
+                        continue
+                    w = u
+                else:
+                    if gathered >= wanted or p >= base + width:
+                        break
+                    u = neighbors[p]
+                    p += 1
+                    if u < 0:
+                        break
+                    if allow[u] or visited[u] == mark:
+                        continue
+                    visited[u] = mark
+                    examined += 1
+                    p2 = offsets[u]
+                    stop2 = p2 + width
+                    continue
+            visited[w] = mark
+            examined += 1
+            s = _score(vectors, w, query, l2)
+            if n_res < ef or s > res_k[0]:
+                if n_cand == cand_k.shape[0]:
+                    cand_k, cand_v = _grown(cand_k, cand_v, n_cand)
+                _push(cand_k, cand_v, n_cand, s, w, True)
+                n_cand += 1
+                _push(res_k, res_v, n_res, s, w, False)
+                n_res += 1
+                if n_res > ef:
+                    n_res = _pop(res_k, res_v, n_res, False)
+            if hop and gathered >= wanted:
+                break
         if examined > budget:
             return False
     # the k best of the results, best first
@@ -192,19 +218,26 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
 
 @nb.njit(nogil=True, cache=True)
 def filtered_search(vectors, neighbors, offsets, cum, entry_point, max_level, queries, allow, k, ef, budget, l2,
-                    gather):
+                    gather, visited, mark):
     """Filtered HNSW search for a batch. Serial and ``nogil``: the collection runs batches on threads
     (numba's own parallel layer is not safe to enter from several threads at once).
 
-    Returns ``(scores (nq, k), rows (nq, k), complete (nq,))``; ``complete[i]`` is False when query i
-    exceeded ``budget`` examined rows and must be answered exactly.
+    ``visited`` (uint8, one per row, owned by the calling thread) marks what a query has seen with that
+    query's number (1-255, after ``mark``), so it is cleared once every 255 queries, not per query
+    (FAISS' VisitedTable does the same): at 1M rows a clear costs more than a selective query.
+
+    Returns ``(scores (nq, k), rows (nq, k), complete (nq,), last mark used)``; ``complete[i]`` is
+    False when query i exceeded ``budget`` examined rows and must be answered exactly.
     """
     nq = queries.shape[0]
     scores = np.empty((nq, k), np.float32)
     rows = np.empty((nq, k), np.int64)
     complete = np.empty(nq, np.bool_)
     for i in range(nq):
-        visited = np.zeros(vectors.shape[0], np.uint8)  # bit 1: scored, bit 2: looked through
+        mark += 1
+        if mark > 255:
+            visited[:] = 0
+            mark = 1
         complete[i] = _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, queries[i], allow,
-                                  k, ef, budget, l2, gather, visited, scores[i], rows[i])
-    return scores, rows, complete
+                                  k, ef, budget, l2, gather, visited, np.uint8(mark), scores[i], rows[i])
+    return scores, rows, complete, mark
