@@ -58,11 +58,10 @@ class _FaissIndex:
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
     def _hits(self, D: np.ndarray, I: np.ndarray) -> Hits:
-        rows = I.astype(np.int64, copy=False)
         scores = -D if self.metric == "l2" else D
-        if rows.size and rows.min() < 0:  # padding: FAISS leaves +-FLT_MAX there, vecdb wants -inf
-            scores = np.where(rows >= 0, scores, -np.inf)
-        return Hits(scores.astype(np.float32, copy=False), rows)
+        if I.size and I.min() < 0:  # padding: FAISS leaves +-FLT_MAX there, vecdb wants -inf
+            scores = np.where(I >= 0, scores, np.float32(-np.inf))
+        return Hits(scores, I)
 
     def _search(self, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
         """``index.search`` minus the wrapper's per-call Python (a few microseconds of a ~100 us query)."""
@@ -109,7 +108,10 @@ class HNSWIndex(_FaissIndex):
         self.add(vectors)
 
     def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
-        ef = max(pop_params(params, self.search_options, "hnsw search").get("ef", self.ef_search), k)
+        ef = self.ef_search
+        if params:
+            ef = pop_params(params, self.search_options, "hnsw search").get("ef", ef)
+        ef = max(ef, k)
         if allow is None:
             return self._hits(*self._search(queries, k, self._plain_params(ef)))
         sel = _Selector(allow)
@@ -117,7 +119,9 @@ class HNSWIndex(_FaissIndex):
 
     def _plain_params(self, ef: int) -> "faiss.SearchParametersHNSW":
         """Unfiltered search parameters, made once per beam width (FAISS only reads them)."""
-        cache = self.__dict__.setdefault("_params_by_ef", {})
+        cache = self.__dict__.get("_params_by_ef")
+        if cache is None:
+            cache = self.__dict__["_params_by_ef"] = {}
         params = cache.get(ef)
         if params is None:
             params = cache[ef] = faiss.SearchParametersHNSW(efSearch=ef)
