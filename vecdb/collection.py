@@ -149,23 +149,17 @@ class Collection(RowStore):
         manifest = self._next_manifest()
         if calibration is None:
             calibration = (self._manifest.get("index") or {}).get("calibration", {})
-        stem = self.root / f"index-{manifest['version']:06d}"
-        written: list[Path] = []
-        try:
+
+        def write(stem: Path, written: list[Path]) -> None:
+            nonlocal files
             if files is None:
                 written += index.save(stem)
                 files = [describe_file(p) for p in written]
             manifest["index"] = {"kind": index.kind, "config": index.config(), "rows": rows,
                                  "files": files, "calibration": calibration}
-            attr_index = self._save_attribute_indexes(manifest, stem, written)
-            self._commit(manifest, written)
-        except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
-            raise
+
+        self._write_index_version(manifest, write)
         self._index = index
-        if attr_index is not None:
-            self._attr_index = attr_index
 
     # ----------------------------------------------------------------- reading
     def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:

@@ -196,6 +196,21 @@ class RowStore:
                 path.unlink(missing_ok=True)
             raise
 
+    def _write_index_version(self, manifest: dict[str, Any], write: Callable[[Path, list[Path]], None]) -> None:
+        """``_write_version`` for a version that changes the indexes: ``write(stem, written)`` saves the
+        vector index under ``stem`` (``index-NNNNNN``) and names it in ``manifest``; the attribute indexes
+        of every row join the same commit, and the collection uses them once it is committed."""
+        stem = self.root / f"index-{manifest['version']:06d}"
+        saved: list[AttributeIndex | None] = []
+
+        def write_all(written: list[Path]) -> None:
+            write(stem, written)
+            saved.append(self._save_attribute_indexes(manifest, stem, written))
+
+        self._write_version(manifest, write_all)
+        if saved[0] is not None:
+            self._attr_index = saved[0]
+
     def _save_attribute_indexes(self, manifest: dict[str, Any], stem: Path,
                                 written: list[Path]) -> AttributeIndex | None:
         """Name in ``manifest`` the attribute indexes of every current row, written beside the vector index

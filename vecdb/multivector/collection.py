@@ -157,9 +157,9 @@ class MultiVectorCollection(RowStore):
             index = cls(encoder.dim, "ip", **inner_options)
             index.build(fde)
             manifest = self._next_manifest()
-            stem = self.root / f"index-{manifest['version']:06d}"
-            written = [stem.with_name(stem.name + ".fde.npy")]
-            try:
+
+            def write(stem: Path, written: list[Path]) -> None:
+                written.append(stem.with_name(stem.name + ".fde.npy"))
                 fde_entry = write_npy(written[0], fde)
                 written += index.save(stem)
                 manifest["index"] = {
@@ -168,15 +168,9 @@ class MultiVectorCollection(RowStore):
                     "inner": {"kind": index.kind, "config": index.config(),
                               "files": [describe_file(p) for p in written[1:]]},
                 }
-                attr_index = self._save_attribute_indexes(manifest, stem, written)
-                self._commit(manifest, written)
-            except BaseException:
-                for path in written:
-                    path.unlink(missing_ok=True)
-                raise
+
+            self._write_index_version(manifest, write)
             self._encoder, self._inner, self._fde = encoder, index, fde
-            if attr_index is not None:
-                self._attr_index = attr_index
 
     def optimize(self) -> None:
         """Add the rows appended since ``build_index`` to the inner index (until then they are scanned),
@@ -191,21 +185,14 @@ class MultiVectorCollection(RowStore):
             if behind:
                 self._inner.add(self._fde[spec["rows"]:])
             manifest = self._next_manifest()
-            stem = self.root / f"index-{manifest['version']:06d}"
-            written: list[Path] = []
-            try:
+
+            def write(stem: Path, written: list[Path]) -> None:
                 if behind:
                     written += self._inner.save(stem)
                     manifest["index"]["rows"] = int(self._fde.shape[0])
                     manifest["index"]["inner"]["files"] = [describe_file(p) for p in written]
-                attr_index = self._save_attribute_indexes(manifest, stem, written)
-                self._commit(manifest, written)
-            except BaseException:
-                for path in written:
-                    path.unlink(missing_ok=True)
-                raise
-            if attr_index is not None:
-                self._attr_index = attr_index
+
+            self._write_index_version(manifest, write)
 
     # ----------------------------------------------------------------- reading
     def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:
