@@ -1,16 +1,19 @@
 """Attribute indexes: a filter costs about the number of rows it touches, not a pass over every column.
 
-Per column, built on first use over the collection's table:
+Per column, built by ``build_index`` and saved with the collection (``vecdb.storage.attribute_indexes``),
+else on first use:
 
 - ``InvertedIndex`` for strings, booleans and list columns (``list<string>`` labels): value -> sorted
   row ids in one CSR layout (``keys``, ``offsets``, ``rows``);
 - ``SortedIndex`` for integers, floats, dates and timestamps: the non-null values sorted with their
   rows, so a range is two binary searches and a slice.
 
-``AttributeIndex.evaluate(bound)`` walks the bound filter's AST in SQL's three-valued logic, carrying
-for each node the rows that are TRUE and the rows that are UNKNOWN (NULL); leaves no index can answer
-(string ranges, NaN-holding floats) fall back to pyarrow for that leaf alone. ``estimate`` gives a
-selectivity from the same structures without evaluating anything (for ``explain``).
+``AttributeIndex.select(bound)`` walks the bound filter's AST in SQL's three-valued logic, carrying
+for each node the rows that are TRUE (a ``RowSet``: row numbers while few, a bool mask otherwise) and,
+only under a NOT, the rows that are UNKNOWN (NULL). An AND lists its cheapest operands and tests the
+surviving rows against range operands by rank instead of listing the ranges. Leaves no index can
+answer (string ranges, NaN-holding floats) fall back to pyarrow for that leaf alone. ``estimate``
+gives a selectivity from the same structures without evaluating anything (for ``explain``).
 """
 
 from __future__ import annotations
