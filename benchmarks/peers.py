@@ -40,8 +40,9 @@ class LanceDB(Engine):
     family = "lancedb"
     requires = ("lancedb",)
     note = "prefilter where"
-    build_grid = {"smoke": [{"num_partitions": 16, "num_sub_vectors": 48}],
-                  "full": [{"num_partitions": 256, "num_sub_vectors": 48}]}
+    # IVF-PQ with ~8 dimensions per sub-vector ("auto": the largest divisor of dim <= dim / 8; 48 for 384)
+    build_grid = {"smoke": [{"num_partitions": 16, "num_sub_vectors": "auto"}],
+                  "full": [{"num_partitions": 256, "num_sub_vectors": "auto"}]}
     search_grid = {"smoke": [{"nprobes": 4, "refine_factor": 4}, {"nprobes": 16, "refine_factor": 4}],
                    "full": [{"nprobes": p, "refine_factor": 4} for p in (4, 16, 64)]}
     default_search = {"nprobes": 16, "refine_factor": 4}
@@ -57,8 +58,10 @@ class LanceDB(Engine):
                 data = data.append_column(name, self.ds.attributes.column(name))
         table = db.create_table("bench", data=data)
         metric = "l2" if self.ds.metric == "l2" else "dot"
-        table.create_index(metric=metric, num_partitions=int(params["num_partitions"]),
-                           num_sub_vectors=int(params["num_sub_vectors"]))
+        sub = params["num_sub_vectors"]
+        if sub == "auto":
+            sub = max(d for d in range(1, max(1, self.ds.dim // 8) + 1) if self.ds.dim % d == 0)
+        table.create_index(metric=metric, num_partitions=int(params["num_partitions"]), num_sub_vectors=int(sub))
         self.state = (table, metric)
         return self.state
 
