@@ -74,6 +74,19 @@ def _queries_table(ds: Dataset) -> pa.Table:
                      "filter": [f or "" for f in ds.filters]})
 
 
+_EVICT_BYTES = 64 << 20  # twice the 32 MiB L3 of the machine the reports were made on
+
+
+def _evict_caches() -> None:
+    """Read through more memory than the CPU caches hold, so every run starts as cold as the first:
+    otherwise the later settings of an engine find the rows its earlier runs touched still cached
+    (measured: up to 2x on the low-selectivity bands), which favours engines run at many settings."""
+    buf = getattr(_evict_caches, "buf", None)
+    if buf is None:
+        buf = _evict_caches.buf = np.ones(_EVICT_BYTES // 8, dtype=np.float64)
+    float(buf.sum())
+
+
 def _warmup_queries(ds: Dataset, warmup: int) -> list[int]:
     """The first ``warmup`` queries and the first two of every band, so one-time costs of each code path
     (JIT loading, lazily built state) land before the measured pass of every setting, not in the first."""
@@ -91,6 +104,7 @@ def _latency_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, warmup:
     """Every query alone on one thread; returns ids, scores, seconds per query, per-query errors
     (``timeout`` for the queries not started once ``timeout_s`` had passed)."""
     set_threads(1)
+    _evict_caches()
     for j in _warmup_queries(ds, warmup):
         try:
             engine.search(ds.queries[j], k, ds.filters[j], params)
