@@ -20,12 +20,9 @@ def _pyplot():
     return plt
 
 
-def _engines(rows: list[dict]) -> list[str]:
-    seen: list[str] = []
-    for r in rows:
-        if r["engine"] not in seen:
-            seen.append(r["engine"])
-    return seen
+def engine_order(rows: list[dict]) -> list[str]:
+    """Engine names in the order they first appear in ``rows`` (the run order)."""
+    return list(dict.fromkeys(r["engine"] for r in rows))
 
 
 def _style(i: int) -> dict:
@@ -40,7 +37,7 @@ def recall_vs_qps(rows: list[dict], path: Path, k: int, title: str) -> Path:
     cols = min(3, max(1, len(bands)))
     nrows = max(1, math.ceil(len(bands) / cols))
     fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 4 * nrows), squeeze=False)
-    engines = _engines(rows)
+    engines = engine_order(rows)
     for ax, band in zip(axes.flat, bands):
         for i, engine in enumerate(engines):
             pts = [(r["recall"], r["qps"]) for r in rows if r["engine"] == engine and r["band"] == band
@@ -73,7 +70,7 @@ def qps_vs_selectivity(rows: list[dict], selectivity: dict[str, float], path: Pa
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), squeeze=False)
     for ax, target in zip(axes.flat, (0.9, 0.95)):
-        for i, engine in enumerate(_engines(rows)):
+        for i, engine in enumerate(engine_order(rows)):
             xs, ys = [], []
             for band in BANDS:
                 best = best_at(rows, engine, band, k, target)

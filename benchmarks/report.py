@@ -60,14 +60,6 @@ def _band_selectivity(results: Results) -> dict[str, float]:
     return {b: float(np.median(sel[bands == b])) for b in BANDS if (bands == b).any()}
 
 
-def _engine_order(rows: list[dict]) -> list[str]:
-    seen: list[str] = []
-    for r in rows:
-        if r["engine"] not in seen:
-            seen.append(r["engine"])
-    return seen
-
-
 def best_table(rows: list[dict], k: int, multi_build: set[str]) -> list[str]:
     """Markdown: per band and engine, best QPS at each recall target and the ratio to ``exact``."""
     head = ("| band | engine | QPS @0.9 | × exact | p50 / p95 ms | setting | QPS @0.95 | × exact | setting "
@@ -75,7 +67,7 @@ def best_table(rows: list[dict], k: int, multi_build: set[str]) -> list[str]:
     lines = [head, "|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|"]
     for band in BANDS:
         exact = {t: best_at(rows, "exact", band, k, t) for t in TARGETS}
-        for engine in _engine_order(rows):
+        for engine in plots.engine_order(rows):
             mine = [r for r in rows if r["engine"] == engine and r["band"] == band and r["k"] == k]
             if not mine:
                 continue
@@ -113,7 +105,7 @@ def default_vs_all_table(rows: list[dict], k: int, multi_build: set[str], engine
     """Markdown: per band, ``engine`` at its default settings (recall R, QPS Q) against every other engine's best
     single-thread QPS among its settings reaching recall >= R (cell: Q ÷ that QPS, then the QPS), and against the
     issue's yardstick: the faster of faiss-hnsw's best setting reaching ``yardstick`` and the exact scan."""
-    others = [e for e in _engine_order(rows) if e != engine]
+    others = [e for e in plots.engine_order(rows) if e != engine]
     cols = [f"{engine}, best setting", *others]
     lines = ["| band | R | Q | p50 ms | yardstick QPS | Q ÷ yardstick | " + " | ".join(cols) + " |",
              "|---|---:|---:|---:|---|---:|" + "---:|" * len(cols)]
@@ -175,7 +167,7 @@ def other_k_table(rows: list[dict], k: int, multi_build: set[str]) -> list[str]:
 def correctness_table(rows: list[dict]) -> list[str]:
     lines = ["| engine | runs | filter failures | short results | duplicates | unanswered | run errors "
              "| runs timed out | max score error |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for engine in _engine_order(rows):
+    for engine in plots.engine_order(rows):
         mine = [r for r in rows if r["engine"] == engine and r["band"] == "overall"]
         lines.append(f"| {engine} | {len(mine)} | {sum(r['filter_fail'] for r in mine)} | "
                      f"{sum(r['short'] for r in mine)} | {sum(r['duplicates'] for r in mine)} | "
@@ -205,7 +197,7 @@ def cost_points(results: Results, rows: list[dict]) -> list[dict]:
     first_build = {}
     for r in results.runs:
         first_build.setdefault(r["engine"], r["build_id"])
-    for engine in _engine_order(rows):
+    for engine in plots.engine_order(rows):
         best = best_at(rows, engine, "overall", k, 0.9)
         build = best["build_id"] if best else first_build.get(engine)
         seconds = build_s.get(build)
@@ -229,7 +221,7 @@ def cost_points_by_band(results: Results, rows: list[dict], multi_build: set[str
     for band in BANDS:
         if not any(r["band"] == band and r["k"] == k for r in rows):
             continue
-        for engine in _engine_order(rows):
+        for engine in plots.engine_order(rows):
             best = best_at(rows, engine, band, k, target)  # highest QPS = lowest mean latency (QPS = 1000 / mean ms)
             out.append({"dataset": name, "n": n, "band": band, "engine": engine, "series": engine,
                         "latency_ms": best["mean_ms"] if best else float("nan"),

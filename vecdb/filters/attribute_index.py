@@ -95,6 +95,7 @@ class SortedIndex:
     rows: np.ndarray
     nulls: np.ndarray | None
     type: pa.DataType
+    _rank: np.ndarray | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, array: pa.Array) -> "SortedIndex | None":
@@ -140,13 +141,12 @@ class SortedIndex:
 
     def rank_by_row(self) -> np.ndarray:
         """Each row's position in ``values`` (-1 for NULL): tests a row against a range without listing it."""
-        rank = self.__dict__.get("_rank")
-        if rank is None:
+        if self._rank is None:
             n = len(self.rows) + (0 if self.nulls is None else int(np.count_nonzero(self.nulls)))
             rank = np.full(n, -1, dtype=np.int32 if n < 2**31 else np.int64)
             rank[self.rows] = np.arange(len(self.rows), dtype=rank.dtype)
-            self.__dict__["_rank"] = rank
-        return rank
+            self._rank = rank
+        return self._rank
 
 
 _RANGES = {"=": (True, True), "<": (None, False), "<=": (None, True), ">": (False, None), ">=": (True, None)}

@@ -115,6 +115,7 @@ class HNSWIndex(_FaissIndex):
         self.index.hnsw.efConstruction = self.ef_construction
         self.index.hnsw.efSearch = self.ef_search
         self._float = np.empty((0, dim), dtype=np.float32)  # fp16 storage: the collection's float32 rows
+        self._params_by_ef: dict[int, Any] = {}
 
     def config(self) -> dict[str, Any]:
         return {"M": self.M, "ef_construction": self.ef_construction, "ef_search": self.ef_search,
@@ -150,12 +151,9 @@ class HNSWIndex(_FaissIndex):
 
     def _plain_params(self, ef: int) -> "faiss.SearchParametersHNSW":
         """Unfiltered search parameters, made once per beam width (FAISS only reads them)."""
-        cache = self.__dict__.get("_params_by_ef")
-        if cache is None:
-            cache = self.__dict__["_params_by_ef"] = {}
-        params = cache.get(ef)
+        params = self._params_by_ef.get(ef)
         if params is None:
-            params = cache[ef] = faiss.SearchParametersHNSW(efSearch=ef)
+            params = self._params_by_ef[ef] = faiss.SearchParametersHNSW(efSearch=ef)
         return params
 
     def add(self, vectors: np.ndarray) -> None:
