@@ -207,3 +207,30 @@ def test_fp16_hnsw_scores_are_exact_and_survive_reopen(tmp_path, arxiv_slice):
     merged = coll.search(q, k=10)
     assert recall(merged.ids, exact.ids, exact.scores, merged.scores) >= 0.95
     assert vecdb.open(tmp_path / "c")._index.config()["storage"] == "fp16"
+
+
+@pytest.mark.parametrize("l2", [False, True])
+def test_rescore_kernel_orders_like_the_exact_oracle(l2):
+    """The fp16 path's rescoring kernel: float32 scores of each query's own candidates, best first, ties
+    by the smaller row, missing candidates (-1) last as -inf, whatever order the candidates came in."""
+    from vecdb.kernels.exact import rescore_rows
+
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    vectors[50] = vectors[40]  # a tie: same vector, two rows
+    queries = rng.normal(size=(6, 16)).astype(np.float32)
+    rows = np.stack([rng.choice(300, 12, replace=False) for _ in range(6)])
+    rows[0, :2] = (50, 40)
+    rows[1, [3, 7]] = -1
+    rows[2, :] = -1
+    scores, out = rescore_rows(vectors, rows, queries, l2)
+    for q in range(6):
+        cand = rows[q][rows[q] >= 0]
+        s = -((vectors[cand] - queries[q]) ** 2).sum(1) if l2 else vectors[cand] @ queries[q]
+        order = np.lexsort((cand, -s))
+        n = len(cand)
+        np.testing.assert_array_equal(out[q, :n], cand[order])
+        np.testing.assert_allclose(scores[q, :n], s[order], rtol=1e-5, atol=1e-5)
+        assert (out[q, n:] == -1).all() and np.isneginf(scores[q, n:]).all()
+    tie = list(out[0])
+    assert tie.index(40) + 1 == tie.index(50)  # equal scores: adjacent, the smaller row first

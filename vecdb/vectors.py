@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,12 @@ def as_matrix(data: Any, dim: int, *, what: str = "vectors", unit: bool = False)
         raise DimensionError(f"expected dim {dim}, got {array.shape[1]} ({what} of shape {array.shape})")
     array = np.ascontiguousarray(array, dtype=np.float32)
     squares = np.vecdot(array, array)  # NaN or infinity anywhere in a row makes its sum of squares so
+    if array.shape[0] == 1:  # one query, the usual case: a Python float beats three more ufunc calls
+        s = float(squares[0])
+        if unit and 0.0 < s < math.inf:
+            return array / np.float32(math.sqrt(s))  # = np.sqrt in float32 (sqrt rounds once either way)
+        if not unit and math.isfinite(s):
+            return array
     if not np.isfinite(squares).all():
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():

@@ -16,7 +16,6 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 from .base import Hits, check_metric, pop_params, register
-from .flat import _finish
 from .device import resolve_device, to_cpu, to_gpu
 
 
@@ -132,22 +131,18 @@ class HNSWIndex(_FaissIndex):
             ef = pop_params(params, self.search_options, "hnsw search").get("ef", ef)
         ef = max(ef, k)
         if allow is None:
-            hits = self._hits(*self._search(queries, k, self._plain_params(ef)))
+            search_params = self._plain_params(ef)
         else:
             sel = _Selector(allow)
-            hits = self._hits(*self._search(queries, k, faiss.SearchParametersHNSW(efSearch=ef, sel=sel.sel)))
-        return hits if self.storage == "flat" else self._rescore(queries, hits, k)
+            search_params = faiss.SearchParametersHNSW(efSearch=ef, sel=sel.sel)
+        D, I = self._search(queries, k, search_params)
+        if self.storage == "flat":
+            return self._hits(D, I)
+        from ..kernels.exact import rescore_rows  # numba loads on first use
 
-    def _rescore(self, queries: np.ndarray, hits: Hits, k: int) -> Hits:
-        """Exact float32 scores (and their order) for hits found on fp16 vectors."""
-        found = hits.rows >= 0
-        x = self._float[np.maximum(hits.rows, 0)]
-        if self.metric == "l2":
-            diff = x - queries[:, None, :]
-            scores = -np.einsum("qkd,qkd->qk", diff, diff)
-        else:
-            scores = np.einsum("qkd,qd->qk", x, queries)
-        return _finish(np.where(found, scores, -np.inf).astype(np.float32), hits.rows, k)
+        # fp16 walk: exact float32 scores (and their order) for the rows it found
+        return Hits(*rescore_rows(self._float, I, np.ascontiguousarray(queries, dtype=np.float32),
+                                  self.metric == "l2"))
 
     def _plain_params(self, ef: int) -> "faiss.SearchParametersHNSW":
         """Unfiltered search parameters, made once per beam width (FAISS only reads them)."""
@@ -159,7 +154,7 @@ class HNSWIndex(_FaissIndex):
     def add(self, vectors: np.ndarray) -> None:
         super().add(vectors)
         if self.storage != "flat":
-            self._float = np.concatenate([self._float, vectors]) if len(self._float) else vectors
+            self._float = np.concatenate([self._float, vectors]) if len(self._float) else np.asarray(vectors)
         self._graph = None
 
     def graph_arrays(self) -> tuple:
@@ -206,7 +201,7 @@ class HNSWIndex(_FaissIndex):
         index.index.hnsw.efSearch = index.ef_search
         index.storage = "fp16" if isinstance(index.index, faiss.IndexHNSWSQ) else "flat"
         if index.storage != "flat":
-            index._float = vectors[: index.ntotal]
+            index._float = np.asarray(vectors[: index.ntotal])  # a plain array: numba types it fastest
         return index
 
 

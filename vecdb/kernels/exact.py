@@ -85,3 +85,46 @@ def topk_rows(vectors, rows, queries, k, l2):
             heap_r[0] = heap_r[pos]
             _sift_down(heap_s, heap_r, 0, pos)
     return out_s, out_r
+
+
+@nb.njit(nogil=True, cache=True, fastmath=True)
+def rescore_rows(vectors, rows, queries, l2):
+    """Exact scores of each query's own candidate rows (``rows[q]``; -1 = none), sorted best first.
+
+    For hits found on compressed copies of the vectors: one call per batch, in place of a gather,
+    a product and a sort per query in numpy (~50 us of a ~250 us query at k = 10). Returns ``(nq, k)``
+    scores (higher is better; l2: minus squared distance) and rows, ties broken by the smaller row,
+    missing candidates last as ``-inf`` / ``-1``.
+    """
+    nq, k = rows.shape
+    d = queries.shape[1]
+    out_s = np.empty((nq, k), np.float32)
+    out_r = np.empty((nq, k), np.int64)
+    for qi in range(nq):
+        q = queries[qi]
+        n = 0
+        for c in range(k):
+            r = rows[qi, c]
+            if r < 0:
+                continue
+            v = vectors[r]
+            acc = np.float32(0.0)
+            if l2:
+                for j in range(d):
+                    diff = v[j] - q[j]
+                    acc -= diff * diff
+            else:
+                for j in range(d):
+                    acc += v[j] * q[j]
+            i = n  # insertion sort: k is small and the candidates arrive nearly in order
+            while i > 0 and _worse(out_s[qi, i - 1], out_r[qi, i - 1], acc, r):
+                out_s[qi, i] = out_s[qi, i - 1]
+                out_r[qi, i] = out_r[qi, i - 1]
+                i -= 1
+            out_s[qi, i] = acc
+            out_r[qi, i] = r
+            n += 1
+        for c in range(n, k):
+            out_s[qi, c] = -np.inf
+            out_r[qi, c] = -1
+    return out_s, out_r
