@@ -9,6 +9,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .scoring import FAST, dot_or_l2, score_rows
+
 
 @nb.njit(inline="always")
 def _worse(s_a, r_a, s_b, r_b):
@@ -33,51 +35,51 @@ def _sift_down(heap_s, heap_r, i, size):
             return
 
 
-@nb.njit(nogil=True, cache=True, fastmath=True)
+SCORE_BLOCK = 64  # rows scored per call of ``score_rows`` before they enter the heap
+
+
+@nb.njit(nogil=True, cache=True, fastmath=FAST)
 def topk_rows(vectors, rows, queries, k, l2):
     """Scores (higher is better; l2: minus squared distance) and rows of the k best of ``rows``.
 
     Returns ``(nq, k)`` arrays sorted best first (ties: the smaller row first), padded with
     ``-inf`` / ``-1`` when fewer than k rows are given.
     """
-    nq, d = queries.shape
+    nq = queries.shape[0]
+    n = rows.shape[0]
     out_s = np.full((nq, k), -np.inf, np.float32)
     out_r = np.full((nq, k), -1, np.int64)
     heap_s = np.empty(k, np.float32)
     heap_r = np.empty(k, np.int64)
+    block = np.empty(SCORE_BLOCK, np.float32)
     for qi in range(nq):
         q = queries[qi]
         size = 0
-        for idx in range(rows.shape[0]):
-            r = rows[idx]
-            v = vectors[r]
-            acc = np.float32(0.0)
-            if l2:
-                for j in range(d):
-                    diff = v[j] - q[j]
-                    acc -= diff * diff
-            else:
-                for j in range(d):
-                    acc += v[j] * q[j]
-            if acc == -np.inf:
-                continue
-            if size < k:  # sift up into a heap whose root is the worst kept
-                i = size
-                heap_s[i] = acc
-                heap_r[i] = r
-                size += 1
-                while i > 0:
-                    parent = (i - 1) >> 1
-                    if _worse(heap_s[i], heap_r[i], heap_s[parent], heap_r[parent]):
-                        heap_s[i], heap_s[parent] = heap_s[parent], heap_s[i]
-                        heap_r[i], heap_r[parent] = heap_r[parent], heap_r[i]
-                        i = parent
-                    else:
-                        break
-            elif _worse(heap_s[0], heap_r[0], acc, r):
-                heap_s[0] = acc
-                heap_r[0] = r
-                _sift_down(heap_s, heap_r, 0, size)
+        for first in range(0, n, SCORE_BLOCK):
+            last = min(n, first + SCORE_BLOCK)
+            score_rows(vectors, rows, first, last, q, l2, block)
+            for idx in range(first, last):
+                acc = block[idx - first]
+                r = rows[idx]
+                if acc == -np.inf:
+                    continue
+                if size < k:  # sift up into a heap whose root is the worst kept
+                    i = size
+                    heap_s[i] = acc
+                    heap_r[i] = r
+                    size += 1
+                    while i > 0:
+                        parent = (i - 1) >> 1
+                        if _worse(heap_s[i], heap_r[i], heap_s[parent], heap_r[parent]):
+                            heap_s[i], heap_s[parent] = heap_s[parent], heap_s[i]
+                            heap_r[i], heap_r[parent] = heap_r[parent], heap_r[i]
+                            i = parent
+                        else:
+                            break
+                elif _worse(heap_s[0], heap_r[0], acc, r):
+                    heap_s[0] = acc
+                    heap_r[0] = r
+                    _sift_down(heap_s, heap_r, 0, size)
         for pos in range(size - 1, -1, -1):  # pop the worst into the last free slot: best first
             out_s[qi, pos] = heap_s[0]
             out_r[qi, pos] = heap_r[0]
@@ -87,7 +89,7 @@ def topk_rows(vectors, rows, queries, k, l2):
     return out_s, out_r
 
 
-@nb.njit(nogil=True, cache=True, fastmath=True)
+@nb.njit(nogil=True, cache=True, fastmath=FAST)
 def rescore_rows(vectors, rows, queries, l2):
     """Exact scores of each query's own candidate rows (``rows[q]``; -1 = none), sorted best first.
 
@@ -97,7 +99,6 @@ def rescore_rows(vectors, rows, queries, l2):
     missing candidates last as ``-inf`` / ``-1``.
     """
     nq, k = rows.shape
-    d = queries.shape[1]
     out_s = np.empty((nq, k), np.float32)
     out_r = np.empty((nq, k), np.int64)
     for qi in range(nq):
@@ -107,15 +108,7 @@ def rescore_rows(vectors, rows, queries, l2):
             r = rows[qi, c]
             if r < 0:
                 continue
-            v = vectors[r]
-            acc = np.float32(0.0)
-            if l2:
-                for j in range(d):
-                    diff = v[j] - q[j]
-                    acc -= diff * diff
-            else:
-                for j in range(d):
-                    acc += v[j] * q[j]
+            acc = dot_or_l2(vectors[r], q, l2)
             i = n  # insertion sort: k is small and the candidates arrive nearly in order
             while i > 0 and _worse(out_s[qi, i - 1], out_r[qi, i - 1], acc, r):
                 out_s[qi, i] = out_s[qi, i - 1]

@@ -18,20 +18,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-
-@nb.njit(nogil=True, cache=True, fastmath=True)
-def _score(vectors, row, query, l2):
-    """Higher is better: inner product, or minus the squared distance."""
-    v = vectors[row]
-    acc = np.float32(0.0)
-    if l2:
-        for j in range(query.shape[0]):
-            diff = v[j] - query[j]
-            acc -= diff * diff
-    else:
-        for j in range(query.shape[0]):
-            acc += v[j] * query[j]
-    return acc
+from .scoring import dot_or_l2, score_rows
 
 
 @nb.njit(inline="always")
@@ -91,7 +78,7 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
     ``visited[v] == mark`` means v was scored or looked through during this query."""
     # greedy descent through the upper levels, unfiltered
     current = entry_point
-    current_score = _score(vectors, current, query, l2)
+    current_score = dot_or_l2(vectors[current], query, l2)
     for level in range(max_level, 0, -1):
         improved = True
         while improved:
@@ -102,7 +89,7 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
                 v = neighbors[p]
                 if v < 0:
                     break
-                s = _score(vectors, v, query, l2)
+                s = dot_or_l2(vectors[v], query, l2)
                 if s > current_score:
                     current_score = s
                     current = v
@@ -123,6 +110,9 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
         n_res += 1
     width = cum[1] - cum[0]
     wanted = max(1, gather)  # passing neighbours to gather per expansion (ACORN-1 truncates to M)
+    # an expansion gathers its new nodes first and scores them together (see ``score_rows``)
+    pending = np.empty(width + wanted + 1, np.int64)
+    pending_scores = np.empty(width + wanted + 1, np.float32)
     while n_cand > 0:
         c_score = cand_k[0]
         c = cand_v[0]
@@ -131,6 +121,7 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
             break
         base = offsets[c]
         gathered = 0
+        n_pending = 0
         hop = False  # False: direct neighbours; True: through the rejected ones (two hops)
         p = base
         p2 = 0
@@ -189,7 +180,14 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
                     continue
             visited[w] = mark
             examined += 1
-            s = _score(vectors, w, query, l2)
+            pending[n_pending] = w
+            n_pending += 1
+            if hop and gathered >= wanted:
+                break
+        score_rows(vectors, pending, 0, n_pending, query, l2, pending_scores)
+        for i in range(n_pending):
+            s = pending_scores[i]
+            w = pending[i]
             if n_res < ef or s > res_k[0]:
                 if n_cand == cand_k.shape[0]:
                     cand_k, cand_v = _grown(cand_k, cand_v, n_cand)
@@ -199,8 +197,6 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
                 n_res += 1
                 if n_res > ef:
                     n_res = _pop(res_k, res_v, n_res, False)
-            if hop and gathered >= wanted:
-                break
         if examined > budget:
             return False
     # the k best of the results, best first
