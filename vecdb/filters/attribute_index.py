@@ -164,6 +164,29 @@ class AttributeIndex:
         self.n = table.num_rows
         self._binder = _Binder(table.schema)
         self._columns: dict[str, InvertedIndex | SortedIndex | None] = {} if columns is None else columns
+        self._literals: dict[Any, Any] = {}  # literal -> index key or range bounds, see ``_key``
+
+    def _key(self, info: _Column, value: Any) -> Any:
+        """``value`` as a key of ``info``'s inverted index (validated and converted once per literal:
+        pyarrow's scalars cost microseconds, and the same filters come back query after query)."""
+        memo = (info.name, type(value), value)
+        key = self._literals.get(memo, _MISSING)
+        if key is _MISSING:
+            key = self._remember(memo, _scalar(info, value).as_py())
+        return key
+
+    def _bounds(self, expr: Between | Compare, info: _Column, index: SortedIndex) -> tuple | None:
+        """``_range_bounds``, once per filter node."""
+        bounds = self._literals.get(expr, _MISSING)
+        if bounds is _MISSING:
+            bounds = self._remember(expr, _range_bounds(expr, info, index))
+        return bounds
+
+    def _remember(self, memo: Any, value: Any) -> Any:
+        if len(self._literals) >= _MAX_LITERALS:
+            self._literals.clear()
+        self._literals[memo] = value
+        return value
 
     def column(self, name: str) -> InvertedIndex | SortedIndex | None:
         if name not in self._columns:
@@ -263,7 +286,7 @@ class AttributeIndex:
         index = self.column(expr.column)
         if not isinstance(index, SortedIndex):
             return None
-        bounds = _range_bounds(expr, info, index)
+        bounds = self._bounds(expr, info, index)
         if bounds is None:
             return None
         return _RangeLeaf(index, *index.positions(*bounds), self.n)
@@ -273,20 +296,20 @@ class AttributeIndex:
         n = self.n
         if isinstance(index, InvertedIndex):
             if isinstance(expr, Compare) and expr.op in ("=", "!="):
-                return RowSet(n, rows=index.lookup(_scalar(info, expr.value).as_py())), expr.op == "!="
+                return RowSet(n, rows=index.lookup(self._key(info, expr.value))), expr.op == "!="
             if isinstance(expr, ContainsAll):
-                keys = list(dict.fromkeys(_scalar(info, v).as_py() for v in expr.values))
+                keys = list(dict.fromkeys(self._key(info, v) for v in expr.values))
                 if not keys:
                     return (RowSet.all(n) if index.nulls is None else RowSet(n, mask=~index.nulls)), False
                 return _and([(RowSet(n, rows=index.lookup(key)), None) for key in keys], n)[0], False
             if isinstance(expr, (In, Contains, ContainsAny)):
                 values = (expr.value,) if isinstance(expr, Contains) else expr.values
-                keys = list(dict.fromkeys(_scalar(info, v).as_py() for v in values))
+                keys = list(dict.fromkeys(self._key(info, v) for v in values))
                 rows = _union([index.lookup(key) for key in keys], n)
                 return rows, isinstance(expr, In) and expr.negated
             return None
         if isinstance(expr, (Between, Compare)):
-            bounds = _range_bounds(expr, info, index)
+            bounds = self._bounds(expr, info, index)
             if bounds is None:
                 return None
             return RowSet.unsorted(n, index.range(*bounds)), isinstance(expr, Compare) and expr.op == "!="
@@ -437,6 +460,9 @@ class _RangeLeaf:
         rank = self.index.rank_by_row()[rows]
         return rows[(rank >= self.start) & (rank < self.stop)]
 
+
+_MISSING = object()
+_MAX_LITERALS = 65536  # memoised literals per table before the memo starts over
 
 SPARSE_RATIO = 16  # row numbers while at most 1/16 of the rows pass (8 bytes a row vs 1 a row in a mask)
 

@@ -260,8 +260,15 @@ class _Binder:
 
     def __init__(self, schema: pa.Schema):
         self.schema = schema
+        self._columns: dict[str, _Column] = {}
 
     def column(self, name: str) -> _Column:
+        info = self._columns.get(name)
+        if info is None:
+            info = self._columns[name] = self._column(name)
+        return info
+
+    def _column(self, name: str) -> _Column:
         if name not in self.schema.names:
             close = difflib.get_close_matches(name, self.schema.names, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"columns are: {', '.join(self.schema.names)}"
