@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from . import planner
 from .errors import DuplicateIdError, InvalidParameterError, SchemaError
-from .filters import Expr, bind, parse
+from .filters import Expr, parse
 from .filters.attribute_index import AttributeIndex, RowSet
 from .storage import attribute_indexes as attr_files
 from .storage import attributes as attrs_mod
@@ -275,11 +275,11 @@ class RowStore:
         expr = parse(where)
         if expr is None:
             return RowSet.all(len(self._ids))
-        bound = self._bound.get(expr)
-        if bound is None:
-            bound = self._bound[expr] = bind(expr, self._table.schema)
         if self._attr_index is None:
             self._attr_index = AttributeIndex(self._table)
+        bound = self._bound.get(expr)
+        if bound is None:
+            bound = self._bound[expr] = self._attr_index.bind(expr)
         return self._attr_index.select(bound)
 
     def _live_selection(self, expr: Any) -> RowSet | None:

@@ -172,7 +172,7 @@ class AttributeIndex:
         memo = (info.name, type(value), value)
         key = self._literals.get(memo, _MISSING)
         if key is _MISSING:
-            key = self._remember(memo, _scalar(info, value).as_py())
+            key = self._remember(memo, self._binder.scalar(info, value).as_py())
         return key
 
     def _bounds(self, expr: Between | Compare, info: _Column, index: SortedIndex) -> tuple | None:
@@ -211,6 +211,11 @@ class AttributeIndex:
         return built
 
     # ------------------------------------------------------------------ evaluation
+    def bind(self, expr: Expr) -> BoundFilter:
+        """``expr`` checked against this table's schema by the binder this index keeps (columns and
+        literals converted once, shared with the index lookups)."""
+        return BoundFilter(expr, self.table.schema, self._binder)
+
     def evaluate(self, bound: BoundFilter) -> np.ndarray:
         """The filter's rows as a bool mask (NULL -> False), equal to ``bound.evaluate(table)``."""
         return self.select(bound).mask

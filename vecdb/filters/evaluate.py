@@ -52,6 +52,7 @@ _COMPARE = {
     ">=": pc.greater_equal,
 }
 _NULL_BOOL = pa.scalar(None, pa.bool_())
+_MAX_SCALARS = 65536  # literals a binder remembers before it starts over
 
 
 def _kind(t: pa.DataType) -> str | None:
@@ -261,6 +262,18 @@ class _Binder:
     def __init__(self, schema: pa.Schema):
         self.schema = schema
         self._columns: dict[str, _Column] = {}
+        self._scalars: dict[tuple, pa.Scalar] = {}
+
+    def scalar(self, info: _Column, value: Scalar) -> pa.Scalar:
+        """``_scalar``, once per column and literal (typed: ``1``, ``1.0`` and ``True`` stay apart): a
+        binder lives as long as its table, and filters repeat their literals."""
+        memo = (info.name, type(value), value)
+        out = self._scalars.get(memo)
+        if out is None:
+            if len(self._scalars) >= _MAX_SCALARS:
+                self._scalars.clear()
+            out = self._scalars[memo] = _scalar(info, value)
+        return out
 
     def column(self, name: str) -> _Column:
         info = self._columns.get(name)
@@ -269,11 +282,12 @@ class _Binder:
         return info
 
     def _column(self, name: str) -> _Column:
-        if name not in self.schema.names:
+        position = self.schema.get_field_index(name)  # -1 when absent (a lookup, not a list of names)
+        if position < 0 and name not in self.schema.names:
             close = difflib.get_close_matches(name, self.schema.names, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"columns are: {', '.join(self.schema.names)}"
             raise FilterError(f"unknown column '{name}'; {hint}")
-        t = self.schema.field(name).type
+        t = (self.schema.field(position) if position >= 0 else self.schema.field(name)).type
         is_list = _is_list(t)
         value_type = t.value_type if is_list or pa.types.is_dictionary(t) else t
         kind = _kind(value_type)
@@ -309,11 +323,11 @@ class _Binder:
             return lambda data: pc.invert(inner(data))
         if isinstance(expr, Compare):
             info = self.scalar_column(expr.column, f"'{expr.op}'")
-            fn, scalar = _COMPARE[expr.op], _scalar(info, expr.value)
+            fn, scalar = _COMPARE[expr.op], self.scalar(info, expr.value)
             return lambda data: _apply(data.column(info.name), lambda a: fn(a, scalar))
         if isinstance(expr, Between):
             info = self.scalar_column(expr.column, "BETWEEN")
-            low, high = _scalar(info, expr.low), _scalar(info, expr.high)
+            low, high = self.scalar(info, expr.low), self.scalar(info, expr.high)
             return lambda data: _apply(
                 data.column(info.name),
                 lambda a: pc.and_kleene(pc.greater_equal(a, low), pc.less_equal(a, high)),
@@ -328,13 +342,28 @@ class _Binder:
             return self.bind_membership(expr)
         raise FilterError(f"cannot evaluate filter node {type(expr).__name__}")
 
+    def value_set(self, info: _Column, values: tuple[Scalar, ...]) -> Callable[[], tuple[pa.Array, pa.DataType | None]]:
+        """Validate ``values`` now; the ``_value_set`` arrays are built on first use (the attribute
+        indexes answer most filters without them)."""
+        for v in values:
+            self.scalar(info, v)
+        built: list[tuple[pa.Array, pa.DataType | None]] = []
+
+        def get() -> tuple[pa.Array, pa.DataType | None]:
+            if not built:
+                built.append(_value_set(info, values))
+            return built[0]
+
+        return get
+
     def bind_in(self, expr: In) -> Kernel:
         info = self.scalar_column(expr.column, "IN (...)")
-        values, cast = _value_set(info, expr.values)
+        value_set = self.value_set(info, expr.values)
         if not expr.values:
             return lambda data: pa.array(np.full(data.num_rows, expr.negated))
 
         def is_in(a: pa.Array) -> pa.Array:
+            values, cast = value_set()
             hit = pc.is_in(pc.cast(a, cast) if cast is not None else a, value_set=values)
             return _null_where_null(a, pc.invert(hit) if expr.negated else hit)
 
@@ -351,12 +380,13 @@ class _Binder:
                 f"{hint}"
             )
         raw = (expr.value,) if isinstance(expr, Contains) else expr.values
-        values, cast = _value_set(info, raw)
+        value_set = self.value_set(info, raw)
         require_all = isinstance(expr, ContainsAll)
-        if require_all:
-            values = pc.unique(values)
 
         def member(data: Data) -> Bools:
+            values, cast = value_set()
+            if require_all:
+                values = pc.unique(values)
             column = data.column(info.name)
             chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
             parts = [_membership(c, values, cast, require_all) for c in chunks]
@@ -368,11 +398,12 @@ class _Binder:
 class BoundFilter:
     """A filter checked against a schema; ``evaluate`` turns a table into a bool mask."""
 
-    def __init__(self, expr: Expr, schema: pa.Schema):
+    def __init__(self, expr: Expr, schema: pa.Schema, binder: _Binder | None = None):
+        """``binder``: one kept for ``schema`` (it remembers columns and literals), else a new one."""
         self.expr = expr
         self.schema = schema
         self.columns: frozenset[str] = expr.columns()
-        self._kernel = _Binder(schema).bind(expr)
+        self._kernel = (binder or _Binder(schema)).bind(expr)
 
     def __repr__(self) -> str:
         return f"BoundFilter({self.expr.to_sql()!r})"

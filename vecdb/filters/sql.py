@@ -27,7 +27,8 @@ the character offset where the parser stopped and what it expected there.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import re
+from typing import NamedTuple
 
 from vecdb.errors import FilterError
 from vecdb.filters.ast import (
@@ -56,9 +57,9 @@ _FUNCTIONS = {
 _PUNCTUATION = {"(": "LPAREN", ")": "RPAREN", ",": "COMMA"}
 
 
-@dataclass(frozen=True)
-class Token:
-    """One token: kind is IDENT, QIDENT, KEYWORD, STRING, NUMBER, OP, LPAREN, RPAREN, COMMA or EOF."""
+class Token(NamedTuple):
+    """One token: kind is IDENT, QIDENT, KEYWORD, STRING, NUMBER, OP, LPAREN, RPAREN, COMMA or EOF.
+    (A named tuple: a filter seen for the first time is tokenized on the query's path.)"""
 
     kind: str
     text: str  # source text, or for KEYWORD the upper-cased word, for STRING/QIDENT the unquoted value
@@ -69,8 +70,7 @@ class Token:
         return "the end of the filter" if self.kind == "EOF" else repr(self.text)
 
 
-def _is_ident_start(c: str) -> bool:
-    return c.isascii() and (c.isalpha() or c == "_")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an identifier or keyword (ASCII only)
 
 
 def _is_ident_char(c: str) -> bool:
@@ -150,14 +150,14 @@ def tokenize(text: str) -> list[Token]:
         elif c.isdigit() or (c in "-." and i + 1 < n and (text[i + 1].isdigit() or text[i + 1] == ".")):
             token, i = _number(text, i)
             tokens.append(token)
-        elif _is_ident_start(c):
-            j = i + 1
-            while j < n and _is_ident_char(text[j]):
-                j += 1
-            word = text[i:j]
-            kind = "KEYWORD" if word.upper() in KEYWORDS else "IDENT"
-            tokens.append(Token(kind, word.upper() if kind == "KEYWORD" else word, i))
-            i = j
+        elif (word_match := _WORD.match(text, i)) is not None:
+            word = word_match.group()
+            upper = word.upper()
+            if upper in KEYWORDS:
+                tokens.append(Token("KEYWORD", upper, i))
+            else:
+                tokens.append(Token("IDENT", word, i))
+            i = word_match.end()
         elif c in _PUNCTUATION:
             tokens.append(Token(_PUNCTUATION[c], c, i))
             i += 1
