@@ -181,18 +181,22 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.last = len(self.tokens) - 1  # the EOF token, where ``i`` stops
 
     # -- token helpers -------------------------------------------------------------------
     def peek(self, ahead: int = 0) -> Token:
-        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
+        if ahead:
+            return self.tokens[min(self.i + ahead, self.last)]
+        return self.tokens[self.i]
 
     def advance(self) -> Token:
         token = self.tokens[self.i]
-        self.i = min(self.i + 1, len(self.tokens) - 1)
+        if self.i < self.last:
+            self.i += 1
         return token
 
     def at_keyword(self, *words: str) -> bool:
-        token = self.peek()
+        token = self.tokens[self.i]
         return token.kind == "KEYWORD" and token.text in words
 
     def error(self, message: str, token: Token | None = None) -> FilterError:
