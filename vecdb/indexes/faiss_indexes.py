@@ -158,7 +158,8 @@ class HNSWIndex(_FaissIndex):
         self._graph = None
 
     def graph_arrays(self) -> tuple:
-        """FAISS' graph as numpy arrays (copied once, cached until rows are added) and its vectors."""
+        """FAISS' graph as numpy arrays (the neighbour lists a view, the rest copied; cached until rows are
+        added) and its float32 vectors."""
         if getattr(self, "_graph", None) is None:
             h = self.index.hnsw
             n, d = self.ntotal, self.dim
@@ -168,7 +169,11 @@ class HNSWIndex(_FaissIndex):
                 xb = faiss.rev_swig_ptr(faiss.downcast_index(self.index.storage).get_xb(), n * d).reshape(n, d)
             else:
                 xb = np.empty((0, d), np.float32)
-            self._graph = (xb, faiss.vector_to_array(h.neighbors).astype(np.int32, copy=False),
+            # FAISS' own neighbour lists, not a copy: the graph walks, filtered or not, share one
+            # 4 * 2M bytes a row in the CPU caches. The view dies with the next add (``_graph = None``).
+            neighbors = faiss.rev_swig_ptr(h.neighbors.data(), h.neighbors.size()) if h.neighbors.size() else \
+                np.empty(0, np.int32)
+            self._graph = (xb, neighbors,
                            faiss.vector_to_array(h.offsets).astype(np.int64),
                            faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64),
                            int(h.entry_point), int(h.max_level))
