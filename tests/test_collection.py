@@ -269,3 +269,35 @@ def test_explain_gives_estimated_and_actual_matches(tmp_path, rng):
     plan = coll.explain(x[0], where="tag = 'a' AND year >= 2010")
     assert plan.estimated_matches is not None and 0 <= plan.estimated_matches <= 200
     assert "estimated" in str(plan)
+
+
+def test_planner_scans_exactly_by_rows_read_and_walks_the_graph_only_where_it_pays():
+    """The crossovers: few rows, a sparse selection, or a small scan (rows x dim) go exact; the graph
+    walk takes the rest. Same N, different dim: the scan budget moves the crossover."""
+    from vecdb import planner
+
+    class Graph:  # what choose() reads of an HNSW index
+        exact, supports_allow, graph, kind, M, ef_search = False, True, True, "hnsw", 32, 128
+
+        def __init__(self, dim):
+            self.dim = dim
+
+        def search_filtered_graph(self):  # pragma: no cover - only its presence matters
+            raise AssertionError
+
+    config = planner.PlannerConfig()
+
+    def plan(matches, total, dim):
+        return planner.choose(index=Graph(dim), matches=matches, total=total, k=10, filtered=True, forced=None,
+                              params={}, config=config)
+
+    assert plan(900, 72_000, 384).name == "exact"  # exact_max_rows
+    assert "exact_max_selectivity" in plan(15_000, 1_000_000, 128).reason  # 1.5%: too sparse for the graph
+    small_scan = plan(3_600, 72_000, 384)  # 5% of arxiv: 1.38M floats
+    assert small_scan.name == "exact" and "exact_max_scan" in small_scan.reason
+    assert plan(5_760, 72_000, 384).name == "filtered_graph"  # 8%: 2.2M floats
+    assert plan(30_000, 1_000_000, 128).name == "filtered_graph"  # 3% of 1M: 3.8M floats
+    assert plan(30_000, 1_000_000, 32).name == "exact"  # the same rows, 0.96M floats
+    unfiltered = planner.choose(index=Graph(384), matches=3_000, total=3_000, k=10, filtered=False, forced=None,
+                                params={}, config=config)
+    assert unfiltered.name == "index"  # the scan budget is for filtered queries only

@@ -6,6 +6,14 @@ ground truth. Prints, per selectivity band, median latency and mean recall per p
 is where the graph's latency at recall >= 0.95 drops below the exact scan's.
 
     python tools/calibrate_planner.py --collection /tmp/arxiv.vdb   # built on first use
+
+``--sweep COLUMN`` instead times ``exact`` against ``filtered_graph`` at a ladder of selectivities
+(random ranges of a numeric column, so any collection will do, e.g. the benchmark's 1M synthetic
+set; the queries are the collection's own rows) and reports the graph's recall against the exact
+answer: where the graph gets cheaper is ``exact_max_scan`` (rows x dim), where its recall holds is
+``exact_max_selectivity``.
+
+    python tools/calibrate_planner.py --collection /tmp/synthetic-1m.vdb --sweep value
 """
 
 from __future__ import annotations
@@ -35,14 +43,49 @@ def load_or_build(path: Path) -> vecdb.Collection:
     return coll
 
 
+def sweep(coll: vecdb.Collection, column: str, selectivities: list[float], n_queries: int) -> None:
+    """Median latency of the exact scan and the filtered walk per selectivity, on random ranges."""
+    rng = np.random.default_rng(1)
+    values = np.sort(coll._table.column(column).to_numpy())
+    n = values.shape[0]
+    rows = rng.integers(0, n, n_queries)
+    queries = coll.get(coll._ids[rows], with_vectors=True).column("vector").to_numpy(zero_copy_only=False)
+    print("| selectivity | rows | rows x dim | exact ms | filtered_graph ms | graph recall | auto picks |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
+    for sel in selectivities:
+        width = max(1, int(n * sel))
+        times: dict[str, list[float]] = defaultdict(list)
+        recalls, picks = [], defaultdict(int)
+        for i, q in enumerate(queries):
+            start = int(rng.integers(0, n - width + 1))
+            where = f"{column} BETWEEN {values[start]} AND {values[start + width - 1]}"
+            coll.search(q, 10, where=where)  # parse once, outside the timings
+            found = {}
+            for plan in ("exact", "filtered_graph") if i % 2 else ("filtered_graph", "exact"):
+                t0 = time.perf_counter()
+                found[plan] = coll.search(q, 10, where=where, plan=plan).ids[0]
+                times[plan].append(time.perf_counter() - t0)
+            truth = found["exact"][found["exact"] >= 0]
+            recalls.append(len(np.intersect1d(found["filtered_graph"], truth)) / max(1, len(truth)))
+            picks[coll.explain(q, where=where).name] += 1
+        print(f"| {sel:.3f} | {width} | {width * coll.dim} | {statistics.median(times['exact']) * 1e3:.2f} | "
+              f"{statistics.median(times['filtered_graph']) * 1e3:.2f} | {statistics.mean(recalls):.3f} | "
+              f"{dict(picks)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--collection", type=Path, default=Path("/tmp/arxiv.vdb"))
     ap.add_argument("--efs", default="32,64,256,512")
     ap.add_argument("--limit", type=int, default=1000)
+    ap.add_argument("--sweep", metavar="COLUMN", help="time exact against filtered_graph on ranges of COLUMN")
+    ap.add_argument("--selectivities", default="0.002,0.005,0.01,0.02,0.03,0.05,0.08,0.12")
     args = ap.parse_args()
     faiss.omp_set_num_threads(1)
     coll = load_or_build(args.collection)
+    if args.sweep:
+        sweep(coll, args.sweep, [float(s) for s in args.selectivities.split(",")], min(args.limit, 60))
+        return
     queries = pq.read_table(SHARED / "queries.parquet").to_pylist()[: args.limit]
     xq = np.load(SHARED / "queries.f32.npy")
     gt = np.load(SHARED / "gt_ids.npy")

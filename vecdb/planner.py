@@ -23,12 +23,18 @@ PLANS = ("exact", "index", "filtered_graph", "post_filter")
 
 @dataclasses.dataclass(frozen=True)
 class PlannerConfig:
-    """Crossover points, measured on ../shared/data/arxiv (72,000 x 384, k = 10, one thread) with
-    ``tools/calibrate_planner.py``; the figures are in the README's "Planner" section.
+    """Crossover points, measured with ``tools/calibrate_planner.py`` on ../shared/data/arxiv (72,000 x
+    384) and the 1M x 128 synthetic set (k = 10, one thread); the figures are in the README's "Planner"
+    section. A filter's rows are scanned exactly (``exact``) when any of these holds:
 
-    ``exact_max_selectivity``: at or below this fraction of rows passing, scanning exactly only the
-    matching rows is faster than any graph plan at recall >= 0.95 (and it is exact).
-    ``exact_max_rows``: always scan when this few rows pass.
+    ``exact_max_rows``: this few rows pass.
+    ``exact_max_scan``: the scan reads at most this many floats (passing rows x dim). The exact scan
+    costs about its rows (each a cache miss or a few), the filtered walk about its beam times the
+    neighbours it gathers, whatever N: measured, the two cross at ~4,200 rows of 384 floats on arxiv
+    (~6% there) and ~13,000-17,000 rows of 128 on 1M (~1.5%), about 1.6M floats both times.
+    ``exact_max_selectivity``: this fraction of rows or less passes. Below it the passing rows are too
+    sparse in the graph for the traversal to stay accurate however cheap it would be (1M synthetic,
+    uncorrelated ranges: recall 0.85 at 1%, 0.98 at 2%, 1.0 at 3%).
     Above it, FAISS HNSW runs ``filtered_graph``: the numba traversal of its graph over passing rows
     only (ACORN-1-style two-hop expansion through rejected ones), beam ``ef_search * filtered_ef_ratio``,
     gathering ``M * gather_scale / sqrt(selectivity)`` passing neighbours per expansion (between M and
@@ -43,8 +49,9 @@ class PlannerConfig:
     ``ef_scale``: a forced filtered traversal widens its beam to ``ef / selectivity ** ef_scale``.
     """
 
-    exact_max_selectivity: float = 0.05
+    exact_max_selectivity: float = 0.02
     exact_max_rows: int = 1000
+    exact_max_scan: int = 1_600_000
     filtered_ef_ratio: float = 0.375
     gather_scale: float = 1.5
     threads: int = 0  # batches with several filters run on this many threads (0 = every core)
@@ -103,28 +110,35 @@ def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, forc
     if index is None or index.exact:
         why = "no approximate index is built" if index is None else "the index is exact"
         return Plan("exact", matches, total, why, kind)
-    if matches <= max(k, config.exact_max_rows) or sel <= config.exact_max_selectivity:
-        why = (f"{matches} matching rows <= exact_max_rows={config.exact_max_rows}"
-               if matches <= max(k, config.exact_max_rows) else
-               f"selectivity {sel:.4f} <= exact_max_selectivity={config.exact_max_selectivity}")
+    scan = matches * getattr(index, "dim", 0)
+    if matches <= max(k, config.exact_max_rows):
+        why = f"{matches} matching rows <= exact_max_rows={config.exact_max_rows}"
+    elif sel <= config.exact_max_selectivity:
+        why = (f"selectivity {sel:.4f} <= exact_max_selectivity={config.exact_max_selectivity} (too few "
+               f"passing rows for a graph walk to stay accurate)")
+    elif filtered and scan <= config.exact_max_scan:
+        why = f"{matches} rows x {index.dim} dims = {scan} floats <= exact_max_scan={config.exact_max_scan}"
+    else:
+        why = ""
+    if why:
         return Plan("exact", matches, total, f"scan only the matching rows: {why}", kind)
+    above = (f"selectivity {sel:.4f} > exact_max_selectivity={config.exact_max_selectivity} and {scan} floats "
+             f"to scan > exact_max_scan={config.exact_max_scan}")
     if not filtered:
         return Plan("index", matches, total, "no filter: plain index search", kind,
                     _plan_params("index", index, sel, params, config))
     if index.supports_allow and not getattr(index, "graph", False):
         return Plan("index", matches, total,
-                    f"selectivity {sel:.4f} > exact_max_selectivity={config.exact_max_selectivity}: "
-                    f"{kind} scans its lists with the row bitmap", kind,
+                    f"{above}: {kind} scans its lists with the row bitmap", kind,
                     _plan_params("index", index, sel, params, config))
     if hasattr(index, "search_filtered_graph"):
         return Plan("filtered_graph", matches, total,
-                    f"selectivity {sel:.4f} > exact_max_selectivity={config.exact_max_selectivity}: traverse the "
-                    f"{kind} graph over passing rows only, two-hop through rejected ones (exact if it "
-                    f"examines more rows than pass)", kind,
+                    f"{above}: traverse the {kind} graph over passing rows only, two-hop through rejected "
+                    f"ones (exact if it examines more rows than pass)", kind,
                     _plan_params("filtered_graph", index, sel, params, config))
     return Plan("post_filter", matches, total,
-                f"selectivity {sel:.4f} > exact_max_selectivity={config.exact_max_selectivity}: unfiltered "
-                f"{kind} search over-fetching ~k/selectivity, then the bitmap (exact refill if short)", kind,
+                f"{above}: unfiltered {kind} search over-fetching ~k/selectivity, then the bitmap (exact "
+                f"refill if short)", kind,
                 _plan_params("post_filter", index, sel, params, config))
 
 
