@@ -110,20 +110,22 @@ def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, forc
     if index is None or index.exact:
         why = "no approximate index is built" if index is None else "the index is exact"
         return Plan("exact", matches, total, why, kind)
-    scan = matches * getattr(index, "dim", 0)
+    dim = getattr(index, "dim", None)  # an index that does not say: no scan-size rule
+    scan = matches * dim if dim else None
     if matches <= max(k, config.exact_max_rows):
         why = f"{matches} matching rows <= exact_max_rows={config.exact_max_rows}"
     elif sel <= config.exact_max_selectivity:
         why = (f"selectivity {sel:.4f} <= exact_max_selectivity={config.exact_max_selectivity} (too few "
                f"passing rows for a graph walk to stay accurate)")
-    elif filtered and scan <= config.exact_max_scan:
-        why = f"{matches} rows x {index.dim} dims = {scan} floats <= exact_max_scan={config.exact_max_scan}"
+    elif filtered and scan is not None and scan <= config.exact_max_scan:
+        why = f"{matches} rows x {dim} dims = {scan} floats <= exact_max_scan={config.exact_max_scan}"
     else:
         why = ""
     if why:
         return Plan("exact", matches, total, f"scan only the matching rows: {why}", kind)
-    above = (f"selectivity {sel:.4f} > exact_max_selectivity={config.exact_max_selectivity} and {scan} floats "
-             f"to scan > exact_max_scan={config.exact_max_scan}")
+    above = f"selectivity {sel:.4f} > exact_max_selectivity={config.exact_max_selectivity}"
+    if scan is not None:
+        above += f" and {scan} floats to scan > exact_max_scan={config.exact_max_scan}"
     if not filtered:
         return Plan("index", matches, total, "no filter: plain index search", kind,
                     _plan_params("index", index, sel, params, config))
