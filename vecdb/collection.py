@@ -220,7 +220,8 @@ class Collection(RowStore):
         nq = q.shape[0]
         if where is None and "plan" not in params and "target_recall" not in params and self._plain_index_ready(k):
             hits = self._index.search(q, k, **params)  # what the planner would run: skip its bookkeeping
-            if hits.rows[:, -1].min() >= 0:  # k hits each (padding comes last): none to handle
+            last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
+            if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
                 scores = -hits.scores if self.metric == "l2" else hits.scores
                 return SearchResult(self._ids[hits.rows], scores, np.full(nq, k, dtype=np.int64), ("index",) * nq,
                                     self)
