@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vecdb.filters import bind, parse
 from vecdb.filters.attribute_index import SPARSE_RATIO, AttributeIndex, RowSet, _and, _or
@@ -25,6 +26,24 @@ def test_index_equals_pyarrow_on_random_filters(table_rows: tuple[pa.Table, list
     index = AttributeIndex(table)
     np.testing.assert_array_equal(index.evaluate(bound), bound.evaluate(table), err_msg=str(expr))
     assert 0.0 <= index.estimate(expr) <= 1.0
+
+
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables(), exprs, st.floats(0, 1), st.floats(0, 1))
+def test_index_extended_by_appended_rows_equals_pyarrow(table_rows, expr, first: float, second: float) -> None:
+    """After adds, the column indexes grow by the new rows (twice here) instead of being rebuilt, and
+    still answer every filter exactly as pyarrow does over the whole table."""
+    table, _ = table_rows
+    n = table.num_rows
+    a = int(first * n)
+    b = a + int(second * (n - a))
+    index = AttributeIndex(table.slice(0, a))
+    index.build_all()
+    grown = index.extended(table.slice(0, b)).extended(table)
+    bound = bind(expr, table.schema)
+    np.testing.assert_array_equal(grown.evaluate(bound), bound.evaluate(table), err_msg=f"{expr} at {a}, {b}")
+    # every column made before the adds is carried (extended), none is left to be rebuilt on first use
+    assert set(dict.keys(grown._columns)) >= set(dict.keys(index._columns)) == set(table.column_names)
 
 
 def _row_set(mask: np.ndarray, sparse: bool) -> RowSet:

@@ -301,3 +301,30 @@ def test_planner_scans_exactly_by_rows_read_and_walks_the_graph_only_where_it_pa
     unfiltered = planner.choose(index=Graph(384), matches=3_000, total=3_000, k=10, filtered=False, forced=None,
                                 params={}, config=config)
     assert unfiltered.name == "index"  # the scan budget is for filtered queries only
+
+
+def test_filters_after_adds_use_the_grown_attribute_indexes(tmp_path, rng):
+    """An add extends the attribute indexes already made (no rebuild on the next filter); filtered
+    searches after each add return exactly the rows pyarrow finds over the whole table."""
+    from vecdb.filters import bind
+
+    coll, x = make(tmp_path, rng)
+    coll.build_index("hnsw", M=8)
+    wheres = ["tag = 'a' AND year >= 2010", "'b' IN labels OR price > 12", "day < DATE '1975-01-01'",
+              "flag = FALSE AND tag IN ('c', 'd')", "year IS NULL"]
+    for where in wheres:
+        coll.search(x[0], k=5, where=where)
+    for batch in range(2):
+        before = coll._attr_index
+        extra = rng.normal(size=(50, 16)).astype(np.float32)
+        coll.add(extra, small_table(rng, 50))
+        assert coll._attr_index is not None and coll._attr_index is not before
+        assert set(dict.keys(coll._attr_index._columns)) >= {"tag", "year", "labels", "price", "day", "flag"}
+        table = coll._table
+        for where in wheres:
+            want = np.flatnonzero(bind(where, table.schema).evaluate(table))
+            np.testing.assert_array_equal(coll._select(where).rows, want, err_msg=where)
+            res = coll.search(extra[0], k=10, where=where)
+            exact = coll.search(extra[0], k=10, where=where, plan="exact")
+            assert set(res.ids[0][res.ids[0] >= 0]) <= set(coll._ids[want].tolist())
+            assert res.counts[0] == min(10, len(want)) and exact.counts[0] == min(10, len(want))

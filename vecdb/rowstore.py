@@ -229,10 +229,11 @@ class RowStore:
     def _adopt_rows(self, table: pa.Table, schema: pa.Schema, new_ids: np.ndarray) -> None:
         """After a committed add: the new rows' attributes, ids and liveness join the in-memory state."""
         n = len(new_ids)
+        same_schema = schema == self._schema
         if not len(schema):
             self._table = attrs_mod.null_table(schema, len(self._ids) + n)
         else:
-            if schema != self._schema:  # the first attributes arrive: earlier rows get nulls
+            if not same_schema:  # the first attributes arrive: earlier rows get nulls
                 self._table = attrs_mod.null_table(schema, len(self._ids))
             self._table = pa.concat_tables([self._table, table])
         self._schema = schema
@@ -240,8 +241,11 @@ class RowStore:
         self._live = np.concatenate([self._live, np.ones(n, bool)])
         self._n_live += n
         self._reindex_ids()
-        self._bound.clear()
-        self._attr_index = None
+        if same_schema and self._attr_index is not None:  # bound filters stay valid; indexes grow
+            self._attr_index = self._attr_index.extended(self._table)
+        else:
+            self._bound.clear()
+            self._attr_index = None
 
     def delete(self, ids: Any = None, *, where: Any = None) -> int:
         """Delete rows by id or by filter (exactly one of the two); returns how many were deleted."""

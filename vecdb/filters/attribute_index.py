@@ -44,6 +44,14 @@ def _null_mask(array: pa.Array) -> np.ndarray | None:
     return np.ascontiguousarray(pc.is_null(array).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _joined_nulls(old: np.ndarray | None, n_old: int, new: np.ndarray | None, n_new: int) -> np.ndarray | None:
+    """The NULL mask of ``n_old`` rows followed by ``n_new`` (None: no NULL anywhere)."""
+    if old is None and new is None:
+        return None
+    return np.concatenate([np.zeros(n_old, bool) if old is None else old,
+                           np.zeros(n_new, bool) if new is None else new])
+
+
 @dataclasses.dataclass
 class InvertedIndex:
     """value -> rows holding it (for lists: rows whose list holds it), rows sorted per value."""
@@ -75,6 +83,28 @@ class InvertedIndex:
         offsets = np.zeros(len(dictionary) + 1, dtype=np.int64)
         np.cumsum(np.bincount(code, minlength=len(dictionary)), out=offsets[1:])
         return cls({v: i for i, v in enumerate(dictionary)}, offsets, rows, _null_mask(array))
+
+    def extended(self, array: pa.Array, start: int) -> "InvertedIndex":
+        """A new index: this one's rows (``0 .. start - 1``) and ``array``'s as rows ``start ..``, without
+        re-encoding the old rows (after an add). Each value's old rows keep their block, the new ones
+        follow them, so every posting list stays sorted."""
+        new = InvertedIndex.build(array)
+        keys = dict(self.keys)
+        new_to_all = np.array([keys.setdefault(key, len(keys)) for key in new.keys], dtype=np.int64)
+        n_old_keys, n_keys = len(self.offsets) - 1, len(keys)
+        old_count = np.zeros(n_keys, np.int64)
+        old_count[:n_old_keys] = np.diff(self.offsets)
+        new_count = np.zeros(n_keys, np.int64)
+        new_count[new_to_all] = np.diff(new.offsets)
+        offsets = np.zeros(n_keys + 1, np.int64)
+        np.cumsum(old_count + new_count, out=offsets[1:])
+        rows = np.empty(int(offsets[-1]), np.int64)
+        old_code = np.repeat(np.arange(n_old_keys), old_count[:n_old_keys])
+        rows[np.arange(len(self.rows)) + (offsets[:n_old_keys] - self.offsets[:-1])[old_code]] = self.rows
+        new_code = np.repeat(new_to_all, np.diff(new.offsets))
+        within = np.arange(len(new.rows)) - np.repeat(new.offsets[:-1], np.diff(new.offsets))
+        rows[offsets[new_code] + old_count[new_code] + within] = new.rows + start
+        return InvertedIndex(keys, offsets, rows, _joined_nulls(self.nulls, start, new.nulls, len(array)))
 
     def lookup(self, value: Any) -> np.ndarray:
         code = self.keys.get(value)
@@ -116,6 +146,18 @@ class SortedIndex:
             return None  # NaN ordering differs between numpy and Arrow: leave this column to pyarrow
         order = np.argsort(vals, kind="stable")
         return cls(vals[order], valid_rows[order], nulls, t)
+
+    def extended(self, array: pa.Array, start: int) -> "SortedIndex | None":
+        """A new index: this one's rows (``0 .. start - 1``) and ``array``'s as rows ``start ..`` (after an
+        add). Two sorted runs merged by a stable sort: equal values stay in row order, as a rebuild
+        would leave them. None when the new rows hold NaN (the column is then left to pyarrow)."""
+        new = SortedIndex.build(array)
+        if new is None:
+            return None
+        values = np.concatenate([self.values, new.values])
+        order = np.argsort(values, kind="stable")
+        rows = np.concatenate([self.rows, new.rows + start])[order]
+        return SortedIndex(values[order], rows, _joined_nulls(self.nulls, start, new.nulls, len(array)), self.type)
 
     def number(self, scalar: pa.Scalar) -> float | int | None:
         """The literal in the index's number space, or None when it cannot be compared exactly."""
@@ -197,6 +239,19 @@ class AttributeIndex:
             else:
                 self._columns[name] = SortedIndex.build(array)
         return self._columns[name]
+
+    def extended(self, table: pa.Table) -> "AttributeIndex":
+        """The index of ``table``: this index's table with rows appended, same schema (after an add). The
+        column indexes made so far are extended by the new rows instead of rebuilt on the next filter;
+        the binder and the literal memo carry over (they depend on the schema only)."""
+        start = self.n
+        out = AttributeIndex(table)
+        out._binder, out._literals = self._binder, self._literals
+        for name, index in list(dict.items(self._columns)):  # made ones only (saved ones may be pending)
+            if index is not None:
+                index = index.extended(_array(table.column(name).slice(start)), start)
+            out._columns[name] = index
+        return out
 
     def build_all(self) -> dict[str, InvertedIndex | SortedIndex | None]:
         """Build every column's index now instead of on first use (to save them with the collection's
