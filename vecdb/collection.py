@@ -23,7 +23,7 @@ from . import planner
 from .calibration import calibrate, ef_for
 from .errors import CollectionExistsError, InvalidParameterError, UnknownIdError
 from .filters import parse
-from .filters.attribute_index import AttributeIndex, RowSet
+from .filters.attribute_index import RowSet
 from .indexes.base import Hits, check_metric, index_class, pop_params
 from .result import SearchResult
 from .rowstore import RowStore, schema_to_json
@@ -200,8 +200,8 @@ class Collection(RowStore):
                 plan = planner.dataclasses.replace(plan, params={**plan.params, "ef": ef})
         if explain:
             estimate = None
-            if expr is not None and self._attr_index is not None:
-                estimate = round(self._attr_index.estimate(expr) * len(self._ids))
+            if expr is not None:
+                estimate = round(self._attributes().estimate(expr) * len(self._ids))
             tail = len(self._ids) - index_rows if self._index else 0
             plan = planner.dataclasses.replace(plan, filter=None if expr is None else str(expr), tail_rows=tail,
                                                estimated_matches=estimate)
@@ -230,8 +230,8 @@ class Collection(RowStore):
         plans = [""] * nq
         index_rows = self._manifest["index"]["rows"] if self._index is not None else 0
         groups = list(self._groups(where, nq).items())
-        if any(expr is not None for expr, _ in groups) and self._attr_index is None:
-            self._attr_index = AttributeIndex(self._table)  # once, before any thread needs it
+        if any(expr is not None for expr, _ in groups):
+            self._attributes()  # made or grown once, before any thread needs it
 
         def run_group(group: tuple[Any, list[int]]) -> tuple[list[int], planner.Plan, Hits]:
             expr, members = group

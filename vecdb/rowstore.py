@@ -57,7 +57,7 @@ class RowStore:
         self._lock = threading.RLock()
         self._planner = planner.PlannerConfig(**manifest.get("planner", {}))
         self._bound: dict[Expr, Any] = {}
-        self._attr_index: AttributeIndex | None = None  # built on the first filter, reset when rows change
+        self._attr_index: AttributeIndex | None = None  # see ``_attributes``
         self._load()
         self._n_live = int(self._live.sum())
 
@@ -218,7 +218,7 @@ class RowStore:
         index to use once ``manifest`` is committed (None: keep the current one)."""
         if attr_files.covers(manifest.get(attr_files.KEY), manifest["segments"], len(self._ids)):
             return None  # still exact (deletions do not change them): the next version names the same files
-        index = self._attr_index if self._attr_index is not None else AttributeIndex(self._table)
+        index = self._attributes()
         manifest[attr_files.KEY] = attr_files.save(index, stem, written, manifest["segments"])
         return index
 
@@ -241,9 +241,7 @@ class RowStore:
         self._live = np.concatenate([self._live, np.ones(n, bool)])
         self._n_live += n
         self._reindex_ids()
-        if same_schema and self._attr_index is not None:  # bound filters stay valid; indexes grow
-            self._attr_index = self._attr_index.extended(self._table)
-        else:
+        if not same_schema:  # otherwise bound filters stay valid, and ``_attributes`` grows the indexes
             self._bound.clear()
             self._attr_index = None
 
@@ -279,12 +277,21 @@ class RowStore:
         expr = parse(where)
         if expr is None:
             return RowSet.all(len(self._ids))
-        if self._attr_index is None:
-            self._attr_index = AttributeIndex(self._table)
+        index = self._attributes()
         bound = self._bound.get(expr)
         if bound is None:
-            bound = self._bound[expr] = self._attr_index.bind(expr)
-        return self._attr_index.select(bound)
+            bound = self._bound[expr] = index.bind(expr)
+        return index.select(bound)
+
+    def _attributes(self) -> AttributeIndex:
+        """The attribute indexes of the current table: made on first use; after adds, the column indexes
+        made so far are extended by the rows added since (once, however many adds there were)."""
+        index = self._attr_index
+        if index is None:
+            index = self._attr_index = AttributeIndex(self._table)
+        elif index.n < self._table.num_rows:
+            index = self._attr_index = index.extended(self._table)
+        return index
 
     def _live_selection(self, expr: Any) -> RowSet | None:
         """The live rows passing ``expr``; None when that is every row (nothing to filter)."""

@@ -206,29 +206,20 @@ class AttributeIndex:
         self.n = table.num_rows
         self._binder = _Binder(table.schema)
         self._columns: dict[str, InvertedIndex | SortedIndex | None] = {} if columns is None else columns
-        self._literals: dict[Any, Any] = {}  # literal -> index key or range bounds, see ``_key``
+        self._bounds_of: dict[Expr, tuple | None] = {}  # range leaf -> its bounds, see ``_bounds``
 
     def _key(self, info: _Column, value: Any) -> Any:
-        """``value`` as a key of ``info``'s inverted index (validated and converted once per literal:
-        pyarrow's scalars cost microseconds, and the same filters come back query after query)."""
-        memo = (info.name, type(value), value)
-        key = self._literals.get(memo, _MISSING)
-        if key is _MISSING:
-            key = self._remember(memo, self._binder.scalar(info, value).as_py())
-        return key
+        """``value`` as a key of ``info``'s inverted index (the binder converts each literal once)."""
+        return self._binder.scalar(info, value).as_py()
 
     def _bounds(self, expr: Between | Compare, info: _Column, index: SortedIndex) -> tuple | None:
-        """``_range_bounds``, once per filter node."""
-        bounds = self._literals.get(expr, _MISSING)
+        """``_range_bounds``, once per filter node: the same filters come back query after query."""
+        bounds = self._bounds_of.get(expr, _MISSING)
         if bounds is _MISSING:
-            bounds = self._remember(expr, _range_bounds(expr, info, index))
+            if len(self._bounds_of) >= _MAX_LITERALS:
+                self._bounds_of.clear()
+            bounds = self._bounds_of[expr] = _range_bounds(expr, info, index)
         return bounds
-
-    def _remember(self, memo: Any, value: Any) -> Any:
-        if len(self._literals) >= _MAX_LITERALS:
-            self._literals.clear()
-        self._literals[memo] = value
-        return value
 
     def column(self, name: str) -> InvertedIndex | SortedIndex | None:
         if name not in self._columns:
@@ -243,10 +234,10 @@ class AttributeIndex:
     def extended(self, table: pa.Table) -> "AttributeIndex":
         """The index of ``table``: this index's table with rows appended, same schema (after an add). The
         column indexes made so far are extended by the new rows instead of rebuilt on the next filter;
-        the binder and the literal memo carry over (they depend on the schema only)."""
+        the binder and the bounds memo carry over (they depend on the schema only)."""
         start = self.n
         out = AttributeIndex(table)
-        out._binder, out._literals = self._binder, self._literals
+        out._binder, out._bounds_of = self._binder, self._bounds_of
         for name, index in list(dict.items(self._columns)):  # made ones only (saved ones may be pending)
             if index is not None:
                 index = index.extended(_array(table.column(name).slice(start)), start)
@@ -522,7 +513,7 @@ class _RangeLeaf:
 
 
 _MISSING = object()
-_MAX_LITERALS = 65536  # memoised literals per table before the memo starts over
+_MAX_LITERALS = 65536  # memoised range bounds per table before the memo starts over
 
 SPARSE_RATIO = 16  # row numbers while at most 1/16 of the rows pass (8 bytes a row vs 1 a row in a mask)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -347,14 +348,7 @@ class _Binder:
         indexes answer most filters without them)."""
         for v in values:
             self.scalar(info, v)
-        built: list[tuple[pa.Array, pa.DataType | None]] = []
-
-        def get() -> tuple[pa.Array, pa.DataType | None]:
-            if not built:
-                built.append(_value_set(info, values))
-            return built[0]
-
-        return get
+        return functools.cache(functools.partial(_value_set, info, values))
 
     def bind_in(self, expr: In) -> Kernel:
         info = self.scalar_column(expr.column, "IN (...)")
