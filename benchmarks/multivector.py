@@ -5,7 +5,7 @@ doc_offsets.npy, attributes.parquet, query_tokens.f16.npy, query_offsets.npy, qu
 ``filter_sql``, gt_ids.npy / gt_scores.npy), then, in one process and one run:
 
 1. the exact Chamfer scan (``chamfer_exact``, the oracle) over every query with its filter, timed;
-2. ``search_multi`` for each candidate count C, timed the same way;
+2. ``search`` for each candidate count C, timed the same way;
 3. tie-aware recall@k: a returned id counts when its Chamfer score (recomputed here in numpy) is at
    least the k-th exact score - 1e-5; per query the denominator is min(k, rows passing the filter);
 4. the correlation of FDE inner products with Chamfer scores (queries x all docs).
@@ -37,8 +37,9 @@ import numba
 import numpy as np
 import pyarrow.parquet as pq
 
+import vecdb
 from vecdb.kernels.multivector import chamfer_pairs
-from vecdb.multivector import FDEConfig, FDEEncoder, create_multivector
+from vecdb.multivector import FDEConfig, FDEEncoder
 
 EPS = 1e-5
 
@@ -158,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                               "doc_vectors": int(d["tokens"].shape[0]), "queries": int(d["q_offsets"].shape[0] - 1),
                               "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
-        coll = create_multivector(Path(tmp) / "mv.vdb", dim=d["tokens"].shape[1], metric="ip")
+        coll = vecdb.create(Path(tmp) / "mv.vdb", dim=d["tokens"].shape[1], metric="ip", multivector=True)
         t0 = time.perf_counter()
-        coll.add_multi((d["tokens"], d["offsets"]), attributes=d["attributes"], ids=d["ids"])
+        coll.add((d["tokens"], d["offsets"]), attributes=d["attributes"], ids=d["ids"])
         report["add_s"] = time.perf_counter() - t0
         coll.chamfer_exact(queries, k, where)  # warm up: numba cache load, filter binding
         exact: dict[str, dict[str, float]] = {}
@@ -184,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             build_s = time.perf_counter() - t0
             info = coll.index_info
             for c in cands:
-                coll.search_multi(queries, k, where, candidates=c)  # warm up
+                coll.search(queries, k, where, candidates=c)  # warm up
                 for mode in modes:
-                    secs, ids = timed(lambda q, w: coll.search_multi(q, k, w, candidates=c), queries, where, mode,
+                    secs, ids = timed(lambda q, w: coll.search(q, k, w, candidates=c), queries, where, mode,
                                       args.repeat)
                     rec = recall(d, ids, exact_ids, k, row_of)
                     by_band = {b: float(rec[[i for i, x in enumerate(d["bands"]) if x == b]].mean())

@@ -70,12 +70,12 @@ def attributes(rng: np.random.Generator, n: int) -> pa.Table:
 
 
 def expected(coll, where: str) -> np.ndarray:
-    return bind(parse(where), coll._table.schema).evaluate(coll._table)
+    return bind(parse(where), coll.snapshot.table.schema).evaluate(coll.snapshot.table)
 
 
 def check_filters(coll, filters=FILTERS) -> None:
     for where in filters:
-        np.testing.assert_array_equal(coll._filter_mask(where), expected(coll, where), err_msg=where)
+        np.testing.assert_array_equal(coll.snapshot.select(where).mask, expected(coll, where), err_msg=where)
 
 
 def forbid_builds(monkeypatch) -> None:
@@ -114,17 +114,17 @@ def test_reopened_filters_equal_pyarrow_without_building(tmp_path, monkeypatch):
     assert spec["columns"]["labels"]["kind"] == "inverted"
 
     reopened = vecdb.open(coll.root)
-    assert isinstance(reopened._attr_index._columns, StoredColumns)
+    assert isinstance(reopened.snapshot.attributes.made()._columns, StoredColumns)
     check_filters(reopened)
-    assert reopened._attr_index.column("fnan") is None
+    assert reopened.snapshot.attributes.made().column("fnan") is None
     for name in ("s", "labels", "i", "d", "ts"):
-        column = reopened._attr_index.column(name)
+        column = reopened.snapshot.attributes.made().column(name)
         assert is_mapped(column.rows), name
-    keys = reopened._attr_index.column("b").keys
+    keys = reopened.snapshot.attributes.made().column("b").keys
     assert keys == {False: 0, True: 1} and all(type(k) is bool for k in keys)
-    assert all(type(k) is int for k in reopened._attr_index.column("nums").keys)
-    assert reopened._attr_index.column("d").type == pa.date32()
-    assert reopened._attr_index.column("ts").type == pa.timestamp("us")
+    assert all(type(k) is int for k in reopened.snapshot.attributes.made().column("nums").keys)
+    assert reopened.snapshot.attributes.made().column("d").type == pa.date32()
+    assert reopened.snapshot.attributes.made().column("ts").type == pa.timestamp("us")
     # the public path agrees: an exact filtered search returns exactly the passing rows
     res = reopened.search(np.ones(8, np.float32), k=300, where="'x' IN labels AND i >= 3", plan="exact")
     want = np.flatnonzero(expected(reopened, "'x' IN labels AND i >= 3"))
@@ -155,15 +155,15 @@ def test_rows_added_after_build_fall_back_until_optimize(tmp_path):
     coll.add(rng.normal(size=(50, 8)).astype(np.float32), more)
     check_filters(coll, FILTERS + ["s = 'e'"])
     reopened = vecdb.open(coll.root)
-    assert reopened._attr_index is None  # the saved indexes cover a prefix: built in memory instead
+    assert reopened.snapshot.attributes.made() is None  # the saved indexes cover a prefix: built in memory instead
     check_filters(reopened, FILTERS + ["s = 'e'"])
-    assert int(reopened._filter_mask("s = 'e'").sum()) == 50
+    assert int(reopened.snapshot.select("s = 'e'").mask.sum()) == 50
 
     reopened.optimize()
     spec = json.loads((coll.root / "manifest.json").read_text())["attributes_index"]
     assert spec["rows"] == 350
     again = vecdb.open(coll.root)
-    assert isinstance(again._attr_index._columns, StoredColumns)
+    assert isinstance(again.snapshot.attributes.made()._columns, StoredColumns)
     check_filters(again, FILTERS + ["s = 'e'"])
 
 
@@ -176,10 +176,10 @@ def test_deletes_keep_the_saved_indexes(tmp_path, monkeypatch):
     assert deleted > 0
     after = vecdb.open(coll.root)
     assert json.loads((coll.root / "manifest.json").read_text())["attributes_index"] == version
-    assert isinstance(after._attr_index._columns, StoredColumns)
+    assert isinstance(after.snapshot.attributes.made()._columns, StoredColumns)
     check_filters(after)
     gone = expected(after, "s = 'a' OR i > 7")
-    np.testing.assert_array_equal(after._live, ~gone)
+    np.testing.assert_array_equal(after.snapshot.live, ~gone)
     res = after.search(np.ones(8, np.float32), k=300, where="b = TRUE", plan="exact")
     want = np.flatnonzero(expected(after, "b = TRUE") & ~gone)
     assert sorted(res.ids[0][res.ids[0] >= 0].tolist()) == want.tolist()
@@ -225,23 +225,25 @@ def test_manifests_without_attribute_indexes_open_and_optimize_adds_them(tmp_pat
     coll, _ = make(tmp_path)
     manifest_path = coll.root / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    del manifest["attributes_index"]
+    for key in ("attributes_index", "checksum", "timestamp", "operation"):  # as format 1 wrote it
+        del manifest[key]
+    manifest["format_version"] = 1
     manifest_path.write_text(json.dumps(manifest))
     old = vecdb.open(coll.root)
-    assert old._attr_index is None
+    assert old.snapshot.attributes.made() is None
     check_filters(old)
     old.optimize()  # the vector index is current; only the attribute indexes are written
     assert json.loads(manifest_path.read_text())["attributes_index"]["rows"] == 300
-    assert isinstance(vecdb.open(coll.root)._attr_index._columns, StoredColumns)
+    assert isinstance(vecdb.open(coll.root).snapshot.attributes.made()._columns, StoredColumns)
 
     golden = tmp_path / "v1.vdb"
     shutil.copytree(GOLDEN / "v1.vdb", golden)
     coll = vecdb.open(golden)
-    assert coll._attr_index is None
+    assert coll.snapshot.attributes.made() is None
     before = coll.search(np.array([1, 2, 3, 4], np.float32), k=19, where="'x' IN labels").ids
     coll.optimize()
     reopened = vecdb.open(golden)
-    assert isinstance(reopened._attr_index._columns, StoredColumns)
+    assert isinstance(reopened.snapshot.attributes.made()._columns, StoredColumns)
     np.testing.assert_array_equal(reopened.search(np.array([1, 2, 3, 4], np.float32), k=19,
                                                   where="'x' IN labels").ids, before)
 
@@ -256,7 +258,7 @@ def test_multivector_collections_save_them_too(tmp_path, monkeypatch):
     assert json.loads((coll.root / "manifest.json").read_text())["attributes_index"]["rows"] == n
     forbid_builds(monkeypatch)
     reopened = vecdb.open(coll.root)
-    assert isinstance(reopened._attr_index._columns, StoredColumns)
+    assert isinstance(reopened.snapshot.attributes.made()._columns, StoredColumns)
     check_filters(reopened)
     res = reopened.search_multi(sets[0], k=n, where="s = 'a'", plan="exact")
     assert sorted(res.ids[0][res.ids[0] >= 0].tolist()) == np.flatnonzero(expected(reopened, "s = 'a'")).tolist()
@@ -276,7 +278,7 @@ def test_slice_filters_identical_after_reopen(tmp_path, monkeypatch):
     coll.build_index("flat")
     forbid_builds(monkeypatch)
     reopened = vecdb.open(coll.root)
-    assert isinstance(reopened._attr_index._columns, StoredColumns)
+    assert isinstance(reopened.snapshot.attributes.made()._columns, StoredColumns)
     wheres = [w for w in queries.column("filter_sql").to_pylist() + queries.column("filter_json").to_pylist()
               if parse(w) is not None]
     assert len(wheres) == 2 * 240
@@ -284,7 +286,7 @@ def test_slice_filters_identical_after_reopen(tmp_path, monkeypatch):
     # and the slice's recorded match counts
     for where, count in zip(queries.column("filter_json").to_pylist(), queries.column("match_count").to_pylist()):
         if parse(where) is not None:
-            assert int(reopened._filter_mask(where).sum()) == count, where
+            assert int(reopened.snapshot.select(where).mask.sum()) == count, where
 
 
 def test_one_filter_per_query_on_threads_after_reopen(tmp_path):

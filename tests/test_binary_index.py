@@ -92,7 +92,7 @@ def test_registered_and_configured(binary_collection):
     info = binary_collection.index_info
     assert info["kind"] == "binary" and info["config"] == {"bits": 2, "rotation": False, "candidates": 200,
                                                             "seed": 1234}
-    index = binary_collection._index
+    index = binary_collection.snapshot.index
     assert index.memory_bytes()["codes"] * 16 == index._vectors.nbytes  # 2 bits a dim: 16x smaller
     assert size_ratio(384, 2) == 16.0 and size_ratio(384, 4) == 8.0
 
@@ -107,16 +107,16 @@ def test_default_search_reaches_the_recall_target(binary_collection, arxiv_slice
 def test_filtered_search_passes_filter_and_matches_exact_when_candidates_cover(binary_collection, arxiv_slice):
     q = arxiv_slice.queries[:40]
     where = "year >= 2026 AND n_authors <= 4"
-    mask = binary_collection._filter_mask(where)
+    mask = binary_collection.snapshot.select(where).mask
     matches = int(mask.sum())
     assert 10 < matches < 5000
     got = binary_collection.search(q, 10, where=where, plan="index")
-    passing = set(np.asarray(binary_collection._ids)[mask].tolist())
+    passing = set(np.asarray(binary_collection.snapshot.ids)[mask].tolist())
     assert all(i in passing for i in got.ids[got.ids >= 0].tolist())
     exact = binary_collection.search(q, 10, where=where, plan="exact")
     assert recall(got.ids, exact.ids) >= 0.95
     # candidates >= matching rows: the rerank sees them all, so the answer is the exact one
-    index = binary_collection._index
+    index = binary_collection.snapshot.index
     _, rows = index.scan(q, matches + 7, allow=mask)
     assert set(rows[0][rows[0] >= 0].tolist()) == set(np.flatnonzero(mask).tolist())
     full = index.rerank(q, rows, 10)
@@ -126,7 +126,7 @@ def test_filtered_search_passes_filter_and_matches_exact_when_candidates_cover(b
 
 
 def test_pads_when_fewer_rows_pass_than_k(binary_collection, arxiv_slice):
-    index = binary_collection._index
+    index = binary_collection.snapshot.index
     allow = np.zeros(index.ntotal, bool)
     allow[[5, 77, 4000]] = True
     hits = index.search(arxiv_slice.queries[:3], 10, allow=allow)
@@ -140,7 +140,7 @@ def test_reopen_maps_codes_read_only_and_answers_the_same(binary_collection, arx
     q = arxiv_slice.queries[:50]
     before = binary_collection.search(q, 10, plan="index", where="year >= 2025")
     again = vecdb.open(binary_collection.root)
-    codes = again._index.codes
+    codes = again.snapshot.index.codes
     assert isinstance(codes, np.memmap) and not codes.flags.writeable
     after = again.search(q, 10, plan="index", where="year >= 2025")
     np.testing.assert_array_equal(before.ids, after.ids)
@@ -165,7 +165,7 @@ def test_other_metrics_and_bits_with_appends(rng, tmp_path, metric, bits):
     coll.build_index("binary", bits=bits, rotation=False, candidates=300)
     coll.add(x[1200:])
     coll.optimize()  # appends rows to the codes with the fitted encoder
-    assert coll._index.ntotal == 1500
+    assert coll.snapshot.index.ntotal == 1500
     q = x[rng.integers(0, 1500, 30)] + 0.3 * rng.standard_normal((30, 48)).astype(np.float32)
     got = coll.search(q, 10, plan="index")
     want = coll.search(q, 10, plan="exact")
@@ -180,8 +180,8 @@ def test_defaults_and_bad_options(tmp_path, rng):
     coll.add(rng.standard_normal((50, 8)))
     coll.build_index("binary")
     assert coll.index_info["config"] == {"bits": 2, "rotation": True, "candidates": 200, "seed": 1234}
-    assert coll._index.encoder.rotation is not None
-    index = coll._index
+    assert coll.snapshot.index.encoder.rotation is not None
+    index = coll.snapshot.index
     assert (index.candidates_for(10), index.candidates_for(100), index.candidates_for(100, 50)) == (200, 2000, 100)
     for bad in ({"bits": 5}, {"bits": 0}, {"rotation": "yes"}, {"candidates": 0}, {"nprobe": 3}):
         with pytest.raises(InvalidParameterError):

@@ -89,9 +89,13 @@ def test_search_scores_and_order_per_metric(tmp_path, rng, metric):
 
 def test_one_dimensional_query_and_padding_when_few_match(tmp_path, rng):
     coll, _ = make(tmp_path, rng)
-    res = coll.search(rng.normal(size=16), k=300)
-    assert res.ids.shape == (1, 300) and res.counts.tolist() == [200]
-    assert (res.ids[0, 200:] == -1).all() and np.isneginf(res.scores[0, 200:]).all()
+    res = coll.search(rng.normal(size=16), k=300)  # no more columns than rows: k is capped at 200
+    assert res.ids.shape == (1, 200) and res.counts.tolist() == [200]
+    res = coll.search(rng.normal(size=16), k=10, where="tag = 'a'")
+    few = int(res.counts[0])
+    assert res.ids.shape == (1, 10) and (res.ids[0, few:] == -1).all() and np.isneginf(res.scores[0, few:]).all()
+    huge = coll.search(rng.normal(size=(2, 16)), k=10**9)  # never allocates (nq, k)
+    assert huge.ids.shape == (2, 200) and huge.counts.tolist() == [200, 200]
 
 
 def test_delete_by_id_and_by_filter_persists(tmp_path, rng):
@@ -277,7 +281,7 @@ def test_planner_scans_exactly_by_rows_read_and_walks_the_graph_only_where_it_pa
     from vecdb import planner
 
     class Graph:  # what choose() reads of an HNSW index
-        exact, supports_allow, graph, kind, M, ef_search = False, True, True, "hnsw", 32, 128
+        exact, filters_inside, walks_graph, kind, M, ef_search = False, True, True, "hnsw", 32, 128
 
         def __init__(self, dim):
             self.dim = dim
@@ -288,8 +292,8 @@ def test_planner_scans_exactly_by_rows_read_and_walks_the_graph_only_where_it_pa
     config = planner.PlannerConfig()
 
     def plan(matches, total, dim):
-        return planner.choose(index=Graph(dim), matches=matches, total=total, k=10, filtered=True, forced=None,
-                              params={}, config=config)
+        return planner.choose(index=Graph(dim), matches=matches, total=total, k=10, filtered=True,
+                              params=planner.SearchParams(), config=config)
 
     assert plan(900, 72_000, 384).name == "exact"  # exact_max_rows
     assert "exact_max_selectivity" in plan(15_000, 1_000_000, 128).reason  # 1.5%: too sparse for the graph
@@ -298,8 +302,8 @@ def test_planner_scans_exactly_by_rows_read_and_walks_the_graph_only_where_it_pa
     assert plan(5_760, 72_000, 384).name == "filtered_graph"  # 8%: 2.2M floats
     assert plan(30_000, 1_000_000, 128).name == "filtered_graph"  # 3% of 1M: 3.8M floats
     assert plan(30_000, 1_000_000, 32).name == "exact"  # the same rows, 0.96M floats
-    unfiltered = planner.choose(index=Graph(384), matches=3_000, total=3_000, k=10, filtered=False, forced=None,
-                                params={}, config=config)
+    unfiltered = planner.choose(index=Graph(384), matches=3_000, total=3_000, k=10, filtered=False,
+                                params=planner.SearchParams(), config=config)
     assert unfiltered.name == "index"  # the scan budget is for filtered queries only
 
 
@@ -315,18 +319,18 @@ def test_filters_after_adds_use_the_grown_attribute_indexes(tmp_path, rng):
     for where in wheres:
         coll.search(x[0], k=5, where=where)
     for batch in range(2):
-        before = coll._attr_index
+        before = coll.snapshot.attributes.made()
         extra = rng.normal(size=(50, 16)).astype(np.float32)
         coll.add(extra, small_table(rng, 50))
-        assert coll._attr_index is before  # an add only appends rows
-        table = coll._table
+        assert coll.snapshot.attributes.made() is before  # an add only appends rows
+        table = coll.snapshot.table
         for where in wheres:
             want = np.flatnonzero(bind(where, table.schema).evaluate(table))
-            np.testing.assert_array_equal(coll._select(where).rows, want, err_msg=where)
+            np.testing.assert_array_equal(coll.snapshot.select(where).rows, want, err_msg=where)
             res = coll.search(extra[0], k=10, where=where)
             exact = coll.search(extra[0], k=10, where=where, plan="exact")
-            assert set(res.ids[0][res.ids[0] >= 0]) <= set(coll._ids[want].tolist())
+            assert set(res.ids[0][res.ids[0] >= 0]) <= set(coll.snapshot.ids[want].tolist())
             assert res.counts[0] == min(10, len(want)) and exact.counts[0] == min(10, len(want))
-        grown = coll._attr_index
+        grown = coll.snapshot.attributes.made()
         assert grown is not before and grown.n == len(coll)
         assert set(dict.keys(grown._columns)) >= {"tag", "year", "labels", "price", "day", "flag"}

@@ -84,7 +84,7 @@ def test_failed_write_keeps_previous_version(tmp_path, monkeypatch, target, oper
     np.testing.assert_array_equal(reopened.search(query, k=5).ids, before.ids)
     # nothing the failed write made is left behind once the next write succeeds
     reopened.add(rng.normal(size=(1, 8)), {"g": [0]})
-    named = manifest.referenced_files(manifest.read_manifest(coll.root)) | {"manifest.json"}
+    named = manifest.read_manifest(coll.root).files() | {"manifest.json"}
     assert {p.name for p in coll.root.iterdir()} == named
 
 

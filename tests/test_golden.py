@@ -6,14 +6,16 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import vecdb
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
-def test_format_v1_opens_and_answers(tmp_path):
-    coll = vecdb.open(GOLDEN / "v1.vdb")
+@pytest.mark.parametrize("version", [1, 2])
+def test_every_format_version_opens_and_answers(tmp_path, version):
+    coll = vecdb.open(GOLDEN / f"v{version}.vdb")
     assert (len(coll), coll.dim, coll.metric) == (19, 4, "cosine")
     assert coll.index_info["kind"] == "hnsw"
     assert coll.schema.names == ["n", "tag", "day", "labels"]

@@ -206,7 +206,7 @@ def test_fp16_hnsw_scores_are_exact_and_survive_reopen(tmp_path, arxiv_slice):
     exact = coll.search(q, k=10, plan="exact")
     merged = coll.search(q, k=10)
     assert recall(merged.ids, exact.ids, exact.scores, merged.scores) >= 0.95
-    assert vecdb.open(tmp_path / "c")._index.config()["storage"] == "fp16"
+    assert vecdb.open(tmp_path / "c").snapshot.index.config()["storage"] == "fp16"
 
 
 @pytest.mark.parametrize("l2", [False, True])

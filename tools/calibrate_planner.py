@@ -46,10 +46,10 @@ def load_or_build(path: Path) -> vecdb.Collection:
 def sweep(coll: vecdb.Collection, column: str, selectivities: list[float], n_queries: int) -> None:
     """Median latency of the exact scan and the filtered walk per selectivity, on random ranges."""
     rng = np.random.default_rng(1)
-    values = np.sort(coll._table.column(column).to_numpy())
+    values = np.sort(coll.snapshot.table.column(column).to_numpy())
     n = values.shape[0]
     rows = rng.integers(0, n, n_queries)
-    queries = coll.get(coll._ids[rows], with_vectors=True).column("vector").to_numpy(zero_copy_only=False)
+    queries = coll.get(coll.snapshot.ids[rows], with_vectors=True).column("vector").to_numpy(zero_copy_only=False)
     print("| selectivity | rows | rows x dim | exact ms | filtered_graph ms | graph recall | auto picks |")
     print("|---:|---:|---:|---:|---:|---:|---|")
     for sel in selectivities:

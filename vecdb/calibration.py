@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .indexes.base import BeamIndex, FilteredGraphIndex
 from .indexes.flat import exact_search
 
 EFS = (16, 32, 48, 64, 128, 256, 512)
@@ -28,7 +29,7 @@ def calibrate(index: Any, vectors: np.ndarray, metric: str, *, k: int = 10, n_qu
               selectivities: tuple[float, ...] = (0.5, 0.1), seed: int = 0) -> dict[str, Any]:
     """Recall@k against the exact oracle per beam width: ``{"unfiltered": [[ef, r], ...], ...}``."""
     n = index.ntotal
-    if n < 2 * k or not hasattr(index, "ef_search"):
+    if n < 2 * k or not isinstance(index, BeamIndex):
         return {}
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, n, n_queries), rng.integers(0, n, n_queries)
@@ -40,7 +41,7 @@ def calibrate(index: Any, vectors: np.ndarray, metric: str, *, k: int = 10, n_qu
     curves: dict[str, Any] = {"k": k, "queries": n_queries, "unfiltered": []}
     for ef in EFS:
         curves["unfiltered"].append([ef, _recall(index.search(queries, k, ef=ef).rows, truth)])
-    if hasattr(index, "search_filtered_graph"):
+    if isinstance(index, FilteredGraphIndex):
         masks = [rng.random(n) < s for s in selectivities]
         truths = [exact_search(head, queries, k, metric, allow=m).rows for m in masks]
         curves["filtered_graph"] = []

@@ -1,315 +1,420 @@
-"""A collection: vectors beside Arrow attribute columns, one vector index, a planner, a directory on disk.
+"""A collection: rows of vectors (one per row, or a set per row) beside Arrow attribute columns, one
+vector index, a planner, a directory on disk.
+
+Every committed version is one immutable ``Snapshot`` (``vecdb/snapshot.py``). A search, ``get`` or
+``explain`` takes the current snapshot once and reads only it; a write builds the next snapshot beside
+it and publishes it with one reference swap after its commit is durable. Writes on one handle are
+serialised by the handle's lock; searches take no lock.
 
 Layout on disk (every name carries the version that wrote it, nothing is ever overwritten):
-``manifest.json`` names the current version's files with their sizes and sha256;
-``seg-NNNNNN.vectors.npy`` / ``.ids.npy`` / ``.attrs.arrow`` hold the rows one ``add`` wrote;
-``deleted-NNNNNN.npy`` the deleted row numbers; ``index-NNNNNN.*`` the engine's native index file, and
-``index-NNNNNN.attr-<column>.*`` the attribute indexes saved with it (``storage/attribute_indexes.py``).
+``manifest.json`` names the current version's files with their sizes and sha256 (``storage/manifest.py``);
+``seg-NNNNNN.*`` the rows one write added (the vector store's arrays, ``.ids.npy``, ``.attrs.arrow``);
+``deleted-NNNNNN.npy`` the deleted row numbers; ``index-NNNNNN.*`` the vector index's files and the
+attribute indexes saved with it (``storage/attribute_indexes.py``).
 """
 
 from __future__ import annotations
 
-import inspect
+import contextlib
+import dataclasses
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from . import planner
-from .calibration import calibrate, ef_for
-from .errors import CollectionExistsError, InvalidParameterError, UnknownIdError
-from .filters import parse
-from .filters.attribute_index import RowSet
-from .indexes.base import Hits, check_metric, index_class, pop_params
+from .errors import CollectionExistsError, InvalidParameterError, SchemaError
+from .filters import Expr, parse
+from .indexes.base import Hits, check_metric
+from .multivector.store import METRICS as MULTI_METRICS
+from .multivector.store import MultiStore
 from .result import SearchResult
-from .rowstore import RowStore, schema_to_json
+from .snapshot import Snapshot
+from .storage import attribute_indexes as attr_files
 from .storage import attributes as attrs_mod
-from .storage.files import describe_file, read_npy, verify
-from .storage.manifest import FORMAT, FORMAT_VERSION, read_manifest, write_manifest
-from .vectors import as_matrix, check_k, normalize
+from .storage.files import read_arrow, read_npy, write_arrow, write_npy
+from .storage.manifest import Manifest, Segment, collect_garbage, read_manifest, write_manifest
+from .vectors import check_k
+from .vectorstore import DenseStore, VectorStore, file_entry
 
 log = logging.getLogger(__name__)
 _CPUS = os.cpu_count() or 1
 
 
-class Collection(RowStore):
+class Collection:
     """Use ``vecdb.create`` / ``vecdb.open``; the constructor is internal."""
+
+    def __init__(self, root: Path, snapshot: Snapshot):
+        self.root = root
+        self._snapshot = snapshot
+        self._write_lock = threading.RLock()
 
     # ----------------------------------------------------------------- properties
     @property
+    def snapshot(self) -> Snapshot:
+        """The current version, immutable: hold it to keep reading one version while writers go on."""
+        return self._snapshot
+
+    @property
+    def dim(self) -> int:
+        return self._snapshot.manifest.dim
+
+    @property
+    def metric(self) -> str:
+        return self._snapshot.manifest.metric
+
+    @property
+    def multivector(self) -> bool:
+        """Whether each row holds a set of vectors (searched by Chamfer similarity) instead of one."""
+        return self._snapshot.manifest.multivector
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The attribute columns (without ``id`` and the vectors)."""
+        return self._snapshot.schema
+
+    @property
+    def version(self) -> int:
+        return self._snapshot.version
+
+    @property
     def index_info(self) -> dict[str, Any] | None:
-        """Kind, options and rows covered of the vector index, or None."""
-        spec = self._manifest.get("index")
-        return None if spec is None else {"kind": spec["kind"], "config": spec["config"], "rows": spec["rows"],
-                                          "device": getattr(self._index, "device", "cpu")}
+        """Kind, options, rows covered and device of the vector index, or None."""
+        snap = self._snapshot
+        return snap.store.index_info(snap.manifest.index)
+
+    def __len__(self) -> int:
+        return self._snapshot.n_live
 
     def __repr__(self) -> str:
-        kind = self._manifest["index"]["kind"] if self._manifest.get("index") else None
-        return (f"Collection({str(self.root)!r}, rows={len(self)}, dim={self.dim}, metric={self.metric!r}, "
-                f"index={kind!r})")
+        snap = self._snapshot
+        kind = snap.manifest.index.kind if snap.manifest.index else None
+        rows = "sets of vectors" if self.multivector else "vectors"
+        return (f"Collection({str(self.root)!r}, rows={snap.n_live}, {rows}, dim={self.dim}, "
+                f"metric={self.metric!r}, index={kind!r}, version={snap.version})")
 
-    # ----------------------------------------------------------------- loading
-    def _load(self) -> None:
-        m = self._manifest
-        self._load_rows()
-        vectors = [read_npy(self.root, seg["vectors"]).view(np.ndarray)  # plain arrays over the maps
-                   for seg in m["segments"]]
-        self._vectors = (vectors[0] if len(vectors) == 1 else
-                         np.concatenate(vectors) if vectors else np.empty((0, self.dim), np.float32))
-        self._index = None
-        if m.get("index"):
-            spec = m["index"]
-            paths = [verify(self.root, entry) for entry in spec["files"]]
-            self._index = index_class(spec["kind"]).load(paths, self.dim, self.metric, spec["config"],
-                                                         self._vectors[: spec["rows"]])
+    # ----------------------------------------------------------------- writing
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Snapshot]:
+        """Serialise this handle's writes; yields the snapshot the write starts from."""
+        with self._write_lock:
+            yield self._snapshot
+
+    def _commit(self, snap: Snapshot, operation: str,
+                build: Callable[[Manifest, list[Path]], Manifest]) -> Manifest:
+        """Write the next version: ``build(draft, written)`` writes its files (listing each in ``written``)
+        and returns the manifest to commit; on any failure every file written is removed and the
+        collection stays at ``snap``'s version."""
+        collect_garbage(self.root, snap.manifest.files())  # a crashed write's files would collide with ours
+        written: list[Path] = []
+        try:
+            manifest = build(snap.manifest.next(operation), written)
+            write_manifest(self.root, manifest)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        return manifest
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot  # one reference swap: searches from here on read the new version
 
     def add(self, vectors: Any, attributes: Any = None, ids: Any = None) -> np.ndarray:
-        """Append rows; returns their ids. Validates everything before writing anything."""
-        with self._lock:
-            x = as_matrix(vectors, self.dim)
-            n = x.shape[0]
-            if self.metric == "cosine":
-                x = normalize(x)
-            new_ids = self._new_ids(ids, n)
+        """Append rows; returns their ids. Validates everything before writing anything.
+
+        ``vectors``: an ``(n, dim)`` array (a 1-D array is one row); in a multi-vector collection, the
+        rows' sets: a list of ``(n_i, dim)`` arrays, ``(vectors, offsets)``, one ``(n, dim)`` array (one
+        row) or an ``(rows, n, dim)`` array.
+        """
+        with self._writing() as snap:
+            batch = snap.store.encode(vectors)
+            n = batch.n
+            new_ids = snap.new_ids(ids, n)
             table = attrs_mod.to_table(attributes, n)
-            schema = self._schema
+            if snap.store.column in table.column_names:
+                raise SchemaError(f"attribute column name {snap.store.column!r} is reserved")
+            schema = snap.schema
             if len(schema) == 0 and table.num_columns:
                 schema = attrs_mod.merge_schema(schema, table)
             table = attrs_mod.conform(table, schema)
             if n == 0:
                 return new_ids
 
-            manifest = self._next_manifest()
-            self._write_version(manifest, lambda written: self._append_segment(
-                manifest, {"vectors": (".vectors.npy", x)}, table, new_ids, schema, written))
-            # memory follows the disk only once the new version is durable
-            self._vectors = self._append_vectors(x)
-            self._adopt_rows(table, schema, new_ids)
+            def build(draft: Manifest, written: list[Path]) -> Manifest:
+                stem = self.root / f"seg-{draft.version:06d}"
+                files = {}
+                for role, array in batch.arrays.items():
+                    if role in Segment.ROLES:
+                        written.append(stem.with_name(f"{stem.name}.{role}.npy"))
+                        files[role] = file_entry(write_npy(written[-1], array))
+                written.append(stem.with_name(stem.name + ".ids.npy"))
+                ids_entry = file_entry(write_npy(written[-1], new_ids))
+                written.append(stem.with_name(stem.name + ".attrs.arrow"))
+                attrs_entry = file_entry(write_arrow(written[-1], attrs_mod.encode_for_disk(table)))
+                index = snap.store.index_spec_after_add(draft.index, batch, stem, written)
+                return dataclasses.replace(draft, segments=(*draft.segments, Segment(n, ids_entry, attrs_entry, files)),
+                                           next_id=int(max(draft.next_id, int(new_ids.max()) + 1)),
+                                           schema=schema, index=index)
+
+            manifest = self._commit(snap, "add", build)
+            if not len(schema):
+                full = attrs_mod.null_table(schema, snap.stored + n)
+            else:  # the first attributes to arrive give the earlier rows nulls
+                old = snap.table if len(snap.schema) else attrs_mod.null_table(schema, snap.stored)
+                full = pa.concat_tables([old, table])
+            self._publish(snap.successor(manifest, ids=np.concatenate([snap.ids, new_ids]),
+                                         live=np.concatenate([snap.live, np.ones(n, bool)]), table=full,
+                                         store=snap.store.appended(batch, manifest.index)))
             return new_ids
 
-    def _append_vectors(self, x: np.ndarray) -> np.ndarray:
-        """The row matrix with ``x`` appended; capacity doubles, so streaming adds copy O(n) in all."""
-        n, m = self._vectors.shape[0], x.shape[0]
-        buf = getattr(self, "_vector_buffer", None)
-        if buf is None or buf.shape[0] < n + m or not np.shares_memory(buf[:1], self._vectors[:1]):
-            buf = np.empty((max(n + m, 2 * n, 1024), self.dim), dtype=np.float32)
-            buf[:n] = self._vectors
-            self._vector_buffer = buf
-        buf[n:n + m] = x
-        return buf[: n + m]
+    add_multi = add  # the multi-vector spelling of earlier releases
 
-    def build_index(self, kind: str = "hnsw", **options: Any) -> None:
+    def build_index(self, kind: str | None = None, **options: Any) -> None:
         """Build the vector index over every row (replacing any earlier one) and save it.
 
         Kinds: ``flat`` (exact), ``hnsw`` (FAISS; ``engine="hnswlib"`` for hnswlib), ``hnswlib``, ``ivf``,
-        ``binary`` (packed multi-bit codes scanned with numba, reranked with the float vectors).
-        Options are the index's own (``M``, ``ef_construction``, ``ef_search``; ``nlist``, ``nprobe``;
-        ``device``), saved in the manifest so ``open`` rebuilds nothing.
+        ``binary`` (packed multi-bit codes scanned with numba, reranked with the float vectors); for
+        multi-vector rows ``muvera`` (the default there): FDE options ``r_reps``, ``k_sim``, ``d_proj``,
+        ``d_final``, ``seed``, ``fill_empty``, ``candidates`` (rows reranked by default) and ``inner``
+        (any single-vector kind, with its own options). Options are saved in the manifest, so ``open``
+        rebuilds nothing.
         """
-        with self._lock:
+        with self._writing() as snap:
+            kind = kind or ("muvera" if self.multivector else "hnsw")
             engine = options.pop("engine", None)
             if kind == "hnsw" and engine not in (None, "faiss"):
                 if engine != "hnswlib":
                     raise InvalidParameterError(f"unknown hnsw engine {engine!r}; expected 'faiss' or 'hnswlib'")
                 kind = "hnswlib"
-            cls = index_class(kind)
-            params = inspect.signature(cls.__init__).parameters
-            accepted = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
-            unknown = sorted(set(options) - set(accepted))
-            if unknown:
-                raise InvalidParameterError(
-                    f"unknown option(s) {unknown} for index {kind!r}; expected {', '.join(accepted) or 'none'}")
-            index = cls(self.dim, self.metric, **options)
-            rows = self._vectors.shape[0]
-            index.build(self._vectors)
-            self._save_index(index, rows, calibrate(index, self._vectors, self.metric))
+            store, save = snap.store.built(kind, options)
+            self._save_index(snap, store, save)
 
     def optimize(self) -> None:
         """Add the rows appended since ``build_index`` to the index (they are scanned exactly until then),
         and save the attribute indexes of every row with it (also when only those are behind)."""
-        with self._lock:
-            spec = self._manifest.get("index")
-            if self._index is None:
+        with self._writing() as snap:
+            spec = snap.manifest.index
+            if spec is None:
                 return
-            if spec["rows"] == self._vectors.shape[0]:
-                if self._attribute_indexes_stale():  # e.g. a collection written before they were saved
-                    self._save_index(self._index, spec["rows"], files=spec["files"])
-                return
-            self._index.add(self._vectors[spec["rows"]:])
-            self._save_index(self._index, self._vectors.shape[0])
+            done = snap.store.optimized(self.root, spec)
+            if done is not None:
+                self._save_index(snap, *done)
+            elif not attr_files.covers(snap.manifest.attributes_index, snap.manifest.segments, snap.stored):
+                self._save_index(snap, snap.store, lambda stem, written: spec)
 
-    def _save_index(self, index: Any, rows: int, calibration: dict[str, Any] | None = None, *,
-                    files: list[dict[str, Any]] | None = None) -> None:
-        """Commit a version naming ``index`` (saved now, or already saved as ``files``) and the attribute
-        indexes of every row (written in the same commit unless the saved ones still cover every row)."""
-        manifest = self._next_manifest()
-        if calibration is None:
-            calibration = (self._manifest.get("index") or {}).get("calibration", {})
+    def _save_index(self, snap: Snapshot, store: VectorStore,
+                    save: Callable[[Path, list[Path]], Any]) -> None:
+        """Commit a version naming the index ``save`` writes and the attribute indexes of every row
+        (written in the same commit unless the saved ones still cover every row); then publish it."""
+        fresh = None
 
-        def write(stem: Path, written: list[Path]) -> None:
-            nonlocal files
-            if files is None:
-                written += index.save(stem)
-                files = [describe_file(p) for p in written]
-            manifest["index"] = {"kind": index.kind, "config": index.config(), "rows": rows,
-                                 "files": files, "calibration": calibration}
+        def build(draft: Manifest, written: list[Path]) -> Manifest:
+            nonlocal fresh
+            stem = self.root / f"index-{draft.version:06d}"
+            spec = save(stem, written)
+            attrs = draft.attributes_index
+            if not attr_files.covers(attrs, draft.segments, snap.stored):
+                fresh = snap.attribute_index()
+                attrs = attr_files.save(fresh, stem, written, draft.segments)
+            return dataclasses.replace(draft, index=spec, attributes_index=attrs)
 
-        self._write_index_version(manifest, write)
-        self._index = index
+        manifest = self._commit(snap, "build_index", build)
+        self._publish(snap.successor(manifest, store=store, attributes=fresh))
+
+    def delete(self, ids: Any = None, *, where: Any = None) -> int:
+        """Delete rows by id or by filter (exactly one of the two); returns how many were deleted."""
+        with self._writing() as snap:
+            if (ids is None) == (where is None):
+                raise InvalidParameterError("delete takes ids=... or where=..., exactly one of them")
+            if ids is not None:
+                rows, found = snap.rows_of(np.atleast_1d(np.asarray(ids, dtype=np.int64)))
+                rows = np.unique(rows[found])
+            else:
+                rows = np.flatnonzero(snap.select(where).mask & snap.live)
+            if rows.size == 0:
+                return 0
+            live = snap.live.copy()
+            live[rows] = False
+
+            def build(draft: Manifest, written: list[Path]) -> Manifest:
+                written.append(self.root / f"deleted-{draft.version:06d}.npy")
+                entry = file_entry(write_npy(written[-1], np.flatnonzero(~live).astype(np.int64)))
+                return dataclasses.replace(draft, deleted=entry)
+
+            self._publish(snap.successor(self._commit(snap, "delete", build), live=live))
+            return int(rows.size)
 
     # ----------------------------------------------------------------- reading
     def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:
-        """Rows by id, in the order given: ``id``, ``vector`` (as stored; unit length for cosine), attributes."""
-        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
-        rows, found = self._rows_of(ids)
-        if not found.all():
-            raise UnknownIdError(f"unknown id(s): {ids[~found][:10].tolist()}")
-        names = self._check_columns(columns)
-        out = {"id": pa.array(ids)}
-        if with_vectors:
-            vec = np.ascontiguousarray(self._vectors[rows], dtype=np.float32)
-            out["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), self.dim)
-        taken = self._table.select(names).take(pa.array(rows)) if names else None
-        for name in names:
-            out[name] = taken.column(name)
-        return pa.table(out)
+        """Rows by id, in the order given: ``id``, the vectors (``vector``, as stored: unit length for
+        cosine; ``vectors`` in a multi-vector collection: a list of vectors per row), attributes."""
+        return self._snapshot.get(ids, columns, with_vectors=with_vectors)
 
-    def _prepare_queries(self, queries: Any) -> np.ndarray:
-        return as_matrix(queries, self.dim, what="queries", unit=self.metric == "cosine")
-
-    def _plan(self, expr: Any, k: int, params: dict[str, Any], *,
-              explain: bool = False) -> tuple[planner.Plan, RowSet | None]:
-        forced = params.pop("plan", None)
-        target = params.pop("target_recall", None)
-        if target is not None and not (isinstance(target, (int, float)) and 0 < target <= 1):
-            raise InvalidParameterError(f"target_recall must be in (0, 1]; got {target!r}")
-        allowed = getattr(self._index, "search_options", {})
-        pop_params(params, allowed, f"search with index {getattr(self._index, 'kind', None)!r}")
-        selection = self._live_selection(expr)
-        matches = selection.count if selection is not None else len(self._ids)
-        index_rows = self._manifest["index"]["rows"] if self._index is not None else 0
-        plan = planner.choose(index=self._index, matches=matches, total=len(self), k=k,
-                              filtered=selection is not None, forced=forced, params=params, config=self._planner)
-        if target is not None and "ef" not in params and plan.name in ("index", "filtered_graph"):
-            ef = ef_for((self._manifest.get("index") or {}).get("calibration", {}), plan.name, float(target))
-            if ef is not None:
-                plan = planner.dataclasses.replace(plan, params={**plan.params, "ef": ef})
-        if explain:
-            estimate = None
-            if expr is not None:
-                estimate = round(self._attributes().estimate(expr) * len(self._ids))
-            tail = len(self._ids) - index_rows if self._index else 0
-            plan = planner.dataclasses.replace(plan, filter=None if expr is None else str(expr), tail_rows=tail,
-                                               estimated_matches=estimate)
-        return plan, selection
+    def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
+        """Every live row: ``id``, optionally the vectors, and the attribute columns (all by default)."""
+        snap = self._snapshot
+        return self.get(snap.ids[snap.live], columns=columns, with_vectors=with_vectors)
 
     def search(self, queries: Any, k: int = 10, where: Any = None, **params: Any) -> SearchResult:
         """The k nearest rows per query among those passing ``where``.
 
-        ``where``: SQL-like string, ``vecdb.col`` expression, JSON tree, or a list with one per query.
+        ``queries``: an ``(nq, dim)`` array (1-D: one query); in a multi-vector collection one ``(n, dim)``
+        array is one query set (a list of them, ``(vectors, offsets)`` or an ``(nq, n, dim)`` array are
+        several), scored by exact Chamfer similarity.
+        ``where``: SQL-like string, ``vecdb.col`` expression, JSON tree, or a list or tuple with one
+        filter per query (a list is always one per query; combine filters with AND).
         ``params``: ``plan="auto"|"exact"|"index"|"filtered_graph"|"post_filter"``; ``target_recall``
-        (HNSW: the beam width calibrated at build time to reach it); the index's search options
-        (``ef`` for HNSW, ``nprobe`` for IVF).
+        (HNSW: the beam width calibrated at build time to reach it); ``candidates`` (multi-vector: rows
+        reranked exactly); the index's search options (``ef`` for HNSW, ``nprobe`` for IVF).
+        The result has ``min(k, rows)`` columns: no more hits than rows can exist.
         """
+        snap = self._snapshot
+        store = snap.store
         k = check_k(k)
-        q = self._prepare_queries(queries)
-        nq = q.shape[0]
-        if where is None and "plan" not in params and "target_recall" not in params and self._plain_index_ready(k):
-            hits = self._index.search(q, k, **params)  # what the planner would run: skip its bookkeeping
+        q = store.prepare_queries(queries)
+        nq = len(q)
+        if where is None and not params and isinstance(store, DenseStore) and store.plain_ready(k, snap.n_live):
+            hits = store.index.search(q, k)  # what the planner would run: skip its bookkeeping
             last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
             if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
-                scores = -hits.scores if self.metric == "l2" else hits.scores
-                return SearchResult(self._ids[hits.rows], scores, np.full(nq, k, dtype=np.int64), ("index",) * nq,
-                                    self)
+                return self._result(snap, hits, ("index",) * nq)
+        search_params = store.search_params(params)
+        k = min(k, max(snap.n_live, 1))
+        groups = list(_groups(where, nq).items())
+        if any(expr is not None for expr, _ in groups):
+            snap.attribute_index()  # made once, before any thread needs it
+
+        def run_group(group: tuple[Expr | None, list[int]], pool: bool) -> tuple[list[int], planner.Plan, Hits]:
+            expr, members = group
+            selection = snap.live_selection(expr)
+            matches = selection.count if selection is not None else snap.n_live
+            plan, hits = store.search(snap, q, members, k, selection, matches, search_params, pool=pool)
+            return members, plan, hits
+
+        threads = 1 if len(groups) == 1 else min(len(groups), snap.planner.threads or _CPUS)
+        if threads > 1:  # one filter per query: groups run on threads (the kernels release the GIL)
+            with ThreadPoolExecutor(threads) as pool:
+                done = list(pool.map(lambda group: run_group(group, True), groups))
+        else:
+            done = [run_group(group, False) for group in groups]
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
         rows = np.full((nq, k), -1, dtype=np.int64)
         plans = [""] * nq
-        index_rows = self._manifest["index"]["rows"] if self._index is not None else 0
-        groups = list(self._groups(where, nq).items())
-        if any(expr is not None for expr, _ in groups):
-            self._attributes()  # made or grown once, before any thread needs it
-
-        def run_group(group: tuple[Any, list[int]]) -> tuple[list[int], planner.Plan, Hits]:
-            expr, members = group
-            plan, selection = self._plan(expr, k, dict(params))
-            hits = planner.run(plan, vectors=self._vectors, index=self._index, index_rows=index_rows,
-                               queries=q[members], k=k, selection=selection, metric=self.metric,
-                               config=self._planner)
-            return members, plan, hits
-
-        threads = 1 if len(groups) == 1 else min(len(groups), self._planner.threads or _CPUS)
-        if threads > 1:  # one filter per query: groups run on threads (the kernels release the GIL)
-            with ThreadPoolExecutor(threads) as pool:
-                done = list(pool.map(run_group, groups))
-        else:
-            done = [run_group(group) for group in groups]
         for members, plan, hits in done:
             scores[members] = hits.scores
             rows[members] = hits.rows
             for i in members:
                 plans[i] = plan.name
-        return self._result(scores, rows, tuple(plans))
+        return self._result(snap, Hits(scores, rows), tuple(plans))
 
-    def _plain_index_ready(self, k: int) -> bool:
-        """An unfiltered search would run the approximate index as is: nothing deleted, no rows beyond it."""
-        return (self._index is not None and not self._index.exact and self._n_live == len(self._ids)
-                and self._manifest["index"]["rows"] == len(self._ids) and len(self._ids) >= k)
+    def search_multi(self, queries: Any, k: int = 10, where: Any = None, **params: Any) -> SearchResult:
+        """``search`` under the name multi-vector collections had in earlier releases."""
+        return self.search(queries, k, where, **params)
 
-    def _result(self, scores: np.ndarray, rows: np.ndarray, plans: tuple[str, ...]) -> SearchResult:
-        """Rows to user ids; l2 scores back to squared distances."""
-        found = rows >= 0
-        ids = np.where(found, self._ids[np.maximum(rows, 0)], -1)
+    def chamfer_exact(self, queries: Any, k: int = 10, where: Any = None) -> SearchResult:
+        """The exact answer of a multi-vector collection (Chamfer of every passing row): ``plan="exact"``."""
+        return self.search(queries, k, where, plan="exact")
+
+    def _result(self, snap: Snapshot, hits: Hits, plans: tuple[str, ...]) -> SearchResult:
+        """Rows to user ids; l2 scores back to squared distances (the one place the sign turns)."""
+        found = hits.rows >= 0
+        ids = np.full(hits.rows.shape, -1, dtype=np.int64)
+        ids[found] = snap.ids[hits.rows[found]]
+        scores = hits.scores
         if self.metric == "l2":
             scores = np.where(found, -scores, np.inf).astype(np.float32)
-        return SearchResult(ids, scores, found.sum(axis=1).astype(np.int64), plans, self)
+        return SearchResult(ids, scores, found.sum(axis=1).astype(np.int64), plans, snap)
 
-    def explain(self, query: Any = None, where: Any = None, k: int = 10, **params: Any) -> planner.Plan:
-        """The plan ``search`` would run for this filter, the selectivity, and why."""
+    def explain(self, query: Any = None, where: Any = None, k: int = 10,
+                **params: Any) -> planner.Plan | list[planner.Plan]:
+        """The plan ``search`` would run for this filter, the selectivity, and why; with a list of
+        filters (one per query, as in ``search``), one plan per filter."""
+        snap = self._snapshot
+        store = snap.store
         k = check_k(k)
         if query is not None:
-            self._prepare_queries(query)
-        plan, _ = self._plan(parse(where), k, dict(params), explain=True)
+            nq = len(store.prepare_queries(query))
+            if isinstance(where, (list, tuple)) and len(where) != nq:
+                raise InvalidParameterError(f"got {len(where)} filters for {nq} queries; give one per query")
+        search_params = store.search_params(params)
+        if isinstance(where, (list, tuple)):
+            return [self._explain_one(snap, parse(w), k, search_params) for w in where]
+        return self._explain_one(snap, parse(where), k, search_params)
+
+    def _explain_one(self, snap: Snapshot, expr: Expr | None, k: int,
+                     search_params: planner.SearchParams) -> planner.Plan:
+        selection = snap.live_selection(expr)
+        matches = selection.count if selection is not None else snap.n_live
+        spec = snap.manifest.index
+        describe = {"filter": None if expr is None else str(expr),
+                    "tail_rows": snap.stored - spec.rows if spec is not None else 0,
+                    "estimated_matches": None if expr is None else
+                    round(snap.attribute_index().estimate(expr) * snap.stored)}
+        plan, _ = snap.store.search(snap, None, [], min(k, max(snap.n_live, 1)), selection, matches,
+                                    search_params, pool=False, describe=describe)
         return plan
+
+
+def _groups(where: Any, nq: int) -> dict[Expr | None, list[int]]:
+    """Queries grouped by their (parsed) filter, so each distinct filter is evaluated once. A list or
+    tuple holds one filter per query."""
+    if isinstance(where, (list, tuple)):
+        if len(where) != nq:
+            raise InvalidParameterError(f"got {len(where)} filters for {nq} queries; give one per query")
+        groups: dict[Expr | None, list[int]] = {}
+        for i, w in enumerate(where):
+            groups.setdefault(parse(w), []).append(i)
+        return groups
+    return {parse(where): list(range(nq))}
+
+
+def _load(root: Path, manifest: Manifest) -> Snapshot:
+    """The snapshot of a committed version: rows, attributes, deletions, the vector store and its index."""
+    ids, tables = [], []
+    for seg in manifest.segments:
+        ids.append(read_npy(root, seg.ids, mmap=False))
+        tables.append(attrs_mod.conform(attrs_mod.to_table(read_arrow(root, seg.attributes), seg.rows), manifest.schema))
+    all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+    table = pa.concat_tables(tables) if len(manifest.schema) else attrs_mod.null_table(manifest.schema, len(all_ids))
+    live = np.ones(len(all_ids), dtype=bool)
+    if manifest.deleted:
+        live[read_npy(root, manifest.deleted, mmap=False)] = False
+    store = (MultiStore if manifest.multivector else DenseStore).load(root, manifest)
+    # attribute indexes saved with the vector index: mapped when they cover exactly these rows,
+    # otherwise (rows added since, or none saved) built in memory on the first filter
+    saved = attr_files.load(root, manifest.attributes_index, table, manifest.segments)
+    return Snapshot.make(root, manifest, all_ids, live, table, store, attributes=saved)
 
 
 def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Schema | None = None,
            multivector: bool = False) -> Collection:
     """Make a new, empty collection directory at ``path`` (which must not exist).
 
-    ``multivector=True`` makes a collection whose rows are sets of vectors (late interaction), searched
-    with MUVERA encodings and an exact Chamfer rerank (``vecdb.multivector``).
+    ``multivector=True``: each row holds a set of vectors (late interaction), searched with MUVERA
+    encodings and an exact Chamfer rerank (metrics ``ip`` and ``cosine``).
     """
-    if multivector:
-        from .multivector.collection import create_multivector  # lazy: it imports this module
-
-        return create_multivector(path, dim, metric, schema=schema)
     root = Path(path)
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
         raise InvalidParameterError(f"dim must be a positive integer; got {dim!r}")
     check_metric(metric)
+    if multivector and metric not in MULTI_METRICS:
+        raise InvalidParameterError(f"metric {metric!r} is not supported for multi-vector collections; "
+                                    f"expected one of {', '.join(MULTI_METRICS)} (Chamfer sums inner products)")
     if root.exists():
         raise CollectionExistsError(f"{str(root)!r} already exists; open it with vecdb.open or choose a new path")
     root.mkdir(parents=True)
-    manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "version": 0,
-        "dim": int(dim), "metric": metric, "next_id": 0,
-        "schema": schema_to_json(schema if schema is not None else pa.schema([])),
-        "segments": [], "deleted": None, "index": None,
-    }
+    manifest = Manifest(version=0, dim=int(dim), metric=metric, schema=schema if schema is not None else pa.schema([]),
+                        multivector=bool(multivector))
     write_manifest(root, manifest)
-    return Collection(root, manifest)
+    return Collection(root, _load(root, manifest))
 
 
 def open_collection(path: str | Path) -> Collection:
     """Open an existing collection; checks every file against the manifest's checksums."""
     root = Path(path)
-    manifest = read_manifest(root)
-    if manifest.get("multivector"):
-        from .multivector.collection import open_multivector
-
-        return open_multivector(root, manifest)
-    return Collection(root, manifest)
+    return Collection(root, _load(root, read_manifest(root)))

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
 from .errors import InvalidParameterError
 from .filters.attribute_index import RowSet
-from .indexes.base import Hits
+from .calibration import ef_for
+from .indexes.base import BeamIndex, FilteredGraphIndex, Hits, pop_params
 from .indexes.flat import _finish, _topk_merge, exact_search
 
 PLANS = ("exact", "index", "filtered_graph", "post_filter")
@@ -94,66 +95,124 @@ class Plan:
         return "\n".join(lines)
 
 
-def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, forced: str | None,
-           params: dict[str, Any], config: PlannerConfig) -> Plan:
-    """Pick a plan from exact counts (the filter is already evaluated to a mask)."""
+@dataclasses.dataclass(frozen=True)
+class SearchParams:
+    """One search's options, checked once: ``plan`` (``"auto"`` or one of ``PLANS``), ``target_recall``
+    (HNSW: the beam calibrated to reach it), ``candidates`` (multi-vector rows: how many are reranked)
+    and the index's own search options (``ef``, ``nprobe``, ...)."""
+
+    plan: str = "auto"
+    target_recall: float | None = None
+    candidates: int | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    GENERAL: ClassVar[tuple[str, ...]] = ("plan", "target_recall")
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any], index: Any, *, extra: tuple[str, ...] = (),
+              plans: tuple[str, ...] = PLANS) -> "SearchParams":
+        """Validate ``params`` against what this search accepts; an unknown name lists every accepted one."""
+        allowed: dict[str, type] = dict(index.search_options) if index is not None else {}
+        accepted = sorted({*cls.GENERAL, *extra, *allowed})
+        options: dict[str, Any] = {}
+        plan, target, candidates = "auto", None, None
+        for name, value in params.items():
+            if name == "plan":
+                if value not in ("auto", *plans):
+                    raise InvalidParameterError(
+                        f"unknown plan {value!r}; expected auto or one of {', '.join(plans)}")
+                plan = value
+            elif name == "target_recall":
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                          or not 0 < value <= 1):
+                    raise InvalidParameterError(f"target_recall must be in (0, 1]; got {value!r}")
+                target = None if value is None else float(value)
+            elif name == "candidates" and "candidates" in extra:
+                if value is not None:
+                    candidates = pop_params({name: value}, {name: int}, "search")[name]
+            elif name in allowed:
+                options.update(pop_params({name: value}, allowed, f"search with index {index.kind!r}"))
+            else:
+                on = f" with index {index.kind!r}" if index is not None else ""
+                raise InvalidParameterError(
+                    f"unknown option {name!r} for search{on}; expected one of {', '.join(accepted)}")
+        return cls(plan, target, candidates, options)
+
+
+def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, params: SearchParams,
+           config: PlannerConfig, calibration: Mapping[str, Any] | None = None, filter: str | None = None,
+           tail_rows: int = 0, estimated_matches: int | None = None) -> Plan:
+    """Pick a plan from exact counts (the filter is already evaluated). ``filter``, ``tail_rows`` and
+    ``estimated_matches`` only describe the plan (``explain``)."""
+    plan = _choose(index, matches, total, k, filtered, params, config)
+    if params.target_recall is not None and "ef" not in params.options and plan.name in ("index", "filtered_graph"):
+        ef = ef_for(calibration or {}, plan.name, params.target_recall)
+        if ef is not None:
+            plan = dataclasses.replace(plan, params={**plan.params, "ef": ef})
+    return dataclasses.replace(plan, filter=filter, tail_rows=tail_rows, estimated_matches=estimated_matches)
+
+
+def _choose(index: Any, matches: int, total: int, k: int, filtered: bool, params: SearchParams,
+            config: PlannerConfig) -> Plan:
     sel = matches / total if total else 0.0
-    kind = getattr(index, "kind", None)
-    if forced is not None and forced != "auto":
-        if forced not in PLANS:
-            raise InvalidParameterError(f"unknown plan {forced!r}; expected auto or one of {', '.join(PLANS)}")
+    kind = index.kind if index is not None else None
+    forced = params.plan
+    if forced != "auto":
         if forced != "exact" and index is None:
             raise InvalidParameterError(f"plan {forced!r} needs an index; call build_index first")
-        if forced == "filtered_graph" and not hasattr(index, "search_filtered_graph"):
+        if forced == "filtered_graph" and not isinstance(index, FilteredGraphIndex):
             raise InvalidParameterError(f"plan 'filtered_graph' needs a FAISS hnsw index, not {kind!r}")
-        return Plan(forced, matches, total, "forced by the caller", kind, _plan_params(forced, index, sel, params, config))
+        if forced == "index" and filtered and not index.filters_inside:
+            raise InvalidParameterError(
+                f"plan 'index' with a filter needs an index that filters inside its engine; {kind!r} does not "
+                f"(use plan='post_filter' or 'exact')")
+        return Plan(forced, matches, total, "forced by the caller", kind,
+                    _plan_params(forced, index, sel, params.options, config))
     if index is None or index.exact:
         why = "no approximate index is built" if index is None else "the index is exact"
         return Plan("exact", matches, total, why, kind)
-    dim = getattr(index, "dim", None)  # an index that does not say: no scan-size rule
-    scan = matches * dim if dim else None
+    scan = matches * index.dim
     if matches <= max(k, config.exact_max_rows):
         why = f"{matches} matching rows <= exact_max_rows={config.exact_max_rows}"
     elif sel <= config.exact_max_selectivity:
         why = (f"selectivity {sel:.4f} <= exact_max_selectivity={config.exact_max_selectivity} (too few "
                f"passing rows for a graph walk to stay accurate)")
-    elif filtered and scan is not None and scan <= config.exact_max_scan:
-        why = f"{matches} rows x {dim} dims = {scan} floats <= exact_max_scan={config.exact_max_scan}"
+    elif filtered and scan <= config.exact_max_scan:
+        why = f"{matches} rows x {index.dim} dims = {scan} floats <= exact_max_scan={config.exact_max_scan}"
     else:
         why = ""
     if why:
         return Plan("exact", matches, total, f"scan only the matching rows: {why}", kind)
-    above = f"selectivity {sel:.4f} > exact_max_selectivity={config.exact_max_selectivity}"
-    if scan is not None:
-        above += f" and {scan} floats to scan > exact_max_scan={config.exact_max_scan}"
+    above = (f"selectivity {sel:.4f} > exact_max_selectivity={config.exact_max_selectivity} and {scan} floats "
+             f"to scan > exact_max_scan={config.exact_max_scan}")
     if not filtered:
         return Plan("index", matches, total, "no filter: plain index search", kind,
-                    _plan_params("index", index, sel, params, config))
-    if index.supports_allow and not getattr(index, "graph", False):
+                    _plan_params("index", index, sel, params.options, config))
+    if index.filters_inside and not index.walks_graph:
         return Plan("index", matches, total,
                     f"{above}: {kind} scans its lists with the row bitmap", kind,
-                    _plan_params("index", index, sel, params, config))
-    if hasattr(index, "search_filtered_graph"):
+                    _plan_params("index", index, sel, params.options, config))
+    if isinstance(index, FilteredGraphIndex):
         return Plan("filtered_graph", matches, total,
                     f"{above}: traverse the {kind} graph over passing rows only, two-hop through rejected "
                     f"ones (exact if it examines more rows than pass)", kind,
-                    _plan_params("filtered_graph", index, sel, params, config))
+                    _plan_params("filtered_graph", index, sel, params.options, config))
     return Plan("post_filter", matches, total,
                 f"{above}: unfiltered {kind} search over-fetching ~k/selectivity, then the bitmap (exact "
                 f"refill if short)", kind,
-                _plan_params("post_filter", index, sel, params, config))
+                _plan_params("post_filter", index, sel, params.options, config))
 
 
-def _plan_params(name: str, index: Any, sel: float, params: dict[str, Any], config: PlannerConfig) -> dict:
+def _plan_params(name: str, index: Any, sel: float, params: Mapping[str, Any], config: PlannerConfig) -> dict:
     out = dict(params)
     if name == "exact" or index is None:
         return {}
     if name == "filtered_graph":
         if "ef" not in out:
             out["ef"] = max(8, int(index.ef_search * config.filtered_ef_ratio))
-        m = getattr(index, "M", 16)
+        m = index.M
         out["gather"] = int(min(4 * m, max(m, math.ceil(m * config.gather_scale / math.sqrt(max(sel, 1e-6))))))
-    if name == "index" and "ef" not in out and hasattr(index, "ef_search") and sel < 1.0:
+    if name == "index" and "ef" not in out and isinstance(index, BeamIndex) and sel < 1.0:
         widened = index.ef_search / max(sel, 1e-6) ** config.ef_scale
         out["ef"] = int(min(config.ef_max, math.ceil(widened)))
     return out
@@ -196,7 +255,7 @@ def _post_filter(index: Any, queries: np.ndarray, k: int, mask: np.ndarray | Non
     user_ef = params.pop("ef", None)
     fetch = min(n, config.max_fetch, math.ceil(k / max(plan.selectivity, 1e-9) * config.overfetch) + k)
     while True:
-        if hasattr(index, "ef_search"):
+        if isinstance(index, BeamIndex):
             params["ef"] = max(fetch, user_ef or index.ef_search)
         hits = index.search(queries, fetch, **params)
         rows = hits.rows

@@ -9,23 +9,24 @@ import numpy as np
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from .collection import Collection
+    from .snapshot import Snapshot
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class SearchResult:
     """``ids`` (nq, k) int64 padded with -1; ``scores`` (nq, k) float32; ``counts`` (nq,) real hits.
 
     Scores: higher is better for ``cosine`` and ``ip``; for ``l2`` they are squared Euclidean
     distances, in ascending order (padding is ``+inf`` for l2 and ``-inf`` otherwise).
-    ``plans`` names the plan each query ran (see ``Collection.explain``).
+    ``plans`` names the plan each query ran (see ``Collection.explain``). ``to_arrow`` joins the
+    attributes of the version the search read. ``==`` is identity (the fields are arrays).
     """
 
     ids: np.ndarray
     scores: np.ndarray
     counts: np.ndarray
     plans: tuple[str, ...]
-    _collection: "Collection | None" = dataclasses.field(default=None, repr=False, compare=False)
+    _snapshot: "Snapshot | None" = dataclasses.field(default=None, repr=False)
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -40,9 +41,9 @@ class SearchResult:
             "id": pa.array(ids),
             "score": pa.array(self.scores[q, rank]),
         })
-        if self._collection is None:
+        if self._snapshot is None:
             return table
-        attrs = self._collection.get(ids, columns=columns, with_vectors=False).drop(["id"])
+        attrs = self._snapshot.get(ids, columns=columns, with_vectors=False).drop(["id"])
         for name in attrs.column_names:
             table = table.append_column(name, attrs.column(name))
         return table

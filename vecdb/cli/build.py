@@ -235,7 +235,7 @@ def _run_multivector(args: argparse.Namespace, out: Path, exists: bool, index_pa
         for a in range(0, n_docs, args.batch_size):
             b = min(n_docs, a + args.batch_size)
             chunk = np.asarray(tokens[offsets[a]:offsets[b]], dtype=np.float32)
-            coll.add_multi((chunk, offsets[a:b + 1] - offsets[a]),
+            coll.add((chunk, offsets[a:b + 1] - offsets[a]),
                            None if attrs is None else attrs.slice(a, b - a),
                            ids=None if ids is None else ids[a:b])
             progress.update(b - a)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .common import human_bytes, jsonable
+from ..storage.manifest import FORMAT, Manifest
 from .output import align, cell, describe_index, write_text
 
 EPILOG = """examples:
@@ -67,28 +68,18 @@ def _live_table(coll: Any) -> pa.Table:
     return coll.to_arrow().drop_columns(["id"])
 
 
-def _file_entries(node: Any) -> list[dict[str, Any]]:
-    """Every file entry (a dict with ``file`` and ``bytes``) under a manifest node, at any depth."""
-    if isinstance(node, dict):
-        own = [node] if "file" in node and "bytes" in node else []
-        return own + [e for value in node.values() for e in _file_entries(value)]
-    if isinstance(node, list):
-        return [e for value in node for e in _file_entries(value)]
-    return []
-
-
-def _sizes(root: Path, manifest: dict[str, Any]) -> dict[str, int]:
+def _sizes(root: Path, manifest: Manifest) -> dict[str, int]:
     sizes = {"vectors": 0, "ids": 0, "attributes": 0, "index": 0, "attribute indexes": 0, "deletions": 0}
-    for seg in manifest["segments"]:
-        for key in ("vectors", "ids", "attributes"):
-            entries = [seg[key]] if key in seg else [seg[k] for k in ("tokens", "offsets") if k in seg]
-            sizes[key] += sum(int(e["bytes"]) for e in entries)  # multi-vector: tokens + offsets
-    if manifest.get("index"):
-        sizes["index"] = sum(int(e["bytes"]) for e in _file_entries(manifest["index"]))
-    if manifest.get("attributes_index"):
-        sizes["attribute indexes"] = sum(int(e["bytes"]) for e in _file_entries(manifest["attributes_index"]))
-    if manifest.get("deleted"):
-        sizes["deletions"] = int(manifest["deleted"]["bytes"])
+    for seg in manifest.segments:
+        sizes["vectors"] += sum(e.bytes for e in seg.vectors.values())  # multi-vector: tokens + offsets
+        sizes["ids"] += seg.ids.bytes
+        sizes["attributes"] += seg.attributes.bytes
+    if manifest.index:
+        sizes["index"] = sum(e.bytes for e in manifest.index.all_files())
+    names = manifest.files()
+    sizes["attribute indexes"] = sum(os.stat(root / name).st_size for name in names if ".attr-" in name)
+    if manifest.deleted:
+        sizes["deletions"] = manifest.deleted.bytes
     sizes["total"] = sum(e.stat().st_size for e in os.scandir(root) if e.is_file())
     sizes["manifest and other"] = sizes["total"] - sum(v for k, v in sizes.items() if k != "total")
     return sizes
@@ -97,26 +88,26 @@ def _sizes(root: Path, manifest: dict[str, Any]) -> dict[str, int]:
 def describe(path: str) -> dict[str, Any]:
     """Everything ``info`` reports, as a JSON-ready dict."""
     import vecdb
-    from ..storage.manifest import read_manifest
 
     coll = vecdb.open(path)
-    manifest = read_manifest(coll.root)
-    stored = sum(int(seg["rows"]) for seg in manifest["segments"])
+    manifest = coll.snapshot.manifest
+    stored = manifest.stored_rows
     table = _live_table(coll)
     index = coll.index_info
-    if index is not None and manifest["index"].get("calibration"):  # measured recall per ef, kept raw
-        index = {**index, "calibration": manifest["index"]["calibration"]}
+    if index is not None and manifest.index.calibration:  # measured recall per ef, kept raw
+        index = {**index, "calibration": dict(manifest.index.calibration)}
     return {
         "path": str(coll.root),
-        "format": manifest["format"],
-        "format_version": manifest["format_version"],
+        "format": FORMAT,
+        "format_version": manifest.format_version,
         "version": coll.version,
         "rows": len(coll),
         "stored_rows": stored,
         "deleted_rows": stored - len(coll),
-        "segments": len(manifest["segments"]),
+        "segments": len(manifest.segments),
         "dim": coll.dim,
         "metric": coll.metric,
+        "multivector": coll.multivector,
         "index": index,
         "size_bytes": _sizes(coll.root, manifest),
         "columns": [{"name": name, **column_stats(table.column(name))} for name in coll.schema.names],

@@ -57,8 +57,10 @@ def _queries(args: argparse.Namespace, coll: Any) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise CliError(f"cannot read {args.vector_file!r} as a .npy array: {exc}") from exc
-    if args.row is not None:
+    if args.row is not None:  # that row's vector; in a multi-vector collection, its set of vectors
         table = coll.get([args.row], columns=[], with_vectors=True)
+        if coll.multivector:
+            return np.asarray(table.column("vectors").to_pylist()[0], dtype=np.float32)
         return np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
     try:
         value = json.loads(args.vector)
@@ -89,12 +91,7 @@ def run(args: argparse.Namespace) -> int:
         columns = list(coll.schema.names)
     columns = [c for c in dict.fromkeys(columns) if c not in ("id", "score")]
     queries = _queries(args, coll)
-    if hasattr(coll, "search_multi"):  # a multi-vector collection: the query is one set of vectors
-        if args.row is not None:
-            queries = np.asarray(coll.get([args.row], columns=[]).column("vectors").to_pylist()[0], np.float32)
-        result = coll.search_multi(queries, k=args.k, where=args.where, **params)
-    else:
-        result = coll.search(queries, k=args.k, where=args.where, **params)
+    result = coll.search(queries, k=args.k, where=args.where, **params)  # multi-vector: one query set
     table = result.to_arrow(columns)
     nq = len(result)
     if args.format == "parquet":

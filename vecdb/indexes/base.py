@@ -35,11 +35,15 @@ class Hits:
 
 @runtime_checkable
 class VectorIndex(Protocol):
-    """What the collection and the planner need from an index."""
+    """What the collection and the planner need from an index; what it can do is declared here, read by
+    the planner in one place (``planner.choose``), never probed."""
 
     kind: ClassVar[str]
-    supports_allow: ClassVar[bool]  # honours ``allow`` inside the engine (else the planner post-filters)
     exact: ClassVar[bool]           # results equal the exact oracle
+    walks_graph: ClassVar[bool]     # a graph index (filtered search through it needs a filtered walk)
+    search_options: ClassVar[dict[str, type]]  # per-call options ``search`` takes, with their types
+    filters_inside: bool            # honours ``allow`` inside the engine (else the planner post-filters)
+    dim: int
     metric: str
     device: str
 
@@ -53,18 +57,41 @@ class VectorIndex(Protocol):
         """Index rows ``0 .. len(vectors) - 1`` (float32, C-contiguous), training first where needed."""
 
     def add(self, vectors: np.ndarray) -> None:
-        """Append rows ``ntotal .. ntotal + len(vectors) - 1``."""
+        """Append rows ``ntotal .. ntotal + len(vectors) - 1``. Only ever called on an index no search
+        reads yet (a new one, or one just loaded): collections never mutate a published index."""
 
     def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None,
                **params: Any) -> Hits:
-        """The k best rows per query among the allowed ones."""
+        """The k best rows per query among the allowed ones. Safe to call from many threads at once."""
 
     def save(self, path: Path) -> list[Path]:
-        """Write the index's native file to ``path`` (chosen by the collection); return the files written.
+        """Write the index's native file to ``path`` (chosen by the collection); return the files written."""
 
-        Loading is the classmethod ``load(paths, dim, metric, config, vectors)``; ``vectors`` are the
-        collection's row-aligned vectors, for indexes that keep none of their own (flat).
-        """
+    @classmethod
+    def load(cls, paths: list[Path], dim: int, metric: str, config: dict[str, Any],
+             vectors: np.ndarray) -> "VectorIndex":
+        """The index saved as ``paths``; ``vectors`` are the collection's row-aligned vectors, for indexes
+        that keep none of their own (flat) or rescore with them (fp16 HNSW, binary codes)."""
+
+
+@runtime_checkable
+class BeamIndex(Protocol):
+    """An index searched with a beam of width ``ef`` (HNSW): the planner widens it for post-filtering
+    and ``target_recall`` picks it from the build-time calibration."""
+
+    ef_search: int
+
+
+@runtime_checkable
+class FilteredGraphIndex(Protocol):
+    """A graph vecdb can walk itself with the filter inside its kernel (FAISS HNSW): plan ``filtered_graph``."""
+
+    M: int
+    ef_search: int
+
+    def search_filtered_graph(self, queries: np.ndarray, k: int, allow: np.ndarray, *, ef: int | None = None,
+                              budget: int | None = None, gather: int | None = None) -> tuple[Hits, np.ndarray]:
+        """Hits, and per query whether the walk completed within ``budget`` examined rows."""
 
 
 _REGISTRY: dict[str, type] = {}

@@ -54,7 +54,8 @@ class BinaryIndex:
     """
 
     kind: ClassVar[str] = "binary"
-    supports_allow: ClassVar[bool] = True
+    filters_inside: ClassVar[bool] = True
+    walks_graph: ClassVar[bool] = False
     exact: ClassVar[bool] = False
     search_options: ClassVar[dict[str, type]] = {"candidates": int}
 

@@ -48,7 +48,8 @@ def _visited(n: int) -> np.ndarray:
 
 
 class _FaissIndex:
-    supports_allow: ClassVar[bool] = True
+    filters_inside: bool = True
+    walks_graph: ClassVar[bool] = False
     exact: ClassVar[bool] = False
     _file_suffix: ClassVar[str] = ".faiss"
 
@@ -94,7 +95,7 @@ class HNSWIndex(_FaissIndex):
     are exact) or ``"flat"`` (FAISS' float32 copy)."""
 
     kind: ClassVar[str] = "hnsw"
-    graph: ClassVar[bool] = True
+    walks_graph: ClassVar[bool] = True
     search_options: ClassVar[dict[str, type]] = {"ef": int}
 
     def __init__(self, dim: int, metric: str, *, M: int = 32, ef_construction: int = 200,
@@ -115,6 +116,7 @@ class HNSWIndex(_FaissIndex):
         self.index.hnsw.efSearch = self.ef_search
         self._float = np.empty((0, dim), dtype=np.float32)  # fp16 storage: the collection's float32 rows
         self._params_by_ef: dict[int, Any] = {}
+        self._graph: tuple | None = None
 
     def config(self) -> dict[str, Any]:
         return {"M": self.M, "ef_construction": self.ef_construction, "ef_search": self.ef_search,
@@ -160,7 +162,7 @@ class HNSWIndex(_FaissIndex):
     def graph_arrays(self) -> tuple:
         """FAISS' graph as numpy arrays (the neighbour lists a view, the rest copied; cached until rows are
         added) and its float32 vectors."""
-        if getattr(self, "_graph", None) is None:
+        if self._graph is None:
             h = self.index.hnsw
             n, d = self.ntotal, self.dim
             if self.storage != "flat":
@@ -230,6 +232,7 @@ class IVFIndex(_FaissIndex):
         self.nlist, self.nprobe, self.seed = nlist, int(nprobe), int(seed)
         self.requested_device = device
         self.device = resolve_device(device)
+        self.filters_inside = self.device != "gpu"  # GPU IVF takes no selector: the planner post-filters
         self.index = None
 
     def config(self) -> dict[str, Any]:

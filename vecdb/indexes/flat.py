@@ -97,7 +97,8 @@ class FlatIndex:
     """Exact search over the collection's own vectors: no copy, no file of its own."""
 
     kind: ClassVar[str] = "flat"
-    supports_allow: ClassVar[bool] = True
+    filters_inside: ClassVar[bool] = True
+    walks_graph: ClassVar[bool] = False
     search_options: ClassVar[dict[str, type]] = {}
     exact: ClassVar[bool] = True
 

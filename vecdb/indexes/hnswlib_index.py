@@ -1,7 +1,7 @@
 """HNSW on hnswlib.
 
 hnswlib can filter only through a Python callable invoked per candidate, which vecdb never puts on a
-hot path; so this index reports ``supports_allow = False`` and the planner post-filters its results
+hot path; so this index reports ``filters_inside = False`` and the planner post-filters its results
 (over-fetch, then refill, then exact fallback). Unfiltered it is a strong, compact graph index.
 """
 
@@ -19,8 +19,8 @@ from .base import Hits, check_metric, pop_params, register
 @register
 class HnswlibIndex:
     kind: ClassVar[str] = "hnswlib"
-    supports_allow: ClassVar[bool] = False
-    graph: ClassVar[bool] = True
+    filters_inside: ClassVar[bool] = False
+    walks_graph: ClassVar[bool] = True
     search_options: ClassVar[dict[str, type]] = {"ef": int}
     exact: ClassVar[bool] = False
 

@@ -25,10 +25,13 @@ PARALLEL_MIN_PAIRS = 512
 
 
 def score_pairs(q: np.ndarray, q_offsets: np.ndarray, tokens: np.ndarray, offsets: np.ndarray,
-                rows: np.ndarray) -> np.ndarray:
-    """Chamfer of query i with row ``rows[i, c]`` for every (i, c); ``-inf`` where the row is -1."""
+                rows: np.ndarray, *, parallel: bool = True) -> np.ndarray:
+    """Chamfer of query i with row ``rows[i, c]`` for every (i, c); ``-inf`` where the row is -1.
+
+    ``parallel=False`` on threads of a Python pool: numba's parallel kernel must not run there (its
+    fallback threading layer aborts the process when entered from several threads at once)."""
     out = np.empty(rows.shape, dtype=np.float32)
-    kernel = chamfer_pairs if rows.size >= PARALLEL_MIN_PAIRS else chamfer_pairs_serial
+    kernel = chamfer_pairs if parallel and rows.size >= PARALLEL_MIN_PAIRS else chamfer_pairs_serial
     kernel(q, q_offsets, tokens, offsets, rows, out)
     return out
 
@@ -85,15 +88,15 @@ def _select(q: np.ndarray, q_offsets: np.ndarray, members: np.ndarray) -> tuple[
 
 
 def rerank(q: np.ndarray, q_offsets: np.ndarray, members: np.ndarray, tokens: np.ndarray, offsets: np.ndarray,
-           candidates: np.ndarray, k: int) -> Hits:
+           candidates: np.ndarray, k: int, *, parallel: bool = True) -> Hits:
     """Exact Chamfer of queries ``members`` against their ``candidates`` rows (``-1`` = none); the k best."""
     qm, qm_offsets = _select(q, q_offsets, members)
     rows = np.array(candidates, dtype=np.int64, order="C")  # a writable copy the kernel may read
-    return _finish(score_pairs(qm, qm_offsets, tokens, offsets, rows), rows, k)
+    return _finish(score_pairs(qm, qm_offsets, tokens, offsets, rows, parallel=parallel), rows, k)
 
 
 def chamfer_topk(q: np.ndarray, q_offsets: np.ndarray, members: np.ndarray, tokens: np.ndarray,
-                 offsets: np.ndarray, allowed: np.ndarray, k: int) -> Hits:
+                 offsets: np.ndarray, allowed: np.ndarray, k: int, *, parallel: bool = True) -> Hits:
     """Exact Chamfer of queries ``members`` against every row in ``allowed``; the k best (ties: smaller row)."""
     qm, qm_offsets = _select(q, q_offsets, members)
     nq = qm_offsets.shape[0] - 1
@@ -102,7 +105,7 @@ def chamfer_topk(q: np.ndarray, q_offsets: np.ndarray, members: np.ndarray, toke
     for start in range(0, allowed.shape[0], SCAN_BLOCK):
         block = allowed[start: start + SCAN_BLOCK].astype(np.int64)
         rows = np.tile(block, (nq, 1))
-        s = score_pairs(qm, qm_offsets, tokens, offsets, rows)
+        s = score_pairs(qm, qm_offsets, tokens, offsets, rows, parallel=parallel)
         if s.shape[1] > k:
             part = np.argpartition(-s, k - 1, axis=1)[:, :k]
             s, rows = np.take_along_axis(s, part, axis=1), np.take_along_axis(rows, part, axis=1)

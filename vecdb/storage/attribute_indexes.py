@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +38,9 @@ import pyarrow as pa
 from ..errors import CorruptCollectionError
 from ..filters.attribute_index import AttributeIndex, InvertedIndex, SortedIndex
 from .files import read_arrow, read_npy, verify, write_arrow, write_npy
+
+if TYPE_CHECKING:
+    from .manifest import Segment
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,12 @@ KEY = "attributes_index"
 Index = InvertedIndex | SortedIndex | None
 
 
-def fingerprint(segments: list[dict[str, Any]]) -> list[str]:
+def fingerprint(segments: Sequence[Segment]) -> list[str]:
     """What the saved indexes were built over: the checksum of every segment's attribute file."""
-    return [seg["attributes"]["sha256"] for seg in segments]
+    return [seg.attributes.sha256 for seg in segments]
 
 
-def covers(spec: dict[str, Any] | None, segments: list[dict[str, Any]], rows: int) -> bool:
+def covers(spec: dict[str, Any] | None, segments: Sequence[Segment], rows: int) -> bool:
     """Whether the saved indexes ``spec`` cover exactly these rows (and are in the format read here)."""
     return (isinstance(spec, dict) and spec.get("format") == FORMAT and spec.get("rows") == rows
             and spec.get("segments") == fingerprint(segments))
@@ -83,7 +86,7 @@ def _keys_table(index: InvertedIndex, t: pa.DataType) -> pa.Table | None:
     return pa.table({"key": array, "code": pa.array(codes, pa.int64())})
 
 
-def save(index: AttributeIndex, stem: Path, written: list[Path], segments: list[dict[str, Any]]) -> dict[str, Any]:
+def save(index: AttributeIndex, stem: Path, written: list[Path], segments: Sequence[Segment]) -> dict[str, Any]:
     """Build every column of ``index`` (``build_all``) and write it under ``stem``; return the manifest entry.
 
     Every path written is appended to ``written`` first, so a failed write can remove it.
@@ -214,7 +217,7 @@ def verify_all(root: Path, spec: dict[str, Any]) -> None:
 
 
 def load(root: Path, spec: dict[str, Any] | None, table: pa.Table,
-         segments: list[dict[str, Any]]) -> AttributeIndex | None:
+         segments: Sequence[Segment]) -> AttributeIndex | None:
     """The saved attribute indexes over ``table`` (memory-mapped), or None when there are none or they do
     not cover exactly these rows (then they are built in memory on first use, as without them).
 

@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -80,21 +81,24 @@ def describe_file(path: Path) -> dict:
     return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
-def verify(root: Path, entry: dict) -> Path:
-    """Check a manifest file entry against the disk; return its path or raise CorruptCollectionError."""
-    path = root / entry["file"]
+def verify(root: Path, entry: Any) -> Path:
+    """Check a manifest file entry (a ``FileEntry``, or the same as a dict in the attribute indexes' part
+    of the manifest) against the disk; return its path or raise CorruptCollectionError."""
+    name, size_want, sha_want = ((entry["file"], entry["bytes"], entry["sha256"]) if isinstance(entry, Mapping)
+                                 else (entry.file, entry.bytes, entry.sha256))
+    path = root / name
     if not path.is_file():
         raise CorruptCollectionError(f"collection file {str(path)!r} named in the manifest is missing")
     size = path.stat().st_size
-    if size != entry["bytes"]:
-        raise CorruptCollectionError(f"collection file {str(path)!r} has {size} bytes, manifest says {entry['bytes']}")
+    if size != size_want:
+        raise CorruptCollectionError(f"collection file {str(path)!r} has {size} bytes, manifest says {size_want}")
     digest = sha256_file(path)
-    if digest != entry["sha256"]:
-        raise CorruptCollectionError(f"checksum mismatch for {str(path)!r}: sha256 {digest}, manifest says {entry['sha256']}")
+    if digest != sha_want:
+        raise CorruptCollectionError(f"checksum mismatch for {str(path)!r}: sha256 {digest}, manifest says {sha_want}")
     return path
 
 
-def read_npy(root: Path, entry: dict, *, mmap: bool = True) -> np.ndarray:
+def read_npy(root: Path, entry: Any, *, mmap: bool = True) -> np.ndarray:
     path = verify(root, entry)
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
@@ -102,7 +106,7 @@ def read_npy(root: Path, entry: dict, *, mmap: bool = True) -> np.ndarray:
         raise CorruptCollectionError(f"cannot read {str(path)!r}: {exc}") from exc
 
 
-def read_arrow(root: Path, entry: dict) -> pa.Table:
+def read_arrow(root: Path, entry: Any) -> pa.Table:
     path = verify(root, entry)
     try:
         with pa.memory_map(str(path)) as source:

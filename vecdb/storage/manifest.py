@@ -1,18 +1,31 @@
-"""The manifest: one JSON file that names every file of the current collection version.
+"""The manifest: one JSON file that names every file of a collection version, as typed data.
+
+``Manifest`` and its parts (``FileEntry``, ``Segment``, ``IndexSpec``) are frozen dataclasses with
+``to_json`` / ``from_json``. Reading validates every field: a manifest that does not parse into them is
+a ``CorruptCollectionError`` naming the file and the field, never a ``KeyError`` or ``TypeError``. The
+manifest carries a sha256 of its own canonical JSON (``checksum``), so a flipped bit is caught on open.
 
 Writing a version: data files are written under fresh names and synced, then the manifest is written
 to a temporary file, synced, and renamed over ``manifest.json`` (atomic on POSIX), then the directory
 is synced. Files no manifest names (left by an older version or a crashed write) are removed after.
+
+Format versions: 1 (no checksum, no timestamp / operation) is read as written; 2 adds them.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
 import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
+
+import pyarrow as pa
 
 from ..errors import CorruptCollectionError, NotACollectionError
 from .files import fsync_dir, write_bytes_durable
@@ -21,64 +34,305 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = "vecdb-collection"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+METRICS = ("cosine", "ip", "l2")
 # Files vecdb writes carry a version number; anything else in the directory is never touched.
 _OWNED = re.compile(r"^(seg|deleted|index)-\d{6}.*$|^manifest\.json\.tmp-\d+$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
+class _Reader:
+    """Typed field access over one JSON object; every failure names the file and the field's path."""
+
+    def __init__(self, data: Any, source: str, path: str = ""):
+        self.source, self.path = source, path
+        if not isinstance(data, dict):
+            self.fail(f"expected an object, got {type(data).__name__}")
+        self.data = data
+
+    def fail(self, what: str, key: str | None = None) -> None:
+        field = ".".join(p for p in (self.path, key) if p) or "(top level)"
+        raise CorruptCollectionError(f"manifest {self.source}: field {field!r}: {what}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], *, default: Any = dataclasses.MISSING) -> Any:
+        if key not in self.data:
+            if default is not dataclasses.MISSING:
+                return default
+            self.fail("missing", key)
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if value is None and type(None) in kinds:
+            return None
+        if isinstance(value, bool) and bool not in kinds:
+            self.fail(f"expected {kinds[0].__name__}, got a boolean", key)
+        if not isinstance(value, kinds):
+            self.fail(f"expected {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}", key)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            self.fail(f"expected a non-negative integer, got {value}", key)
+        return value
+
+    def child(self, key: str) -> "_Reader":
+        return _Reader(self.get(key, dict), self.source, f"{self.path}.{key}" if self.path else key)
+
+    def children(self, key: str) -> Iterator["_Reader"]:
+        for i, item in enumerate(self.get(key, list)):
+            yield _Reader(item, self.source, f"{self.path + '.' if self.path else ''}{key}[{i}]")
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEntry:
+    """One file of the collection: its name (in the collection directory), size and sha256."""
+
+    file: str
+    bytes: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "bytes": self.bytes, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, r: _Reader) -> "FileEntry":
+        name, sha = r.get("file", str), r.get("sha256", str)
+        if not _OWNED.match(name) or "/" in name or "\\" in name:
+            r.fail(f"not a collection file name: {name!r}", "file")
+        if not _SHA.match(sha):
+            r.fail(f"not a sha256 digest: {sha!r}", "sha256")
+        return cls(name, r.get("bytes", int), sha)
+
+
+def _entry(r: _Reader, key: str) -> FileEntry | None:
+    return None if r.get(key, (dict, type(None))) is None else FileEntry.from_json(r.child(key))
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """The rows one write added: ids, attributes, and the vector store's files by role
+    (``vectors`` for one vector per row; ``tokens`` and ``offsets`` for sets of vectors)."""
+
+    rows: int
+    ids: FileEntry
+    attributes: FileEntry
+    vectors: Mapping[str, FileEntry]
+
+    ROLES = ("vectors", "tokens", "offsets")
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"rows": self.rows, "ids": self.ids.to_json(), "attributes": self.attributes.to_json()}
+        return out | {role: entry.to_json() for role, entry in self.vectors.items()}
+
+    @classmethod
+    def from_json(cls, r: _Reader) -> "Segment":
+        vectors = {role: FileEntry.from_json(r.child(role)) for role in cls.ROLES if role in r.data}
+        if not vectors:
+            r.fail("no vector files (vectors, or tokens and offsets)")
+        return cls(r.get("rows", int), FileEntry.from_json(r.child("ids")),
+                   FileEntry.from_json(r.child("attributes")), vectors)
+
+    def files(self) -> list[FileEntry]:
+        return [self.ids, self.attributes, *self.vectors.values()]
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexSpec:
+    """A saved vector index: kind, build options, rows covered, its files, and its recall calibration.
+
+    A MUVERA index (``kind == "muvera"``) also has ``data`` (the FDE matrices, one file per build and
+    per later add), ``candidates`` (rows reranked by default) and ``inner`` (the index over the FDEs).
+    """
+
+    kind: str
+    config: Mapping[str, Any]
+    rows: int
+    files: tuple[FileEntry, ...] = ()
+    calibration: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    data: tuple[FileEntry, ...] = ()
+    candidates: int | None = None
+    inner: "IndexSpec | None" = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "muvera":  # the layout format 1 wrote
+            inner = self.inner
+            return {"kind": "muvera", "fde": dict(self.config), "fde_files": [e.to_json() for e in self.data],
+                    "candidates": self.candidates, "rows": self.rows,
+                    "inner": {"kind": inner.kind, "config": dict(inner.config),
+                              "files": [e.to_json() for e in inner.files]}}
+        return {"kind": self.kind, "config": dict(self.config), "rows": self.rows,
+                "files": [e.to_json() for e in self.files], "calibration": dict(self.calibration)}
+
+    @classmethod
+    def from_json(cls, r: _Reader) -> "IndexSpec":
+        kind, rows = r.get("kind", str), r.get("rows", int)
+        if kind == "muvera":
+            ri = r.child("inner")
+            inner = cls(ri.get("kind", str), ri.get("config", dict), rows,
+                        tuple(FileEntry.from_json(e) for e in ri.children("files")))
+            candidates = r.get("candidates", int)
+            if candidates <= 0:
+                r.fail(f"expected a positive integer, got {candidates}", "candidates")
+            return cls(kind, r.get("fde", dict), rows, data=tuple(FileEntry.from_json(e) for e in r.children("fde_files")),
+                       candidates=candidates, inner=inner)
+        return cls(kind, r.get("config", dict), rows, tuple(FileEntry.from_json(e) for e in r.children("files")),
+                   r.get("calibration", dict, default={}))
+
+    def all_files(self) -> list[FileEntry]:
+        return [*self.files, *self.data, *(self.inner.all_files() if self.inner else ())]
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """One committed version of a collection (see the module docstring)."""
+
+    version: int
+    dim: int
+    metric: str
+    schema: pa.Schema
+    next_id: int = 0
+    multivector: bool = False
+    segments: tuple[Segment, ...] = ()
+    deleted: FileEntry | None = None
+    index: IndexSpec | None = None
+    attributes_index: Mapping[str, Any] | None = None  # owned by ``storage/attribute_indexes.py``
+    planner: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    timestamp: float = 0.0
+    operation: str = "create"
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def stored_rows(self) -> int:
+        return sum(seg.rows for seg in self.segments)
+
+    def next(self, operation: str, **changes: Any) -> "Manifest":
+        """The manifest of the version after this one, with ``changes``."""
+        return dataclasses.replace(self, version=self.version + 1, operation=operation, timestamp=time.time(),
+                                   format_version=FORMAT_VERSION, **changes)
+
+    def files(self) -> set[str]:
+        """Every file this version needs."""
+        entries = [e for seg in self.segments for e in seg.files()]
+        entries += [self.deleted] if self.deleted else []
+        entries += self.index.all_files() if self.index else []
+        names = {e.file for e in entries}
+        return names | _attribute_index_files(self.attributes_index)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "format": FORMAT, "format_version": self.format_version, "version": self.version,
+            "dim": self.dim, "metric": self.metric, "next_id": self.next_id,
+            "schema": schema_to_json(self.schema),
+            "segments": [seg.to_json() for seg in self.segments],
+            "deleted": self.deleted.to_json() if self.deleted else None,
+            "index": self.index.to_json() if self.index else None,
+        }
+        if self.multivector:
+            out["multivector"] = True
+        if self.attributes_index is not None:
+            out["attributes_index"] = self.attributes_index
+        if self.planner:
+            out["planner"] = dict(self.planner)
+        if self.format_version >= 2:
+            out["timestamp"], out["operation"] = self.timestamp, self.operation
+            out["checksum"] = _checksum(out)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> "Manifest":
+        r = _Reader(data, source)
+        if r.get("format", str, default=None) != FORMAT:
+            raise NotACollectionError(f"{source} is not a vecdb manifest")
+        fv = r.get("format_version", int)
+        if fv not in READABLE_VERSIONS:
+            r.fail(f"format version {fv}; this vecdb reads {', '.join(map(str, READABLE_VERSIONS))}",
+                   "format_version")
+        if "checksum" in data or fv >= 2:  # a flipped bit anywhere, the version number included
+            stored = r.get("checksum", str)
+            if stored != _checksum(data):
+                raise CorruptCollectionError(f"manifest {source}: checksum mismatch (the file was changed or damaged)")
+        dim, metric = r.get("dim", int), r.get("metric", str)
+        if dim <= 0:
+            r.fail(f"expected a positive dimension, got {dim}", "dim")
+        if metric not in METRICS:
+            r.fail(f"unknown metric {metric!r}", "metric")
+        attrs = r.get("attributes_index", (dict, type(None)), default=None)
+        if attrs is not None:
+            try:
+                _attribute_index_files(attrs)
+            except (KeyError, TypeError, AttributeError) as exc:
+                r.fail(f"malformed ({exc!r})", "attributes_index")
+        return cls(
+            version=r.get("version", int), dim=dim, metric=metric,
+            schema=_schema(r.child("schema")), next_id=r.get("next_id", int),
+            multivector=r.get("multivector", bool, default=False),
+            segments=tuple(Segment.from_json(s) for s in r.children("segments")),
+            deleted=_entry(r, "deleted"),
+            index=None if r.get("index", (dict, type(None))) is None else IndexSpec.from_json(r.child("index")),
+            attributes_index=attrs, planner=r.get("planner", dict, default={}),
+            timestamp=float(r.get("timestamp", (int, float), default=0.0)),
+            operation=r.get("operation", str, default=""), format_version=fv)
+
+
+def _checksum(data: dict[str, Any]) -> str:
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _attribute_index_files(spec: Mapping[str, Any] | None) -> set[str]:
+    if not spec:
+        return set()
+    names = set()
+    for column in spec["columns"].values():
+        for value in column.values():
+            if isinstance(value, dict) and "file" in value:
+                names.add(value["file"])
+    return names
+
+
+def schema_to_json(schema: pa.Schema) -> dict[str, Any]:
+    return {
+        "arrow_ipc": base64.b64encode(schema.serialize().to_pybytes()).decode(),
+        "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema],
+    }
+
+
+def _schema(r: _Reader) -> pa.Schema:
+    try:
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(r.get("arrow_ipc", str), validate=True)))
+    except (ValueError, pa.ArrowException) as exc:
+        r.fail(f"not a serialised Arrow schema ({exc})", "arrow_ipc")
+        raise  # unreachable: fail raises
+
+
+def read_manifest(root: Path) -> Manifest:
     path = root / MANIFEST
     if not root.is_dir():
         raise NotACollectionError(f"{str(root)!r} is not a vecdb collection (no such directory)")
     if not path.is_file():
         raise NotACollectionError(f"{str(root)!r} is not a vecdb collection (no {MANIFEST})")
     try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CorruptCollectionError(f"manifest {str(path)!r} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise NotACollectionError(f"{str(path)!r} is not a vecdb manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise CorruptCollectionError(
-            f"{str(path)!r} has format version {manifest.get('format_version')!r}; "
-            f"this vecdb reads version {FORMAT_VERSION}")
-    return manifest
+    return Manifest.from_json(data, repr(str(path)))
 
 
-def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(root: Path, manifest: Manifest) -> None:
     """Atomically make ``manifest`` the current version, then remove files it no longer names."""
-    tmp = root / f"{MANIFEST}.tmp-{manifest['version']}"
+    tmp = root / f"{MANIFEST}.tmp-{manifest.version}"
     if tmp.exists():
         tmp.unlink()
-    write_bytes_durable(tmp, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    write_bytes_durable(tmp, json.dumps(manifest.to_json(), indent=1, sort_keys=True).encode())
     os.replace(tmp, root / MANIFEST)  # the commit point: from here on the new version is the current one
     try:
         fsync_dir(root)
     except OSError as exc:
-        log.error("could not sync directory %s after committing version %s: %s",
-                  root, manifest["version"], exc)
-    collect_garbage(root, manifest)
+        log.error("could not sync directory %s after committing version %s: %s", root, manifest.version, exc)
+    collect_garbage(root, manifest.files())
 
 
-def referenced_files(manifest: dict[str, Any]) -> set[str]:
-    names: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "file" in node and "sha256" in node:
-                names.add(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(manifest)
-    return names
-
-
-def collect_garbage(root: Path, manifest: dict[str, Any]) -> None:
-    keep = referenced_files(manifest)
+def collect_garbage(root: Path, keep: set[str]) -> None:
+    """Remove the files vecdb owns in ``root`` that are not in ``keep``."""
     for path in root.iterdir():
         if _OWNED.match(path.name) and path.name not in keep:
             try:

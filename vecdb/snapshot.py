@@ -1,0 +1,192 @@
+"""One committed version of a collection, as one immutable object: everything a search reads.
+
+A ``Snapshot`` holds the typed manifest, the ids and their order, the live mask, the attribute table
+(and its attribute indexes, made once on first use), the vector store with its index, and the planner's
+configuration. Nothing in it changes after it is made: a writer makes the next snapshot beside it and
+the collection publishes that with one reference swap once the commit is durable (Lucene's
+``SearcherManager``). ``search`` / ``get`` / ``explain`` take the current snapshot once and read only it,
+so a search running while a writer commits answers from the version it started on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import DuplicateIdError, SchemaError, UnknownIdError
+from .filters import Expr, parse
+from .filters.attribute_index import AttributeIndex, RowSet
+from .planner import PlannerConfig
+from .storage.manifest import Manifest
+from .vectors import as_ids
+from .vectorstore import VectorStore
+
+
+def unknown_column(name: str, names: Sequence[str]) -> Exception:
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; columns are {list(names)}"
+    return SchemaError(f"unknown column {name!r}{hint}")
+
+
+class _Attributes:
+    """The attribute indexes of one snapshot's table, made (or grown from the previous snapshot's) once,
+    on the first filter, under a lock of their own; and the filters bound to them."""
+
+    def __init__(self, table: pa.Table, base: AttributeIndex | None, bound: dict[Expr, Any]):
+        self._table, self._base, self.bound = table, base, bound
+        self._index: AttributeIndex | None = base if base is not None and base.n == table.num_rows else None
+        self._lock = threading.Lock()
+
+    def index(self) -> AttributeIndex:
+        index = self._index
+        if index is None:
+            with self._lock:
+                if self._index is None:
+                    base = self._base
+                    self._index = AttributeIndex(self._table) if base is None else base.extended(self._table)
+                    self._base = None
+                index = self._index
+        return index
+
+    def made(self) -> AttributeIndex | None:
+        """The index if it exists already (without making it)."""
+        return self._index if self._index is not None else self._base
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Snapshot:
+    """Everything one version of a collection holds; see the module docstring. Use ``Collection.snapshot``."""
+
+    root: Path
+    manifest: Manifest
+    ids: np.ndarray          # user id of each stored row
+    live: np.ndarray         # False where a row is deleted
+    table: pa.Table          # attributes, one row per stored row
+    store: VectorStore       # the vectors and their index
+    planner: PlannerConfig
+    attributes: _Attributes = dataclasses.field(repr=False)
+    id_order: np.ndarray = dataclasses.field(init=False, repr=False)
+    id_sorted: np.ndarray = dataclasses.field(init=False, repr=False)
+    n_live: int = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        order = np.argsort(self.ids, kind="stable")
+        object.__setattr__(self, "id_order", order)
+        object.__setattr__(self, "id_sorted", self.ids[order])
+        object.__setattr__(self, "n_live", int(np.count_nonzero(self.live)))
+        for array in (self.ids, self.live, order, self.id_sorted):
+            array.flags.writeable = False
+
+    @classmethod
+    def make(cls, root: Path, manifest: Manifest, ids: np.ndarray, live: np.ndarray, table: pa.Table,
+             store: VectorStore, *, attributes: AttributeIndex | None = None,
+             bound: dict[Expr, Any] | None = None) -> "Snapshot":
+        """A snapshot; ``attributes``: saved or previous attribute indexes to use or grow, ``bound``: the
+        previous snapshot's bound filters (valid while the schema is the same)."""
+        return cls(root, manifest, ids, live, table, store, PlannerConfig(**manifest.planner),
+                   _Attributes(table, attributes, {} if bound is None else bound))
+
+    def successor(self, manifest: Manifest, *, ids: np.ndarray | None = None, live: np.ndarray | None = None,
+                  table: pa.Table | None = None, store: VectorStore | None = None,
+                  attributes: AttributeIndex | None = None) -> "Snapshot":
+        """The snapshot of the version after this one: what changed is given, the rest carried over."""
+        table = self.table if table is None else table
+        same_schema = table.schema == self.table.schema
+        base = attributes if attributes is not None else self.attributes.made() if same_schema else None
+        return Snapshot.make(self.root, manifest, self.ids if ids is None else ids,
+                             self.live if live is None else live, table,
+                             self.store if store is None else store, attributes=base,
+                             bound=self.attributes.bound if same_schema and attributes is None else None)
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.manifest.schema
+
+    @property
+    def stored(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def index(self) -> Any:
+        return self.store.index
+
+    # ----------------------------------------------------------------- ids and rows
+    def rows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers of ``ids`` and a mask of which are present (and not deleted)."""
+        if self.id_sorted.size == 0:
+            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+        pos = np.clip(np.searchsorted(self.id_sorted, ids), 0, self.id_sorted.size - 1)
+        rows = self.id_order[pos]
+        return rows, (self.id_sorted[pos] == ids) & self.live[rows]
+
+    def new_ids(self, ids: Any, n: int) -> np.ndarray:
+        """The ids of ``n`` new rows: the next free ones, or the caller's, checked unique and unused."""
+        if ids is None:
+            return np.arange(self.manifest.next_id, self.manifest.next_id + n, dtype=np.int64)
+        new_ids = as_ids(ids, n)
+        _, present = self.rows_of(new_ids)
+        if present.any():
+            raise DuplicateIdError(f"ids already present in the collection: {new_ids[present][:10].tolist()}")
+        if self.id_sorted.size:  # a deleted id may not come back through add either: its old row holds it
+            pos = np.clip(np.searchsorted(self.id_sorted, new_ids), 0, self.id_sorted.size - 1)
+            taken = self.id_sorted[pos] == new_ids
+            if taken.any():
+                raise DuplicateIdError(f"ids used by deleted rows: {new_ids[taken][:10].tolist()}")
+        return new_ids
+
+    def check_columns(self, columns: Sequence[str] | None) -> list[str]:
+        names = self.schema.names if columns is None else list(columns)
+        for name in names:
+            if name not in self.schema.names:
+                raise unknown_column(name, self.schema.names)
+        return names
+
+    def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:
+        """Rows by id, in the order given (``Collection.get``)."""
+        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        rows, found = self.rows_of(ids)
+        if not found.all():
+            raise UnknownIdError(f"unknown id(s): {ids[~found][:10].tolist()}")
+        names = self.check_columns(columns)
+        out = {"id": pa.array(ids)}
+        if with_vectors:
+            out[self.store.column] = self.store.vectors_of(rows)
+        if names:
+            taken = self.table.select(names).take(pa.array(rows))
+            out.update((name, taken.column(name)) for name in names)
+        return pa.table(out)
+
+    # ----------------------------------------------------------------- filters
+    def attribute_index(self) -> AttributeIndex:
+        return self.attributes.index()
+
+    def select(self, where: Any) -> RowSet:
+        """Rows passing ``where`` (anything ``parse`` takes), deleted ones included, as a ``RowSet``."""
+        expr = parse(where)
+        if expr is None:
+            return RowSet.all(self.stored)
+        index = self.attributes.index()
+        bound = self.attributes.bound.get(expr)
+        if bound is None:
+            bound = self.attributes.bound[expr] = index.bind(expr)
+        return index.select(bound)
+
+    def live_selection(self, expr: Expr | None) -> RowSet | None:
+        """The live rows passing ``expr``; None when that is every stored row (nothing to filter)."""
+        if expr is None and self.n_live == self.stored:
+            return None
+        selected = self.select(expr)
+        if self.n_live < self.stored:
+            selected = selected & self.live
+        return None if selected.count == self.stored else selected

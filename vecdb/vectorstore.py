@@ -1,0 +1,223 @@
+"""Vector stores: what a collection's rows hold, with the index over them. One protocol, two kinds:
+
+- ``DenseStore``: one vector per row (a float32 matrix, memory-mapped segments), any index kind;
+- ``multivector.store.MultiStore``: a set of vectors per row, MUVERA encodings and an exact Chamfer rerank.
+
+A store is immutable: ``appended`` / ``built`` / ``optimized`` return a new store, and an index is never
+changed once a search may read it (``optimized`` adds rows to a copy loaded from the committed files).
+The collection holds one store per snapshot; named vector fields (several stores per row) slot in as a
+mapping of field name to store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from . import planner
+from .calibration import calibrate
+from .errors import InvalidParameterError
+from .filters.attribute_index import RowSet
+from .indexes.base import Hits, VectorIndex, index_class
+from .storage.files import describe_file, read_npy, verify
+from .storage.manifest import FileEntry, IndexSpec, Manifest
+from .vectors import as_matrix
+
+# What a store's ``built`` / ``optimized`` return beside the new store: a function that saves the index
+# under a stem (``index-NNNNNN``), appending every path it writes to a list, and returns its spec.
+IndexSaver = Callable[[Path, list], IndexSpec]
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """Validated rows for a write: ``n`` rows and the arrays a segment stores, by file role."""
+
+    n: int
+    arrays: Mapping[str, np.ndarray]
+
+
+class VectorStore(Protocol):
+    """The vectors of every stored row, and the index over them."""
+
+    kind: ClassVar[str]     # "dense" | "multi"
+    column: ClassVar[str]   # name of the vectors column in ``get``
+    dim: int
+    metric: str
+    index: VectorIndex | None
+
+    @property
+    def rows(self) -> int: ...
+
+    def encode(self, vectors: Any) -> Batch:
+        """Validate (and normalise, for cosine) user vectors for a write; raises before anything is written."""
+
+    def appended(self, batch: Batch, spec: IndexSpec | None) -> "VectorStore":
+        """This store with ``batch`` appended (``spec``: the index spec committed with it)."""
+
+    def index_spec_after_add(self, spec: IndexSpec | None, batch: Batch, stem: Path, written: list) -> IndexSpec | None:
+        """The index spec of the version that adds ``batch`` (files it writes go under ``stem``)."""
+
+    def built(self, kind: str, options: dict[str, Any]) -> tuple["VectorStore", IndexSaver]:
+        """A new index of ``kind`` over every row, and its saver."""
+
+    def optimized(self, root: Path, spec: IndexSpec) -> tuple["VectorStore", IndexSaver] | None:
+        """The index extended by the rows added since it was built (None if it covers every row)."""
+
+    def vectors_of(self, rows: np.ndarray) -> pa.Array:
+        """The vectors of ``rows`` as an Arrow column."""
+
+    def index_info(self, spec: IndexSpec | None) -> dict[str, Any] | None: ...
+
+    def prepare_queries(self, queries: Any) -> Any:
+        """Validated queries; ``len()`` of the result is the number of queries."""
+
+    def search_params(self, params: Mapping[str, Any]) -> planner.SearchParams: ...
+
+    def search(self, snapshot: Any, queries: Any, members: Sequence[int], k: int, selection: RowSet | None,
+               matches: int, params: planner.SearchParams, *, pool: bool,
+               describe: dict[str, Any] | None = None) -> tuple[planner.Plan, Hits]:
+        """Plan and run one filter group (``members`` of ``queries``), among ``selection`` (None: every
+        stored row). ``pool``: on a worker thread (kernels that start threads of their own must not run).
+        ``describe``: explain fields to put on the plan. Returns the plan and the hits in row space."""
+
+
+def index_options(cls: type, options: dict[str, Any], what: str, extra: Sequence[str] = ()) -> None:
+    """Refuse build options ``cls`` does not take, listing those it does."""
+    accepted = [n for n, p in inspect.signature(cls.__init__).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown option(s) {unknown} for {what}; expected {', '.join([*accepted, *extra]) or 'none'}")
+
+
+def load_index(root: Path, spec: IndexSpec, dim: int, metric: str, vectors: np.ndarray) -> VectorIndex:
+    paths = [verify(root, entry) for entry in spec.files]
+    return index_class(spec.kind).load(paths, dim, metric, dict(spec.config), vectors[: spec.rows])
+
+
+class _Buffer:
+    """Room to append rows in place: rows below ``used`` never change (older stores view them), so a
+    store may append only when it holds exactly ``used`` rows; capacity doubles (O(n) copies in all)."""
+
+    def __init__(self, array: np.ndarray, used: int):
+        self.array, self.used = array, used
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DenseStore:
+    """One float32 vector per row; the index (any kind) covers rows ``0 .. index_rows - 1`` and the rows
+    added since are scanned exactly beside it until ``optimize``."""
+
+    kind: ClassVar[str] = "dense"
+    column: ClassVar[str] = "vector"
+
+    dim: int
+    metric: str
+    vectors: np.ndarray
+    index: VectorIndex | None = None
+    calibration: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    _buffer: _Buffer | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def rows(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def index_rows(self) -> int:
+        return self.index.ntotal if self.index is not None else 0
+
+    @classmethod
+    def load(cls, root: Path, manifest: Manifest) -> "DenseStore":
+        parts = [read_npy(root, seg.vectors["vectors"]).view(np.ndarray) for seg in manifest.segments]
+        vectors = (parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else
+                   np.empty((0, manifest.dim), np.float32))
+        spec = manifest.index
+        index = None if spec is None else load_index(root, spec, manifest.dim, manifest.metric, vectors)
+        return cls(manifest.dim, manifest.metric, vectors, index, dict(spec.calibration) if spec else {})
+
+    # ----------------------------------------------------------------- writing
+    def encode(self, vectors: Any) -> Batch:
+        x = as_matrix(vectors, self.dim, unit=self.metric == "cosine")
+        return Batch(x.shape[0], {"vectors": x})
+
+    def index_spec_after_add(self, spec: IndexSpec | None, batch: Batch, stem: Path, written: list) -> IndexSpec | None:
+        return spec  # the new rows are scanned beside the index until ``optimize``
+
+    def appended(self, batch: Batch, spec: IndexSpec | None) -> "DenseStore":
+        x = batch.arrays["vectors"]
+        n, m = self.rows, x.shape[0]
+        buf = self._buffer
+        if buf is None or buf.used != n or buf.array.shape[0] < n + m or not np.shares_memory(buf.array[:1], self.vectors[:1]):
+            buf = _Buffer(np.empty((max(n + m, 2 * n, 1024), self.dim), dtype=np.float32), n)
+            buf.array[:n] = self.vectors
+        buf.array[n:n + m] = x
+        buf.used = n + m
+        return dataclasses.replace(self, vectors=buf.array[: n + m], _buffer=buf)
+
+    def built(self, kind: str, options: dict[str, Any]) -> tuple["DenseStore", IndexSaver]:
+        cls = index_class(kind)
+        index_options(cls, options, f"index {kind!r}")
+        index = cls(self.dim, self.metric, **options)
+        index.build(self.vectors)
+        calibration = calibrate(index, self.vectors, self.metric)
+        return dataclasses.replace(self, index=index, calibration=calibration), self._saver(index, calibration)
+
+    def optimized(self, root: Path, spec: IndexSpec) -> tuple["DenseStore", IndexSaver] | None:
+        if self.index is None or spec.rows == self.rows:
+            return None
+        index = load_index(root, spec, self.dim, self.metric, self.vectors)  # a copy no search reads
+        index.add(self.vectors[spec.rows:])
+        return dataclasses.replace(self, index=index), self._saver(index, self.calibration)
+
+    @staticmethod
+    def _saver(index: VectorIndex, calibration: Mapping[str, Any]) -> IndexSaver:
+        def save(stem: Path, written: list) -> IndexSpec:
+            paths = index.save(stem)
+            written += paths
+            return IndexSpec(index.kind, index.config(), index.ntotal,
+                             tuple(file_entry(describe_file(p)) for p in paths), dict(calibration))
+        return save
+
+    # ----------------------------------------------------------------- reading
+    def vectors_of(self, rows: np.ndarray) -> pa.Array:
+        vec = np.ascontiguousarray(self.vectors[rows], dtype=np.float32)
+        return pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), self.dim)
+
+    def index_info(self, spec: IndexSpec | None) -> dict[str, Any] | None:
+        if spec is None or self.index is None:
+            return None
+        return {"kind": spec.kind, "config": dict(spec.config), "rows": spec.rows, "device": self.index.device}
+
+    def prepare_queries(self, queries: Any) -> np.ndarray:
+        return as_matrix(queries, self.dim, what="queries", unit=self.metric == "cosine")
+
+    def search_params(self, params: Mapping[str, Any]) -> planner.SearchParams:
+        return planner.SearchParams.parse(params, self.index)
+
+    def plain_ready(self, k: int, n_live: int) -> bool:
+        """An unfiltered search would run the approximate index as is: nothing deleted, no rows beyond it."""
+        return (self.index is not None and not self.index.exact and n_live == self.rows
+                and self.index_rows == self.rows and self.rows >= k)
+
+    def search(self, snapshot: Any, queries: np.ndarray, members: Sequence[int], k: int, selection: RowSet | None,
+               matches: int, params: planner.SearchParams, *, pool: bool,
+               describe: dict[str, Any] | None = None) -> tuple[planner.Plan, Hits]:
+        plan = planner.choose(index=self.index, matches=matches, total=snapshot.n_live, k=k,
+                              filtered=selection is not None, params=params, config=snapshot.planner,
+                              calibration=self.calibration, **(describe or {}))
+        if describe is not None:
+            return plan, Hits.empty(0, k)
+        hits = planner.run(plan, vectors=self.vectors, index=self.index, index_rows=self.index_rows,
+                           queries=queries[members], k=k, selection=selection, metric=self.metric,
+                           config=snapshot.planner)
+        return plan, hits
+
+
+def file_entry(described: Mapping[str, Any]) -> FileEntry:
+    """A manifest entry from what ``storage.files`` returns for a file it wrote."""
+    return FileEntry(described["file"], described["bytes"], described["sha256"])
