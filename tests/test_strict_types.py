@@ -310,7 +310,8 @@ def value_allowed(v, source: pa.DataType, target: pa.DataType) -> bool:
             return lo <= v <= hi
         return abs(v) <= (2**24 if pa.types.is_float32(target) else 2**53)  # Arrow's exact-integer range
     if pa.types.is_floating(source):
-        return pa.types.is_float64(target) or math.isnan(v) or float(np.float32(v)) == v
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: not equal
+            return pa.types.is_float64(target) or math.isnan(v) or float(np.float32(v)) == v
     if pa.types.is_date64(source):
         return v == v  # Python dates are whole days
     if pa.types.is_timestamp(source):
