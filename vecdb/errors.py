@@ -63,3 +63,18 @@ class UnknownIdError(VecdbError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
         return str(self.args[0]) if self.args else ""
+
+
+class StorageError(VecdbError, OSError):
+    """A collection file that could not be written or synced: a full disk, a quota, an I/O error.
+
+    An ``OSError`` whose ``errno``, ``strerror`` and ``filename`` are the underlying failure's (``errno.ENOSPC``
+    for a full disk), raised ``from`` it; the partial file the write created is already removed.
+    """
+
+    def __init__(self, errno: int, strerror: str, filename: str | None = None, *, action: str = "write"):
+        super().__init__(errno, strerror, filename)
+        self.action = action
+
+    def __str__(self) -> str:
+        return f"cannot {self.action} {self.filename!r}: {self.strerror} [errno {self.errno}]"

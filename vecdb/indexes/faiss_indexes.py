@@ -6,7 +6,9 @@ IVF goes through the device seam (GPU when present); FAISS has no GPU HNSW, so H
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,7 +16,8 @@ from typing import Any, ClassVar
 import faiss
 import numpy as np
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, StorageError
+from ..storage.files import write_stream_durable
 from .base import Hits, check_metric, pop_params, register
 from .device import resolve_device, to_cpu, to_gpu
 
@@ -78,8 +81,20 @@ class _FaissIndex:
         return D, I
 
     def save(self, path: Path) -> list[Path]:
+        """Stream the index through Python into a new fsynced file. Not ``faiss.write_index(index, path)``:
+        FAISS only prints a failed ``fclose`` (the last buffered bytes on a full disk) and returns, leaving
+        a short file; through Python every failed write is a ``StorageError`` with its errno."""
         path = path.with_suffix(self._file_suffix)
-        faiss.write_index(to_cpu(self.index), str(path))
+        index = to_cpu(self.index)
+        try:
+            write_stream_durable(path, lambda f: faiss.write_index(index, faiss.PyCallbackIOWriter(f.write)))
+        except RuntimeError as exc:  # FAISS' own I/O checks ("write error in ...: (No space left on device)")
+            path.unlink(missing_ok=True)
+            message = str(exc)
+            if not any(s in message for s in ("write error", "fwrite", "could not open", "No space left")):
+                raise
+            code = errno.ENOSPC if "No space left on device" in message else errno.EIO
+            raise StorageError(code, os.strerror(code), str(path)) from exc
         return [path]
 
     @classmethod

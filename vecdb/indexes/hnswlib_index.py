@@ -7,12 +7,15 @@ hot path; so this index reports ``filters_inside = False`` and the planner post-
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any, ClassVar
 
 import hnswlib
 import numpy as np
 
+from ..errors import StorageError
+from ..storage.files import describe_file, storage_error
 from .base import Hits, check_metric, pop_params, register
 
 
@@ -73,8 +76,25 @@ class HnswlibIndex:
         return hits
 
     def save(self, path: Path) -> list[Path]:
+        """hnswlib's ``save_index`` checks none of its writes (a full disk leaves a short file and no
+        error), so the file is read back once with hnswlib's own size check; a short file is removed and
+        reported as a ``StorageError`` (errno EIO: the OS's errno is lost inside hnswlib)."""
         path = path.with_suffix(".hnswlib")
-        self.index.save_index(str(path))
+        try:
+            self.index.save_index(str(path))
+            hnswlib.Index(space="l2" if self.metric == "l2" else "ip", dim=self.dim).load_index(str(path), max_elements=0)
+        except RuntimeError as exc:
+            path.unlink(missing_ok=True)
+            raise StorageError(errno.EIO, f"hnswlib wrote a short or unreadable file ({exc})",
+                               str(path)) from exc
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise storage_error(exc, path) from exc
+        try:
+            describe_file(path)  # fsync: hnswlib does not
+        except StorageError:
+            path.unlink(missing_ok=True)
+            raise
         return [path]
 
     @classmethod

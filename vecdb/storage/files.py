@@ -2,37 +2,76 @@
 
 A collection version becomes visible only when its manifest is swapped in (``manifest.py``), so a crash
 at any point before the swap leaves the previous version whole.
+
+Every writer here raises ``StorageError`` (an ``OSError`` keeping the failure's ``errno``: ENOSPC for a
+full disk, EFBIG past a file size limit) chained from the original, and removes the file it created.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from ..errors import CorruptCollectionError
+from ..errors import CorruptCollectionError, StorageError
+
+
+def storage_error(exc: OSError, path: Path | str, action: str = "write") -> StorageError:
+    """``exc`` as a ``StorageError`` on ``path`` (errno EIO where the OS gave none); raise it ``from exc``."""
+    return StorageError(exc.errno if exc.errno is not None else errno.EIO, exc.strerror or str(exc),
+                        str(path), action=action)
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise storage_error(exc, path, "sync the directory") from exc
+
+
+@contextlib.contextmanager
+def new_file(path: Path) -> Iterator[BinaryIO]:
+    """A new file (never an existing one) to write, flushed and fsynced on leaving. Any failure removes
+    what was created; an ``OSError`` (here or in the body) comes out as a ``StorageError``."""
+    try:
+        f = open(path, "xb")
+    except OSError as exc:  # nothing created (an existing file is left alone)
+        raise storage_error(exc, path, "create") from exc
+    try:
+        with f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise storage_error(exc, path) from exc
+        raise
 
 
 def write_bytes_durable(path: Path, data: bytes) -> None:
     """Write ``data`` to a new file and fsync it (the directory is synced by the manifest swap)."""
-    with open(path, "xb") as f:
+    with new_file(path) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+
+
+def write_stream_durable(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """A new file filled by ``write(f)`` (an engine's serialiser writing through Python), then fsynced."""
+    with new_file(path) as f:
+        write(f)
 
 
 def sha256_file(path: Path) -> str:
@@ -57,11 +96,9 @@ class _HashingWriter(io.RawIOBase):
 
 def write_npy(path: Path, array: np.ndarray) -> dict:
     """Stream ``array`` to a new ``.npy`` file, fsync it, and describe it for the manifest."""
-    with open(path, "xb") as f:
+    with new_file(path) as f:
         out = _HashingWriter(f)
         np.lib.format.write_array(out, np.ascontiguousarray(array), allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
     return {"file": path.name, "bytes": out.size, "sha256": out.sha.hexdigest()}
 
 
@@ -76,9 +113,12 @@ def write_arrow(path: Path, table: pa.Table) -> dict:
 
 def describe_file(path: Path) -> dict:
     """Manifest entry for a file some engine wrote itself (an index file): its name, size and checksum."""
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    try:
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    except OSError as exc:
+        raise storage_error(exc, path, "sync") from exc
 
 
 def verify(root: Path, entry: Any) -> Path:
