@@ -197,8 +197,10 @@ def _value_set(info: _Column, values: tuple[Scalar, ...]) -> tuple[pa.Array, pa.
         return pa.array(fits, info.value_type), None
     if info.kind == "float":  # only the numbers a double holds exactly can equal an element
         cast = None if pa.types.is_float64(info.value_type) else pa.float64()
-        exact = [numbers.member("float", info.value_type, v) for v in values]
-        return pa.array([v for v in exact if v is not None], pa.float64()), cast
+        exact = [m for m in (numbers.member("float", info.value_type, v) for v in values) if m is not None]
+        if 0.0 in exact:  # -0.0 = 0.0, but Arrow's hash lookup tells them apart
+            exact += [0.0, -0.0]
+        return pa.array(exact, pa.float64()), cast
     if info.kind == "date":  # a timestamp equals a date only at midnight
         days = []
         for s in scalars:

@@ -32,8 +32,8 @@ columns). Numbers are ASCII digits only, may be negative and have a fraction and
 number with ``.`` or ``e`` is a float); integer literals have at most 4,000 digits. ``--`` starts a
 comment that runs to the end of the line.
 
-Limits: at most ``MAX_DEPTH`` (2,000) levels of parentheses and NOT, and a tree at most 2,000 nodes
-deep; long flat AND / OR chains have no limit. Every rejected input raises ``FilterError`` (a
+Limits: a tree at most ``MAX_DEPTH`` (2,000) nodes deep (NOT, and AND / OR nested in one another)
+and at most 4,000 nested parentheses and NOTs; long flat AND / OR chains have no limit. Every rejected input raises ``FilterError`` (a
 ``ValueError``) carrying the character offset where the parser stopped and what it expected there.
 
 Semantics (SQL's, as DuckDB and PostgreSQL implement them): a comparison with NULL is NULL, AND /
@@ -294,8 +294,8 @@ class _Parser:
 
     def nest(self) -> None:
         self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise self.error(f"filter too deeply nested (at most {MAX_DEPTH} levels of parentheses and NOT)")
+        if self.depth > 2 * MAX_DEPTH:  # NOT (...) is two levels here, one node
+            raise self.error(f"filter too deeply nested (at most {2 * MAX_DEPTH} nested parentheses and NOTs)")
 
     def not_expr(self) -> Expr:
         if self.at_keyword("NOT"):
