@@ -175,7 +175,7 @@ ERROR_CASES: list[tuple[str, int, str]] = [
     ("2020abc = x", 0, "invalid number '2020abc'"),
     ("x = 1.2.3", 4, "invalid number"),
     ("x = 1e", 6, "exponent"),
-    ("a", 1, "expected a comparison operator"),
+    ("a 1", 2, "expected a comparison operator"),
     ("a b", 2, "expected a comparison operator"),
     ("= 1", 0, "expected a column"),
     ("NOT", 3, "expected a column"),
@@ -377,12 +377,11 @@ def test_expr_has_no_truth_value() -> None:
         (lambda: col("a") == None, FilterError),  # noqa: E711
         (lambda: col("a") == float("nan"), FilterError),
         (lambda: col("a") == [1, 2], FilterError),
-        (lambda: col("a") == col("b"), TypeError),
         (lambda: col("a").isin("abc"), FilterError),
         (lambda: col("a").isin([1, None]), FilterError),
         (lambda: col(""), TypeError),
         (lambda: (col("a") == 1) & True, TypeError),
-        (lambda: Compare("a", "==", 1), FilterError),
+        (lambda: Compare("a", "=~", 1), FilterError),
         (lambda: And((Compare("a", "=", 1),)), FilterError),
     ],
 )

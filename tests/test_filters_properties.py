@@ -137,10 +137,10 @@ def reference(expr: Expr, row: dict[str, Any]) -> bool | None:
         return (row[expr.column] is None) != expr.negated
     x = row[expr.column]
     if isinstance(expr, In):
+        if x is None:  # x IN () / x NOT IN () are NULL for a NULL x, as in DuckDB
+            return None
         if not expr.values:
             return expr.negated
-        if x is None:
-            return None
         return (x in [_lit(v, expr.column) for v in expr.values]) != expr.negated
     if x is None:
         return None

@@ -16,15 +16,20 @@ from typing import Any
 
 from vecdb.errors import FilterError
 from vecdb.filters.ast import (
+    MAX_DEPTH,
     And,
     Between,
+    ColumnCompare,
     Compare,
     Contains,
     ContainsAll,
     ContainsAny,
     Expr,
     In,
+    IsBool,
     IsNull,
+    Length,
+    Like,
     Not,
     Or,
     Scalar,
@@ -35,10 +40,12 @@ from vecdb.filters.json_tree import from_tree, loads
 from vecdb.filters.sql import parse_sql
 
 __all__ = [
+    "MAX_DEPTH",
     "And",
     "Between",
     "BoundFilter",
     "Column",
+    "ColumnCompare",
     "Compare",
     "Contains",
     "ContainsAll",
@@ -46,7 +53,10 @@ __all__ = [
     "Expr",
     "FilterError",
     "In",
+    "IsBool",
     "IsNull",
+    "Length",
+    "Like",
     "Not",
     "Or",
     "Scalar",

@@ -11,13 +11,18 @@ else on first use:
 ``AttributeIndex.select(bound)`` walks the bound filter's AST in SQL's three-valued logic, carrying
 for each node the rows that are TRUE (a ``RowSet``: row numbers while few, a bool mask otherwise) and,
 only under a NOT, the rows that are UNKNOWN (NULL). An AND lists its cheapest operands and tests the
-surviving rows against range operands by rank instead of listing the ranges. Leaves no index can
-answer (string ranges, NaN-holding floats) fall back to pyarrow for that leaf alone. ``estimate``
-gives a selectivity from the same structures without evaluating anything (for ``explain``).
+surviving rows against range operands by rank instead of listing the ranges. Numbers compare exactly
+(``vecdb.filters.numbers``: int64 / uint64 values are never rounded to floats; NaN sorts above every
+number and equals itself). LIKE is answered from the distinct values: a literal prefix (``'abc%'``) is a
+range of the sorted values, any other pattern is matched once per distinct value. Leaves no index can
+answer (string ranges, column-to-column comparisons, list lengths) fall back to pyarrow for that leaf
+alone. A row set never holds a row twice. ``estimate`` gives a selectivity from the same structures
+without evaluating anything (for ``explain``).
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from typing import Any
 
@@ -26,8 +31,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecdb.errors import FilterError
-from vecdb.filters.ast import And, Between, Compare, Contains, ContainsAll, ContainsAny, Expr, In, IsNull, Not, Or
-from vecdb.filters.evaluate import BoundFilter, _Binder, _Column, _scalar, bind
+from vecdb.filters import numbers
+from vecdb.filters.ast import (And, Between, ColumnCompare, Compare, Contains, ContainsAll, ContainsAny, Expr, In,
+                               IsBool, IsNull, Length, Like, Not, Or)
+from vecdb.filters.evaluate import BoundFilter, _Binder, _Column, _scalar, bind, deep
+from vecdb.filters.like import like_prefix, like_regex, successor
 
 Tri = tuple["RowSet", "np.ndarray | None"]  # (TRUE rows, UNKNOWN rows mask or None)
 
@@ -60,6 +68,7 @@ class InvertedIndex:
     offsets: np.ndarray
     rows: np.ndarray
     nulls: np.ndarray | None
+    _sorted: tuple[list, np.ndarray] | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, array: pa.Array) -> "InvertedIndex":
@@ -116,6 +125,36 @@ class InvertedIndex:
         code = self.keys.get(value)
         return 0 if code is None else int(self.offsets[code + 1] - self.offsets[code])
 
+    def sorted_keys(self) -> tuple[list, np.ndarray]:
+        """The (string) keys in code-point order, with their codes; made on first use."""
+        if self._sorted is None:
+            pairs = sorted(self.keys.items())
+            self._sorted = [k for k, _ in pairs], np.array([c for _, c in pairs], dtype=np.int64)
+        return self._sorted
+
+    def like_codes(self, expr: Like) -> np.ndarray:
+        """Codes of the keys ``expr``'s pattern matches (ignoring NOT): a prefix is a range of the
+        sorted keys, another pattern is matched once per key."""
+        keys, codes = self.sorted_keys()
+        prefix = None if expr.case_insensitive else like_prefix(expr.pattern, expr.escape)
+        if prefix is not None:
+            text, exact = prefix
+            if exact:
+                code = self.keys.get(text)
+                return np.array([] if code is None else [code], dtype=np.int64)
+            end = successor(text)
+            lo = bisect.bisect_left(keys, text)
+            hi = len(keys) if end is None else bisect.bisect_left(keys, end)
+            return codes[lo:hi]
+        if not keys:
+            return codes
+        hit = pc.match_substring_regex(pa.array(keys, pa.string()), pattern=like_regex(expr.pattern, expr.escape),
+                                       ignore_case=expr.case_insensitive)
+        return codes[np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)]
+
+    def rows_of_codes(self, codes: np.ndarray, n: int) -> "RowSet":
+        return _union([self.rows[self.offsets[c]: self.offsets[c + 1]] for c in codes.tolist()], n)
+
 
 @dataclasses.dataclass
 class SortedIndex:
@@ -133,24 +172,24 @@ class SortedIndex:
         if pa.types.is_dictionary(t):
             array, t = array.dictionary_decode(), t.value_type
         if pa.types.is_date32(t) or pa.types.is_date64(t) or pa.types.is_timestamp(t):
-            numbers = pc.cast(pc.cast(array, pa.int64()) if not pa.types.is_date32(t) else pc.cast(array, pa.int32()),
+            nums = pc.cast(pc.cast(array, pa.int64()) if not pa.types.is_date32(t) else pc.cast(array, pa.int32()),
                               pa.int64())
         elif pa.types.is_floating(t):
-            numbers = pc.cast(array, pa.float64())
+            nums = pc.cast(array, pa.float64())
+        elif pa.types.is_uint64(t):
+            nums = array  # kept unsigned: values past int64's range stay exact
         else:
-            numbers = pc.cast(array, pa.int64())
+            nums = pc.cast(array, pa.int64())
         nulls = _null_mask(array)
         valid_rows = np.flatnonzero(~nulls) if nulls is not None else np.arange(len(array))
-        vals = numbers.drop_null().to_numpy(zero_copy_only=False)
-        if vals.dtype.kind == "f" and np.isnan(vals).any():
-            return None  # NaN ordering differs between numpy and Arrow: leave this column to pyarrow
-        order = np.argsort(vals, kind="stable")
+        vals = nums.drop_null().to_numpy(zero_copy_only=False)
+        order = np.argsort(vals, kind="stable")  # NaN sorts last: above every number, as in SQL
         return cls(vals[order], valid_rows[order], nulls, t)
 
     def extended(self, array: pa.Array, start: int) -> "SortedIndex | None":
         """A new index: this one's rows (``0 .. start - 1``) and ``array``'s as rows ``start ..`` (after an
         add). Two sorted runs merged by a stable sort: equal values stay in row order, as a rebuild
-        would leave them. None when the new rows hold NaN (the column is then left to pyarrow)."""
+        would leave them."""
         new = SortedIndex.build(array)
         if new is None:
             return None
@@ -170,15 +209,22 @@ class SortedIndex:
         value = scalar.as_py()
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
-    def positions(self, low: Any, low_inclusive: bool, high: Any, high_inclusive: bool) -> tuple[int, int]:
-        """``values[start:stop]`` are the values in the range (None: unbounded on that side)."""
-        a = 0 if low is None else int(np.searchsorted(self.values, low, "left" if low_inclusive else "right"))
-        b = len(self.values) if high is None else int(np.searchsorted(self.values, high,
-                                                                      "right" if high_inclusive else "left"))
+    def positions(self, sides: numbers.Sides) -> tuple[int, int]:
+        """``values[start:stop]`` are the values satisfying ``sides`` (``vecdb.filters.numbers``; NaN,
+        sorted last, is in the span exactly when no side bounds it from above)."""
+        if isinstance(sides, bool):
+            return 0, len(self.values) if sides else 0
+        a, b = 0, len(self.values)
+        convert = self.values.dtype.type
+        for op, v in sides:
+            if op in (">=", ">"):
+                a = max(a, int(np.searchsorted(self.values, convert(v), "left" if op == ">=" else "right")))
+            else:
+                b = min(b, int(np.searchsorted(self.values, convert(v), "right" if op == "<=" else "left")))
         return a, max(a, b)
 
-    def range(self, low: Any, low_inclusive: bool, high: Any, high_inclusive: bool) -> np.ndarray:
-        a, b = self.positions(low, low_inclusive, high, high_inclusive)
+    def range(self, sides: numbers.Sides) -> np.ndarray:
+        a, b = self.positions(sides)
         return self.rows[a:b]
 
     def rank_by_row(self) -> np.ndarray:
@@ -189,9 +235,6 @@ class SortedIndex:
             rank[self.rows] = np.arange(len(self.rows), dtype=rank.dtype)
             self._rank = rank
         return self._rank
-
-
-_RANGES = {"=": (True, True), "<": (None, False), "<=": (None, True), ">": (False, None), ">=": (True, None)}
 
 
 class AttributeIndex:
@@ -209,7 +252,10 @@ class AttributeIndex:
         self._bounds_of: dict[Expr, tuple | None] = {}  # range leaf -> its bounds, see ``_bounds``
 
     def _key(self, info: _Column, value: Any) -> Any:
-        """``value`` as a key of ``info``'s inverted index (the binder converts each literal once)."""
+        """``value`` as a key of ``info``'s inverted index (the binder converts each literal once).
+        Numbers stay Python numbers: a dict compares ints and floats exactly."""
+        if info.kind in ("int", "float") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
         return self._binder.scalar(info, value).as_py()
 
     def _bounds(self, expr: Between | Compare, info: _Column, index: SortedIndex) -> tuple | None:
@@ -268,7 +314,8 @@ class AttributeIndex:
 
     def select(self, bound: BoundFilter) -> "RowSet":
         """The filter's rows (NULL -> False) as a ``RowSet``: sorted row numbers when few pass."""
-        return self._eval(bound.expr, False)[0]
+        with deep(bound.expr):
+            return self._eval(bound.expr, False)[0]
 
     def _fallback(self, expr: Expr) -> Tri:
         result = bind(expr, self.table.schema).evaluate_arrow(self.table)
@@ -292,10 +339,22 @@ class AttributeIndex:
             nulls = _null_mask(_array(self.table.column(expr.column)))
             nulls = np.zeros(self.n, bool) if nulls is None else nulls
             return RowSet(self.n, mask=~nulls if expr.negated else nulls), None
+        if isinstance(expr, Between) and expr.symmetric:
+            return self._eval(expr.asymmetric(), unknown)
+        if isinstance(expr, (ColumnCompare, Length)):
+            return self._fallback(expr)
         info = self._binder.column(expr.column)
-        if isinstance(expr, In) and not expr.values:  # x IN () is false, x NOT IN () true, even for NULL
-            return (RowSet.all(self.n) if expr.negated else RowSet.none(self.n)), None
+        if isinstance(expr, In) and not expr.values:  # non-NULL: IN () false, NOT IN () true; NULL: NULL
+            nulls = _null_mask(_array(self.table.column(expr.column)))
+            if not expr.negated:
+                true = RowSet.none(self.n)
+            else:
+                true = RowSet.all(self.n) if nulls is None else RowSet(self.n, mask=~nulls)
+            return true, nulls if unknown else None
         index = self.column(expr.column)
+        if isinstance(expr, IsBool) and isinstance(index, InvertedIndex):  # never NULL
+            true = RowSet(self.n, rows=index.lookup(expr.value))
+            return (RowSet(self.n, mask=~true.mask) if expr.negated else true), None
         if index is None:
             return self._fallback(expr)
         rows = self._rows(expr, info, index)
@@ -331,7 +390,8 @@ class AttributeIndex:
 
     def _range_leaf(self, expr: Expr) -> "_RangeLeaf | None":
         """``expr`` as a not-yet-listed range when it is a positive comparison on a sorted column."""
-        if not isinstance(expr, (Between, Compare)) or (isinstance(expr, Compare) and expr.op == "!="):
+        if not isinstance(expr, (Between, Compare)) or (isinstance(expr, Compare) and expr.op == "!=") \
+                or (isinstance(expr, Between) and expr.symmetric):
             return None
         info = self._binder.column(expr.column)
         index = self.column(expr.column)
@@ -340,7 +400,7 @@ class AttributeIndex:
         bounds = self._bounds(expr, info, index)
         if bounds is None:
             return None
-        return _RangeLeaf(index, *index.positions(*bounds), self.n)
+        return _RangeLeaf(index, *index.positions(bounds), self.n)
 
     def _rows(self, expr: Expr, info: _Column, index: InvertedIndex | SortedIndex) -> tuple["RowSet", bool] | None:
         """(rows matching the positive form of ``expr``, whether to negate) or None (fallback)."""
@@ -358,19 +418,25 @@ class AttributeIndex:
                 keys = list(dict.fromkeys(self._key(info, v) for v in values))
                 rows = _union([index.lookup(key) for key in keys], n)
                 return rows, isinstance(expr, In) and expr.negated
+            if isinstance(expr, Like):
+                return index.rows_of_codes(index.like_codes(expr), n), expr.negated
             return None
         if isinstance(expr, (Between, Compare)):
             bounds = self._bounds(expr, info, index)
             if bounds is None:
                 return None
-            return RowSet.unsorted(n, index.range(*bounds)), isinstance(expr, Compare) and expr.op == "!="
+            return RowSet.unsorted(n, index.range(bounds)), isinstance(expr, Compare) and expr.op == "!="
         if isinstance(expr, In):
             parts = []
-            for v in dict.fromkeys(index.number(_scalar(info, v)) for v in expr.values):
-                if v is None:
+            for v in dict.fromkeys(_member(info, index, v) for v in expr.values):
+                if v is _MISSING:
                     return None
-                parts.append(index.range(v, True, v, True))
-            return RowSet.unsorted(n, np.concatenate(parts)), expr.negated
+                if v is not None:
+                    parts.append(index.range(((">=", v), ("<=", v))))
+            if not parts:
+                return RowSet.none(n), expr.negated
+            rows = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))  # a row once, however listed
+            return RowSet.unsorted(n, rows), expr.negated
         return None
 
     # ------------------------------------------------------------------ estimation
@@ -378,15 +444,23 @@ class AttributeIndex:
         """Estimated fraction of rows passing, from counts in the indexes (independence for AND/OR)."""
         if self.n == 0:
             return 0.0
+        with deep(expr):
+            return self._estimate(expr)
+
+    def _estimate(self, expr: Expr) -> float:
+        if isinstance(expr, (ColumnCompare, Length, Like, IsBool)):
+            return 1.0 / 3.0
+        if isinstance(expr, Between) and expr.symmetric:
+            return self._estimate(expr.asymmetric())
         if isinstance(expr, Or):
             miss = 1.0
             for op in expr.operands:
-                miss *= 1.0 - self.estimate(op)
+                miss *= 1.0 - self._estimate(op)
             return 1.0 - miss
         if isinstance(expr, And):
-            return float(np.prod([self.estimate(op) for op in expr.operands]))
+            return float(np.prod([self._estimate(op) for op in expr.operands]))
         if isinstance(expr, Not):
-            return 1.0 - self.estimate(expr.operand)
+            return 1.0 - self._estimate(expr.operand)
         try:
             index = self.column(expr.column) if not isinstance(expr, IsNull) else None
             info = self._binder.column(expr.column)
@@ -408,18 +482,38 @@ class AttributeIndex:
         return 1.0 / 3.0
 
 
-def _range_bounds(expr: Between | Compare, info: _Column, index: SortedIndex) -> tuple | None:
-    """(low, low inclusive, high, high inclusive) of the positive form (``!=`` -> ``=``), None when the
-    literal cannot be compared exactly in the index's number space."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _member(info: _Column, index: SortedIndex, value: Any) -> Any:
+    """An IN value in the index's number space; None when no value can equal it, _MISSING when the index
+    cannot tell (pyarrow decides)."""
+    if info.kind in ("int", "float") and _is_number(value):
+        return numbers.member(info.kind, info.value_type, value)
+    number = index.number(_scalar(info, value))
+    return _MISSING if number is None else number
+
+
+def _range_bounds(expr: Between | Compare, info: _Column, index: SortedIndex) -> numbers.Sides | None:
+    """The ``Sides`` of the positive form (``!=`` -> ``=``) in the index's number space, None when the
+    literal cannot be compared exactly there."""
+    if info.kind in ("int", "float"):
+        if isinstance(expr, Between):
+            if not (_is_number(expr.low) and _is_number(expr.high)):
+                return None
+            return numbers.between_sides(info.kind, info.value_type, expr.low, expr.high)  # type: ignore[arg-type]
+        if not _is_number(expr.value):
+            return None
+        return numbers.sides(info.kind, info.value_type, "=" if expr.op == "!=" else expr.op, expr.value)  # type: ignore[arg-type]
     if isinstance(expr, Between):
         low, high = index.number(_scalar(info, expr.low)), index.number(_scalar(info, expr.high))
-        return None if low is None or high is None else (low, True, high, True)
+        return None if low is None or high is None else ((">=", low), ("<=", high))
     value = index.number(_scalar(info, expr.value))
     if value is None:
         return None
-    low_inc, high_inc = _RANGES["=" if expr.op == "!=" else expr.op]
-    return (value if low_inc is not None else None, bool(low_inc),
-            value if high_inc is not None else None, bool(high_inc))
+    op = "=" if expr.op == "!=" else expr.op
+    return ((">=", value), ("<=", value)) if op == "=" else ((op, value),)
 
 
 class RowSet:

@@ -5,6 +5,7 @@ its methods, gives a filter node (``vecdb.filters.ast``)::
 
     (col("year") >= 2020) & col("categories").contains("cs.LG") & ~col("title").is_null()
     col("primary_category").isin(["cs.CL", "cs.CV"]) | col("n_authors").between(3, 5)
+    col("title").like("Deep%") & (col("categories").len() >= 2) & (col("year") < col("month"))
 
 Python evaluates ``a & b == c`` as ``a & (b == c)``, so parenthesise comparisons.
 """
@@ -15,13 +16,17 @@ from typing import Any, Iterable
 
 from vecdb.filters.ast import (
     Between,
+    ColumnCompare,
     Compare,
     Contains,
     ContainsAll,
     ContainsAny,
     Expr,
     In,
+    IsBool,
     IsNull,
+    Length,
+    Like,
 )
 
 
@@ -46,7 +51,9 @@ class Column:
 
     def _compare(self, op: str, value: Any) -> Expr:
         if isinstance(value, Column):
-            raise TypeError(f"comparing two columns ({self.name} {op} {value.name}) is not supported")
+            return ColumnCompare(self.name, op, value.name)
+        if isinstance(value, ListLength):
+            raise TypeError(f"comparing a column with {value!r} is not supported")
         return Compare(self.name, op, value)
 
     def __eq__(self, value: Any) -> Expr:  # type: ignore[override]
@@ -77,9 +84,45 @@ class Column:
         """``column NOT IN (values)``; NULL stays NULL (excluded), an empty list matches every row."""
         return In(self.name, values, True)  # type: ignore[arg-type]
 
-    def between(self, low: Any, high: Any) -> Expr:
-        """``column BETWEEN low AND high`` (inclusive)."""
-        return Between(self.name, low, high)
+    def between(self, low: Any, high: Any, *, symmetric: bool = False) -> Expr:
+        """``column BETWEEN [SYMMETRIC] low AND high`` (inclusive; symmetric: either order)."""
+        return Between(self.name, low, high, symmetric)
+
+    def like(self, pattern: str, *, escape: str | None = None) -> Expr:
+        """``column LIKE pattern``: ``%`` any run of characters, ``_`` one character."""
+        return Like(self.name, pattern, False, False, escape)
+
+    def not_like(self, pattern: str, *, escape: str | None = None) -> Expr:
+        """``column NOT LIKE pattern``."""
+        return Like(self.name, pattern, True, False, escape)
+
+    def ilike(self, pattern: str, *, escape: str | None = None) -> Expr:
+        """``column ILIKE pattern`` (LIKE ignoring case)."""
+        return Like(self.name, pattern, False, True, escape)
+
+    def not_ilike(self, pattern: str, *, escape: str | None = None) -> Expr:
+        """``column NOT ILIKE pattern``."""
+        return Like(self.name, pattern, True, True, escape)
+
+    def is_true(self) -> Expr:
+        """``column IS TRUE`` (NULL rows: false)."""
+        return IsBool(self.name, True)
+
+    def is_false(self) -> Expr:
+        """``column IS FALSE`` (NULL rows: false)."""
+        return IsBool(self.name, False)
+
+    def is_not_true(self) -> Expr:
+        """``column IS NOT TRUE`` (NULL rows: true)."""
+        return IsBool(self.name, True, True)
+
+    def is_not_false(self) -> Expr:
+        """``column IS NOT FALSE`` (NULL rows: true)."""
+        return IsBool(self.name, False, True)
+
+    def len(self) -> "ListLength":
+        """The number of elements of a list column, to compare with a number: ``col("c").len() >= 2``."""
+        return ListLength(self.name)
 
     def is_null(self) -> Expr:
         """``column IS NULL``."""
@@ -100,6 +143,46 @@ class Column:
     def contains_all(self, values: Iterable[Any]) -> Expr:
         """The list column holds every one of ``values``."""
         return ContainsAll(self.name, values)  # type: ignore[arg-type]
+
+
+class ListLength:
+    """``len(column)`` in the builder: comparing it with a number gives a ``Length`` filter."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"col({self.name!r}).len()"
+
+    def __bool__(self) -> bool:
+        raise TypeError(f"{self!r} has no truth value; compare it with a number, e.g. {self!r} >= 2")
+
+    def _compare(self, op: str, value: Any) -> Expr:
+        if isinstance(value, (Column, ListLength)):
+            raise TypeError(f"comparing {self!r} with {value!r} is not supported; compare it with a number")
+        return Length(self.name, op, value)
+
+    def __eq__(self, value: Any) -> Expr:  # type: ignore[override]
+        return self._compare("=", value)
+
+    def __ne__(self, value: Any) -> Expr:  # type: ignore[override]
+        return self._compare("!=", value)
+
+    def __lt__(self, value: Any) -> Expr:
+        return self._compare("<", value)
+
+    def __le__(self, value: Any) -> Expr:
+        return self._compare("<=", value)
+
+    def __gt__(self, value: Any) -> Expr:
+        return self._compare(">", value)
+
+    def __ge__(self, value: Any) -> Expr:
+        return self._compare(">=", value)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def col(name: str) -> Column:

@@ -7,15 +7,19 @@ of the column's type. ``BoundFilter.evaluate(table)`` then runs only pyarrow.com
 
 Semantics are SQL's three-valued logic: a comparison with NULL is NULL, AND/OR are Kleene,
 ``NOT NULL`` is NULL, and the final mask maps NULL to False. List membership on a NULL list is
-NULL; NULL elements inside a list are ignored. ``x IN ()`` is always false, ``x NOT IN ()``
-always true. Dictionary-encoded columns are evaluated on the dictionary, then gathered.
+NULL; NULL elements inside a list are ignored (DuckDB's ``list_contains``). ``x IN ()`` is false
+and ``x NOT IN ()`` true for a non-NULL ``x``, NULL for a NULL one (as in DuckDB). Numbers compare
+exactly and NaN is greater than every number and equal to itself (``vecdb.filters.numbers``).
+Dictionary-encoded columns are evaluated on the dictionary, then gathered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -24,21 +28,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecdb.errors import FilterError
+from vecdb.filters import numbers
 from vecdb.filters.ast import (
     And,
     Between,
+    ColumnCompare,
     Compare,
     Contains,
     ContainsAll,
     ContainsAny,
     Expr,
     In,
+    IsBool,
     IsNull,
+    Length,
+    Like,
     Not,
     Or,
     Scalar,
+    deep_recursion,
     literal_sql,
 )
+from vecdb.filters.like import like_regex
 
 Data = Union[pa.Table, pa.RecordBatch]
 Bools = Union[pa.Array, pa.ChunkedArray]
@@ -53,6 +64,16 @@ _COMPARE = {
     ">=": pc.greater_equal,
 }
 _NULL_BOOL = pa.scalar(None, pa.bool_())
+_SHALLOW = 64  # trees at most this deep are walked without raising the recursion limit
+
+
+def deep(expr: Expr) -> contextlib.AbstractContextManager[None]:
+    """``deep_recursion()`` for a deep tree, a no-op for the usual shallow one."""
+    return deep_recursion() if expr.depth > _SHALLOW else contextlib.nullcontext()
+
+
+def _is_number(value: Scalar) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 _MAX_SCALARS = 65536  # literals a binder remembers before it starts over
 
 
@@ -130,15 +151,15 @@ def _scalar(info: _Column, value: Scalar) -> pa.Scalar:
     """``value`` as an Arrow scalar comparable with the column (pyarrow casts the rest)."""
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     try:
-        if info.kind == "int" and is_number:
-            if isinstance(value, int):
-                try:
+        if info.kind in ("int", "float") and is_number:  # a stand-in: comparisons use ``numbers``
+            if info.kind == "int" and isinstance(value, int):
+                lo, hi = numbers.int_range(info.value_type)
+                if lo <= value <= hi:
                     return pa.scalar(value, info.value_type)
-                except (ValueError, OverflowError):  # out of the column's range: compare as float
-                    pass
-            return pa.scalar(float(value), pa.float64())
-        if info.kind == "float" and is_number:
-            return pa.scalar(float(value), pa.float64())
+            try:
+                return pa.scalar(float(value), pa.float64())
+            except OverflowError:
+                return pa.scalar(math.copysign(math.inf, value), pa.float64())
         if info.kind == "bool" and isinstance(value, bool):
             return pa.scalar(value, pa.bool_())
         if info.kind == "string" and isinstance(value, str):
@@ -174,9 +195,12 @@ def _value_set(info: _Column, values: tuple[Scalar, ...]) -> tuple[pa.Array, pa.
             except (ValueError, OverflowError):
                 pass
         return pa.array(fits, info.value_type), None
-    if info.kind == "float":
+    if info.kind == "float":  # only the numbers a double holds exactly can equal an element
         cast = None if pa.types.is_float64(info.value_type) else pa.float64()
-        return pa.array([s.as_py() for s in scalars], pa.float64()), cast
+        exact = [m for m in (numbers.member("float", info.value_type, v) for v in values) if m is not None]
+        if 0.0 in exact:  # -0.0 = 0.0, but Arrow's hash lookup tells them apart
+            exact += [0.0, -0.0]
+        return pa.array(exact, pa.float64()), cast
     if info.kind == "date":  # a timestamp equals a date only at midnight
         days = []
         for s in scalars:
@@ -257,6 +281,49 @@ def _membership(chunk: pa.Array, values: pa.Array, cast: pa.DataType | None, req
     return pa.array(out)
 
 
+def _sides_mask(a: pa.Array, sides: numbers.Sides, t: pa.DataType, is_float: bool) -> pa.Array:
+    """Where ``a`` (ints of type ``t``, or floats) satisfies ``sides`` (``vecdb.filters.numbers``)."""
+    if isinstance(sides, bool):
+        return _null_where_null(a, pa.array(np.full(len(a), sides)))
+    result = None
+    for op, v in sides:
+        part = _COMPARE[op](a, pa.scalar(v, pa.float64() if is_float else t))
+        result = part if result is None else pc.and_kleene(result, part)
+    if is_float and not numbers.bounded_above(sides):  # NaN is above every number
+        result = pc.or_kleene(result, pc.is_nan(a))
+    return result
+
+
+def _numeric_kernel(info: "_Column", op: str, sides: numbers.Sides, lengths: bool = False) -> Kernel:
+    """``op`` is ``!=`` when ``sides`` hold the ``=`` and the result is to be negated."""
+    is_float = info.kind == "float" and not lengths
+    t = pa.int64() if lengths else info.value_type
+
+    def fn(a: pa.Array) -> pa.Array:
+        if lengths:
+            a = pc.cast(pc.list_value_length(a), pa.int64())
+        hit = _sides_mask(a, sides, t, is_float)
+        return pc.invert(hit) if op == "!=" else hit
+
+    return lambda data: _apply(data.column(info.name), fn)
+
+
+def _like_kernel(info: "_Column", expr: Like) -> Kernel:
+    regex = like_regex(expr.pattern, expr.escape)
+
+    def fn(a: pa.Array) -> pa.Array:
+        hit = pc.match_substring_regex(a, pattern=regex, ignore_case=expr.case_insensitive)
+        return pc.invert(hit) if expr.negated else hit
+
+    return lambda data: _apply(data.column(info.name), fn)
+
+
+def _whole(column: Bools) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return column
+
+
 class _Binder:
     """Turns an expression into a kernel, validating it against the schema."""
 
@@ -324,15 +391,49 @@ class _Binder:
             return lambda data: pc.invert(inner(data))
         if isinstance(expr, Compare):
             info = self.scalar_column(expr.column, f"'{expr.op}'")
-            fn, scalar = _COMPARE[expr.op], self.scalar(info, expr.value)
+            scalar = self.scalar(info, expr.value)  # validates the literal against the column
+            if info.kind in ("int", "float") and _is_number(expr.value):
+                op = "=" if expr.op == "!=" else expr.op
+                return _numeric_kernel(info, expr.op, numbers.sides(info.kind, info.value_type, op, expr.value))
+            fn = _COMPARE[expr.op]
             return lambda data: _apply(data.column(info.name), lambda a: fn(a, scalar))
         if isinstance(expr, Between):
+            if expr.symmetric:
+                return self.bind(expr.asymmetric())
             info = self.scalar_column(expr.column, "BETWEEN")
             low, high = self.scalar(info, expr.low), self.scalar(info, expr.high)
+            if info.kind in ("int", "float") and _is_number(expr.low) and _is_number(expr.high):
+                bounds = numbers.between_sides(info.kind, info.value_type, expr.low, expr.high)  # type: ignore[arg-type]
+                return _numeric_kernel(info, "BETWEEN", bounds)
             return lambda data: _apply(
                 data.column(info.name),
                 lambda a: pc.and_kleene(pc.greater_equal(a, low), pc.less_equal(a, high)),
             )
+        if isinstance(expr, Like):
+            info = self.scalar_column(expr.column, "LIKE")
+            if info.kind != "string":
+                raise FilterError(f"LIKE needs a string column, but '{info.name}' is a {info.describe} column")
+            return _like_kernel(info, expr)
+        if isinstance(expr, IsBool):
+            info = self.scalar_column(expr.column, "IS TRUE / IS FALSE")
+            if info.kind != "bool":
+                raise FilterError(f"IS [NOT] TRUE|FALSE needs a boolean column, but '{info.name}' is a "
+                                  f"{info.describe} column")
+            value = pa.scalar(expr.value)
+
+            def is_bool(data: Data) -> Bools:
+                hit = pc.fill_null(pc.equal(data.column(info.name), value), False)
+                return pc.invert(hit) if expr.negated else hit
+
+            return is_bool
+        if isinstance(expr, Length):
+            info = self.column(expr.column)
+            if not info.is_list:
+                raise FilterError(f"len() needs a list column, but '{info.name}' is a {info.describe} column")
+            op = "=" if expr.op == "!=" else expr.op
+            return _numeric_kernel(info, expr.op, numbers.sides("int", pa.int64(), op, expr.value), lengths=True)
+        if isinstance(expr, ColumnCompare):
+            return self.bind_columns(expr)
         if isinstance(expr, IsNull):
             self.column(expr.column)
             test = pc.is_valid if expr.negated else pc.is_null
@@ -353,8 +454,10 @@ class _Binder:
     def bind_in(self, expr: In) -> Kernel:
         info = self.scalar_column(expr.column, "IN (...)")
         value_set = self.value_set(info, expr.values)
-        if not expr.values:
-            return lambda data: pa.array(np.full(data.num_rows, expr.negated))
+        if not expr.values:  # NULL stays NULL, as in DuckDB
+            return lambda data: _apply(
+                data.column(info.name), lambda a: _null_where_null(a, pa.array(np.full(len(a), expr.negated)))
+            )
 
         def is_in(a: pa.Array) -> pa.Array:
             values, cast = value_set()
@@ -362,6 +465,40 @@ class _Binder:
             return _null_where_null(a, pc.invert(hit) if expr.negated else hit)
 
         return lambda data: _apply(data.column(info.name), is_in)
+
+    def bind_columns(self, expr: ColumnCompare) -> Kernel:
+        left = self.scalar_column(expr.left, f"'{expr.op}'")
+        try:
+            right = self.scalar_column(expr.right, f"'{expr.op}'")
+        except FilterError as exc:
+            if expr.right in self.schema.names:
+                raise
+            raise FilterError(f"{exc} (double quotes name a column; write a string in single quotes: "
+                              f"{expr.left} {expr.op} {literal_sql(expr.right)})") from None
+        kinds = {left.kind, right.kind}
+        if kinds <= {"int", "float"}:
+            return lambda data: numbers.compare_columns(
+                expr.op, _whole(data.column(left.name)).dictionary_decode()
+                if pa.types.is_dictionary(left.type) else _whole(data.column(left.name)),
+                _whole(data.column(right.name)).dictionary_decode()
+                if pa.types.is_dictionary(right.type) else _whole(data.column(right.name)),
+            )
+        if len(kinds) > 1 and kinds != {"date", "timestamp"}:
+            raise FilterError(f"cannot compare {left.describe} column '{left.name}' with {right.describe} "
+                              f"column '{right.name}'")
+        fn = _COMPARE[expr.op]
+
+        def compare(data: Data) -> Bools:
+            a, b = _whole(data.column(left.name)), _whole(data.column(right.name))
+            a = a.dictionary_decode() if pa.types.is_dictionary(a.type) else a
+            b = b.dictionary_decode() if pa.types.is_dictionary(b.type) else b
+            if pa.types.is_date(a.type) and pa.types.is_timestamp(b.type):
+                a = pc.cast(a, b.type)
+            elif pa.types.is_timestamp(a.type) and pa.types.is_date(b.type):
+                b = pc.cast(b, a.type)
+            return fn(a, b)
+
+        return compare
 
     def bind_membership(self, expr: Contains | ContainsAny) -> Kernel:
         info = self.column(expr.column)
@@ -397,7 +534,8 @@ class BoundFilter:
         self.expr = expr
         self.schema = schema
         self.columns: frozenset[str] = expr.columns()
-        self._kernel = (binder or _Binder(schema)).bind(expr)
+        with deep(expr):
+            self._kernel = (binder or _Binder(schema)).bind(expr)
 
     def __repr__(self) -> str:
         return f"BoundFilter({self.expr.to_sql()!r})"
@@ -413,7 +551,8 @@ class BoundFilter:
     def evaluate_arrow(self, table: Data) -> pa.BooleanArray:
         """The three-valued result: a boolean array of ``table.num_rows`` with NULLs."""
         self._check(table)
-        result = self._kernel(table)
+        with deep(self.expr):
+            result = self._kernel(table)
         if isinstance(result, pa.ChunkedArray):
             result = result.combine_chunks() if result.num_chunks else pa.array([], pa.bool_())
         return result
@@ -421,7 +560,9 @@ class BoundFilter:
     def evaluate(self, table: Data) -> np.ndarray:
         """A C-contiguous numpy bool mask of ``table.num_rows`` (NULL counts as False)."""
         self._check(table)
-        mask = pc.fill_null(self._kernel(table), False).to_numpy(zero_copy_only=False)
+        with deep(self.expr):
+            result = self._kernel(table)
+        mask = pc.fill_null(result, False).to_numpy(zero_copy_only=False)
         return np.ascontiguousarray(mask, dtype=bool)
 
 
