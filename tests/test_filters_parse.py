@@ -233,7 +233,9 @@ def test_parse_dispatch() -> None:
     assert parse(e) is e
     assert parse({"eq": ["a", 1]}) == e
     assert parse('  {"eq": ["a", 1]}') == e
-    assert parse([{"eq": ["a", 1]}, {"eq": ["b", 2]}]) == And((e, Compare("b", "=", 2)))
+    with pytest.raises(FilterError, match="one filter per query"):  # a Python list is one filter per query
+        parse([{"eq": ["a", 1]}, {"eq": ["b", 2]}])
+    assert parse('[{"eq": ["a", 1]}, {"eq": ["b", 2]}]') == And((e, Compare("b", "=", 2)))  # JSON text: AND
     assert parse('[{"eq": ["a", 1]}]') == e
     with pytest.raises(TypeError, match="a filter must be"):
         parse(5)  # type: ignore[arg-type]
@@ -301,7 +303,7 @@ def test_json_single_operand_and_not_list() -> None:
         ({"or": [{"eq": ["a", 1]}, {"bogus": 1}]}, "unknown filter node 'bogus' at filter.or[1]"),
         ({"eq": ["a", 1], "ne": ["a", 2]}, "an object with one key"),
         ({}, "an object with one key"),
-        ([], "an empty list is not a filter"),
+        ([], "one filter per query"),  # a Python list is one filter per query, never one filter
     ],
 )
 def test_json_errors(tree: object, message: str) -> None:

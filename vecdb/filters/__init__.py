@@ -80,16 +80,24 @@ def parse(where: Any) -> Expr | None:
     """Any accepted form of a filter -> ``Expr``, or ``None`` for no filter.
 
     ``None``, ``""`` (or only whitespace) and the JSON text ``"null"`` mean no filter; an
-    ``Expr`` is returned as is; a ``dict`` is a JSON tree and a ``list`` the AND of the trees
-    it holds; a ``str`` starting with ``{`` or ``[`` is the JSON text of a tree, any other
-    string a SQL-like WHERE clause. Strings are parsed once and cached.
+    ``Expr`` is returned as is; a ``dict`` is a JSON tree; a ``str`` starting with ``{`` or ``[``
+    is the JSON text of a tree (a JSON array: the AND of the trees it holds), any other string a
+    SQL-like WHERE clause. Strings are parsed once and cached.
+
+    A Python ``list`` or ``tuple`` is never one filter: given as ``where`` to ``search`` / ``explain``
+    it holds one filter per query, so ``parse`` refuses it (``FilterError``); combine the filters of
+    one query with ``AND``, ``&`` or ``{"and": [...]}``.
     Raises ``FilterError`` for a malformed filter and ``TypeError`` for any other type.
     """
     if where is None or isinstance(where, Expr):
         return where
     if isinstance(where, str):
         return _parse_text(where)
-    if isinstance(where, (dict, list)):
+    if isinstance(where, (list, tuple)):
+        raise FilterError(
+            f"a list of {len(where)} filters is one filter per query (search, explain); to combine filters "
+            f"for one query use AND, '&' or {{\"and\": [...]}}")
+    if isinstance(where, dict):
         return from_tree(where)
     raise TypeError(
         f"a filter must be a SQL-like string, a JSON tree (dict), an Expr or None, "

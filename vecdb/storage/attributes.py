@@ -282,9 +282,21 @@ def _value_error(name: str, column: pa.ChunkedArray, target: pa.DataType) -> Sch
 
 def merge_schema(schema: pa.Schema, table: pa.Table) -> pa.Schema:
     """The schema after a first batch of attributes arrives in a collection that had none."""
-    if len(schema) == 0:
-        return table.schema.remove_metadata()
+    if len(schema) == 0:  # logical types: large and view variants are storage details
+        return pa.schema([pa.field(f.name, _plain_type(f.type), f.nullable) for f in table.schema])
     return schema
+
+
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_large_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+        return pa.list_(_plain_type(t.value_type))
+    if pa.types.is_list(t):
+        return pa.list_(_plain_type(t.value_type))
+    return t
 
 
 def encode_for_disk(table: pa.Table) -> pa.Table:

@@ -232,7 +232,7 @@ class Manifest:
             out["planner"] = dict(self.planner)
         if self.format_version >= 2:
             out["timestamp"], out["operation"] = self.timestamp, self.operation
-            out["checksum"] = _checksum(out)
+            out["checksum"] = checksum(out)
         return out
 
     @classmethod
@@ -246,7 +246,7 @@ class Manifest:
                    "format_version")
         if "checksum" in data or fv >= 2:  # a flipped bit anywhere, the version number included
             stored = r.get("checksum", str)
-            if stored != _checksum(data):
+            if stored != checksum(data):
                 raise CorruptCollectionError(f"manifest {source}: checksum mismatch (the file was changed or damaged)")
         dim, metric = r.get("dim", int), r.get("metric", str)
         if dim <= 0:
@@ -271,7 +271,8 @@ class Manifest:
             operation=r.get("operation", str, default=""), format_version=fv)
 
 
-def _checksum(data: dict[str, Any]) -> str:
+def checksum(data: dict[str, Any]) -> str:
+    """The sha256 of a manifest's canonical JSON without its own ``checksum`` field."""
     body = {k: v for k, v in data.items() if k != "checksum"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
