@@ -79,12 +79,14 @@ def test_failed_write_keeps_previous_version(tmp_path, monkeypatch, target, oper
     monkeypatch.undo()
     assert calls["n"] == 1
     assert coll.version == version and len(coll) == 50
+    assert not (coll.root / f"manifest-{version + 1:06d}.json").exists()  # the failed version left no record
     reopened = vecdb.open(coll.root)
     assert reopened.version == version and len(reopened) == 50
     np.testing.assert_array_equal(reopened.search(query, k=5).ids, before.ids)
     # nothing the failed write made is left behind once the next write succeeds
     reopened.add(rng.normal(size=(1, 8)), {"g": [0]})
-    named = manifest.read_manifest(coll.root).files() | {"manifest.json"}
+    current = manifest.read_manifest(coll.root)
+    named = manifest.retained_files(coll.root, current) | {"manifest.json", "writer.lock", "writer.pid"}
     assert {p.name for p in coll.root.iterdir()} == named
 
 

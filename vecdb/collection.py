@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -28,37 +29,111 @@ import numpy as np
 import pyarrow as pa
 
 from . import planner
-from .errors import CollectionExistsError, InvalidParameterError, SchemaError
+from .errors import (ClosedCollectionError, CollectionExistsError, CorruptCollectionError, InvalidParameterError,
+                     ReadOnlyCollectionError, SchemaError)
 from .filters import Expr, parse
 from .indexes.base import Hits, check_metric
 from .multivector.store import METRICS as MULTI_METRICS
 from .multivector.store import MultiStore
 from .result import SearchResult
-from .snapshot import Snapshot
+from .snapshot import Pending, Snapshot
 from .storage import attribute_indexes as attr_files
 from .storage import attributes as attrs_mod
-from .storage.files import read_arrow, read_npy, write_arrow, write_npy
-from .storage.manifest import Manifest, Segment, collect_garbage, read_manifest, write_manifest
+from .storage.files import read_arrow, read_npy, verify, write_arrow, write_npy
+from .storage.lock import WriterLock
+from .storage.manifest import (MANIFEST, Manifest, Segment, collect_garbage, read_manifest, retained_files,
+                               write_manifest)
 from .vectors import check_k
 from .vectorstore import DenseStore, VectorStore, file_entry
 
 log = logging.getLogger(__name__)
 _CPUS = os.cpu_count() or 1
+OPEN_RETRIES = 5
+
+
+REFRESH = ("manual", "auto")
 
 
 class Collection:
-    """Use ``vecdb.create`` / ``vecdb.open``; the constructor is internal."""
+    """Use ``vecdb.create`` / ``vecdb.open``; the constructor is internal.
 
-    def __init__(self, root: Path, snapshot: Snapshot):
+    A handle reads the version it opened (or last moved to) until ``refresh()``; with
+    ``refresh="auto"`` every read first checks, with one ``stat``, whether another handle or process
+    committed, and moves to the newest version if so. Writes always apply on the newest version: each
+    takes the collection's writer lock (``storage/lock.py``), re-reads the manifest under it and catches
+    up first. No write's meaning depends on the version the handle read, so none raises
+    ``CommitConflictError`` today (``delete(where=...)`` deletes what passes on the newest version).
+    """
+
+    def __init__(self, root: Path, snapshot: Snapshot, known: set[str], *, lock_timeout: float = 10.0,
+                 refresh: str = "manual", read_only: bool = False):
+        if refresh not in REFRESH:
+            raise InvalidParameterError(f"refresh must be one of {', '.join(REFRESH)}; got {refresh!r}")
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)):
+            raise InvalidParameterError(f"lock_timeout must be a number of seconds; got {lock_timeout!r}")
         self.root = root
         self._snapshot = snapshot
+        self._known = known  # files of this collection this handle has checked or written
         self._write_lock = threading.RLock()
+        self._writer = WriterLock(root, float(lock_timeout))
+        self._refresh = refresh
+        self._read_only = read_only
+        self._stamp = _stamp(root)
+        self._closed = False
 
-    # ----------------------------------------------------------------- properties
+    # ----------------------------------------------------------------- versions
+    def _read(self) -> Snapshot:
+        """The snapshot a read uses: the newest version under ``refresh="auto"``, its files checked."""
+        if self._closed:
+            raise ClosedCollectionError(f"collection {str(self.root)!r} is closed")
+        if self._refresh == "auto" and _stamp(self.root) != self._stamp:
+            self.refresh()
+        return self._snapshot.verified()
+
+    def refresh(self) -> bool:
+        """Move this handle to the newest committed version; returns whether it moved. Searches already
+        running finish on the version they started on."""
+        if self._read_only:
+            return False
+        with self._write_lock:
+            stamp = _stamp(self.root)
+            latest = read_manifest(self.root)
+            moved = latest.version != self._snapshot.version
+            if moved:
+                self._publish(_load(self.root, latest, self._known))
+            self._stamp = stamp
+            return moved
+
+    def close(self) -> None:
+        """Drop this handle's snapshot (and its memory maps); later calls raise ClosedCollectionError."""
+        with self._write_lock:
+            self._closed = True
+
+    def __enter__(self) -> "Collection":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def verify(self) -> int:
+        """Hash every file of the current version against the manifest (``vecdb verify``); returns how many
+        files were checked. Raises CorruptCollectionError naming the first damaged file."""
+        snap = self._read()
+        names = sorted(snap.manifest.files())
+        entries = {e.file: e for seg in snap.manifest.segments for e in seg.files()}
+        entries |= {e.file: e for e in (snap.manifest.index.all_files() if snap.manifest.index else [])}
+        if snap.manifest.deleted:
+            entries[snap.manifest.deleted.file] = snap.manifest.deleted
+        for name in names:
+            if name in entries:
+                verify(self.root, entries[name])
+        attr_files.verify_all(self.root, snap.manifest.attributes_index or {})
+        return len(names)
+
     @property
     def snapshot(self) -> Snapshot:
         """The current version, immutable: hold it to keep reading one version while writers go on."""
-        return self._snapshot
+        return self._read()
 
     @property
     def dim(self) -> int:
@@ -101,16 +176,26 @@ class Collection:
     # ----------------------------------------------------------------- writing
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Snapshot]:
-        """Serialise this handle's writes; yields the snapshot the write starts from."""
-        with self._write_lock:
-            yield self._snapshot
+        """One write: this handle's lock, then the collection's writer lock (other handles and processes),
+        then the newest committed version (caught up to if another writer committed); yields it."""
+        if self._closed:
+            raise ClosedCollectionError(f"collection {str(self.root)!r} is closed")
+        if self._read_only:
+            raise ReadOnlyCollectionError(f"this handle reads version {self._snapshot.version} of "
+                                          f"{str(self.root)!r}; open the collection without version= to write")
+        with self._write_lock, self._writer.held():
+            latest = read_manifest(self.root)
+            if latest.version != self._snapshot.version:
+                self._publish(_load(self.root, latest, self._known))
+            yield self._snapshot.verified()
 
     def _commit(self, snap: Snapshot, operation: str,
                 build: Callable[[Manifest, list[Path]], Manifest]) -> Manifest:
         """Write the next version: ``build(draft, written)`` writes its files (listing each in ``written``)
         and returns the manifest to commit; on any failure every file written is removed and the
-        collection stays at ``snap``'s version."""
-        collect_garbage(self.root, snap.manifest.files())  # a crashed write's files would collide with ours
+        collection stays at ``snap``'s version. Called under the writer lock."""
+        # a crashed write's files would collide with ours; nothing a retained version needs is touched
+        collect_garbage(self.root, retained_files(self.root, snap.manifest))
         written: list[Path] = []
         try:
             manifest = build(snap.manifest.next(operation), written)
@@ -119,10 +204,12 @@ class Collection:
             for path in written:
                 path.unlink(missing_ok=True)
             raise
+        self._known.update(path.name for path in written)
         return manifest
 
     def _publish(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot  # one reference swap: searches from here on read the new version
+        self._stamp = _stamp(self.root)
 
     def add(self, vectors: Any, attributes: Any = None, ids: Any = None) -> np.ndarray:
         """Append rows; returns their ids. Validates everything before writing anything.
@@ -253,12 +340,12 @@ class Collection:
     def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:
         """Rows by id, in the order given: ``id``, the vectors (``vector``, as stored: unit length for
         cosine; ``vectors`` in a multi-vector collection: a list of vectors per row), attributes."""
-        return self._snapshot.get(ids, columns, with_vectors=with_vectors)
+        return self._read().get(ids, columns, with_vectors=with_vectors)
 
     def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
         """Every live row: ``id``, optionally the vectors, and the attribute columns (all by default)."""
-        snap = self._snapshot
-        return self.get(snap.ids[snap.live], columns=columns, with_vectors=with_vectors)
+        snap = self._read()
+        return snap.get(snap.ids[snap.live], columns=columns, with_vectors=with_vectors)
 
     def search(self, queries: Any, k: int = 10, where: Any = None, **params: Any) -> SearchResult:
         """The k nearest rows per query among those passing ``where``.
@@ -273,7 +360,7 @@ class Collection:
         reranked exactly); the index's search options (``ef`` for HNSW, ``nprobe`` for IVF).
         The result has ``min(k, rows)`` columns: no more hits than rows can exist.
         """
-        snap = self._snapshot
+        snap = self._read()
         store = snap.store
         k = check_k(k)
         q = store.prepare_queries(queries)
@@ -334,7 +421,7 @@ class Collection:
                 **params: Any) -> planner.Plan | list[planner.Plan]:
         """The plan ``search`` would run for this filter, the selectivity, and why; with a list of
         filters (one per query, as in ``search``), one plan per filter."""
-        snap = self._snapshot
+        snap = self._read()
         store = snap.store
         k = check_k(k)
         if query is not None:
@@ -373,8 +460,18 @@ def _groups(where: Any, nq: int) -> dict[Expr | None, list[int]]:
     return {parse(where): list(range(nq))}
 
 
-def _load(root: Path, manifest: Manifest) -> Snapshot:
-    """The snapshot of a committed version: rows, attributes, deletions, the vector store and its index."""
+def _stamp(root: Path) -> tuple[int, int, int] | None:
+    """What changes when a commit replaces the manifest (one ``stat``)."""
+    try:
+        st = os.stat(root / MANIFEST)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _load(root: Path, manifest: Manifest, known: set[str]) -> Snapshot:
+    """The snapshot of a committed version: rows, attributes, deletions, the vector store and its index.
+    Files read whole are hashed now; memory-mapped ones before their first use (``Snapshot.verified``)."""
     ids, tables = [], []
     for seg in manifest.segments:
         ids.append(read_npy(root, seg.ids, mmap=False))
@@ -384,11 +481,12 @@ def _load(root: Path, manifest: Manifest) -> Snapshot:
     live = np.ones(len(all_ids), dtype=bool)
     if manifest.deleted:
         live[read_npy(root, manifest.deleted, mmap=False)] = False
-    store = (MultiStore if manifest.multivector else DenseStore).load(root, manifest)
+    lazy: list = []
+    store = (MultiStore if manifest.multivector else DenseStore).load(root, manifest, lazy)
     # attribute indexes saved with the vector index: mapped when they cover exactly these rows,
     # otherwise (rows added since, or none saved) built in memory on the first filter
     saved = attr_files.load(root, manifest.attributes_index, table, manifest.segments)
-    return Snapshot.make(root, manifest, all_ids, live, table, store, attributes=saved)
+    return Snapshot.make(root, manifest, all_ids, live, table, store, Pending(root, lazy, known), attributes=saved)
 
 
 def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Schema | None = None,
@@ -409,12 +507,32 @@ def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Sch
         raise CollectionExistsError(f"{str(root)!r} already exists; open it with vecdb.open or choose a new path")
     root.mkdir(parents=True)
     manifest = Manifest(version=0, dim=int(dim), metric=metric, schema=schema if schema is not None else pa.schema([]),
-                        multivector=bool(multivector))
+                        multivector=bool(multivector), timestamp=time.time())
     write_manifest(root, manifest)
-    return Collection(root, _load(root, manifest))
+    known: set[str] = set()
+    return Collection(root, _load(root, manifest, known), known)
 
 
-def open_collection(path: str | Path) -> Collection:
-    """Open an existing collection; checks every file against the manifest's checksums."""
+def open_collection(path: str | Path, *, version: int | None = None, refresh: str = "manual",
+                    lock_timeout: float = 10.0) -> Collection:
+    """Open an existing collection (no arguments needed: everything is in its manifest).
+
+    ``version``: a retained older version, read-only (``Collection.versions``). ``refresh``: ``"manual"``
+    (the handle reads one version until ``refresh()``) or ``"auto"`` (each read first moves to the
+    newest version, at the cost of one ``stat``). ``lock_timeout``: seconds a write waits for another
+    writer before ``WriterLockedError``. Opening checks the manifest's checksum and every file's size;
+    files read whole are hashed now, memory-mapped ones before their first use (``verify()`` hashes all).
+    An open that races a commit (a file of the version it read removed meanwhile) retries on the newer one.
+    """
     root = Path(path)
-    return Collection(root, _load(root, read_manifest(root)))
+    known: set[str] = set()
+    for attempt in range(OPEN_RETRIES):
+        manifest = read_manifest(root, version)
+        try:
+            snapshot = _load(root, manifest, known)
+            break
+        except CorruptCollectionError:
+            if version is not None or attempt == OPEN_RETRIES - 1 or read_manifest(root).version == manifest.version:
+                raise  # the version it read is still the current one: the damage is real
+    return Collection(root, snapshot, known, lock_timeout=lock_timeout, refresh=refresh,
+                      read_only=version is not None)

@@ -78,3 +78,20 @@ class StorageError(VecdbError, OSError):
 
     def __str__(self) -> str:
         return f"cannot {self.action} {self.filename!r}: {self.strerror} [errno {self.errno}]"
+
+
+class WriterLockedError(VecdbError, TimeoutError):
+    """Another writer (a handle in this or another process) held the collection's lock past the timeout."""
+
+
+class CommitConflictError(VecdbError, RuntimeError):
+    """A write whose meaning depends on the version the handle read, while another writer committed a
+    newer one (the handle moved to the newest version; read it and try again)."""
+
+
+class ClosedCollectionError(VecdbError, ValueError):
+    """An operation on a collection handle after ``close()``."""
+
+
+class ReadOnlyCollectionError(VecdbError, PermissionError):
+    """A write on a handle opened read-only (an older version: ``vecdb.open(path, version=N)``)."""

@@ -23,6 +23,7 @@ from .errors import DuplicateIdError, SchemaError, UnknownIdError
 from .filters import Expr, parse
 from .filters.attribute_index import AttributeIndex, RowSet
 from .planner import PlannerConfig
+from .storage.files import verify
 from .storage.manifest import Manifest
 from .vectors import as_ids
 from .vectorstore import VectorStore
@@ -59,6 +60,25 @@ class _Attributes:
         return self._index if self._index is not None else self._base
 
 
+class Pending:
+    """Files of a version only size-checked when it was opened (memory-mapped arrays): hashed once, before
+    the first read of the data (``Snapshot.verified``), so opening reads no more than it maps while no
+    damaged byte ever reaches an answer. ``known`` is the handle's set of file names already checked."""
+
+    def __init__(self, root: Path, entries: Sequence[Any], known: set[str]):
+        self.root, self.known = root, known
+        self.entries = [e for e in entries if e.file not in known]
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        if not self.entries:
+            return
+        with self._lock:
+            while self.entries:
+                verify(self.root, self.entries[-1])
+                self.known.add(self.entries.pop().file)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Snapshot:
     """Everything one version of a collection holds; see the module docstring. Use ``Collection.snapshot``."""
@@ -71,6 +91,7 @@ class Snapshot:
     store: VectorStore       # the vectors and their index
     planner: PlannerConfig
     attributes: _Attributes = dataclasses.field(repr=False)
+    pending: Pending = dataclasses.field(repr=False)
     id_order: np.ndarray = dataclasses.field(init=False, repr=False)
     id_sorted: np.ndarray = dataclasses.field(init=False, repr=False)
     n_live: int = dataclasses.field(init=False)
@@ -85,12 +106,13 @@ class Snapshot:
 
     @classmethod
     def make(cls, root: Path, manifest: Manifest, ids: np.ndarray, live: np.ndarray, table: pa.Table,
-             store: VectorStore, *, attributes: AttributeIndex | None = None,
+             store: VectorStore, pending: Pending, *, attributes: AttributeIndex | None = None,
              bound: dict[Expr, Any] | None = None) -> "Snapshot":
-        """A snapshot; ``attributes``: saved or previous attribute indexes to use or grow, ``bound``: the
-        previous snapshot's bound filters (valid while the schema is the same)."""
+        """A snapshot; ``pending``: its files still to hash before use; ``attributes``: saved or previous
+        attribute indexes to use or grow, ``bound``: the previous snapshot's bound filters (valid while
+        the schema is the same)."""
         return cls(root, manifest, ids, live, table, store, PlannerConfig(**manifest.planner),
-                   _Attributes(table, attributes, {} if bound is None else bound))
+                   _Attributes(table, attributes, {} if bound is None else bound), pending)
 
     def successor(self, manifest: Manifest, *, ids: np.ndarray | None = None, live: np.ndarray | None = None,
                   table: pa.Table | None = None, store: VectorStore | None = None,
@@ -101,8 +123,13 @@ class Snapshot:
         base = attributes if attributes is not None else self.attributes.made() if same_schema else None
         return Snapshot.make(self.root, manifest, self.ids if ids is None else ids,
                              self.live if live is None else live, table,
-                             self.store if store is None else store, attributes=base,
+                             self.store if store is None else store, self.pending, attributes=base,
                              bound=self.attributes.bound if same_schema and attributes is None else None)
+
+    def verified(self) -> "Snapshot":
+        """This snapshot, once every file it reads has been hashed (CorruptCollectionError otherwise)."""
+        self.pending.check()
+        return self
 
     # ----------------------------------------------------------------- properties
     @property

@@ -132,8 +132,9 @@ class DenseStore:
         return self.index.ntotal if self.index is not None else 0
 
     @classmethod
-    def load(cls, root: Path, manifest: Manifest) -> "DenseStore":
-        parts = [read_npy(root, seg.vectors["vectors"]).view(np.ndarray) for seg in manifest.segments]
+    def load(cls, root: Path, manifest: Manifest, lazy: list) -> "DenseStore":
+        """The store of a committed version; mapped files are only size-checked, listed in ``lazy``."""
+        parts = [read_npy(root, seg.vectors["vectors"], lazy=lazy).view(np.ndarray) for seg in manifest.segments]
         vectors = (parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else
                    np.empty((0, manifest.dim), np.float32))
         spec = manifest.index

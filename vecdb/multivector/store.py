@@ -70,10 +70,11 @@ class MultiStore:
         return int(self.offsets.shape[0] - 1)
 
     @classmethod
-    def load(cls, root: Path, manifest: Manifest) -> "MultiStore":
+    def load(cls, root: Path, manifest: Manifest, lazy: list) -> "MultiStore":
+        """The store of a committed version; mapped files are only size-checked, listed in ``lazy``."""
         tokens, offsets = [], [np.zeros(1, np.int64)]
         for seg in manifest.segments:
-            tokens.append(read_npy(root, seg.vectors["tokens"]))
+            tokens.append(read_npy(root, seg.vectors["tokens"], lazy=lazy))
             local = read_npy(root, seg.vectors["offsets"], mmap=False)
             offsets.append(local[1:] + offsets[-1][-1])
         store = cls(manifest.dim, manifest.metric,
@@ -83,7 +84,7 @@ class MultiStore:
         if spec is None:
             return store
         encoder = FDEEncoder(FDEConfig.from_json(dict(spec.config)))
-        parts = [read_npy(root, entry) for entry in spec.data]
+        parts = [read_npy(root, entry, lazy=lazy) for entry in spec.data]
         fde = parts[0] if len(parts) == 1 else np.concatenate(parts)
         inner = load_index(root, spec.inner, encoder.dim, "ip", fde)
         return dataclasses.replace(store, encoder=encoder, fde=fde, index=inner, candidates=spec.candidates)

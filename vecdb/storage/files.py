@@ -121,9 +121,10 @@ def describe_file(path: Path) -> dict:
         raise storage_error(exc, path, "sync") from exc
 
 
-def verify(root: Path, entry: Any) -> Path:
+def verify(root: Path, entry: Any, *, hash: bool = True) -> Path:
     """Check a manifest file entry (a ``FileEntry``, or the same as a dict in the attribute indexes' part
-    of the manifest) against the disk; return its path or raise CorruptCollectionError."""
+    of the manifest) against the disk: its size, and its sha256 unless ``hash=False``; return its path
+    or raise CorruptCollectionError naming the file."""
     name, size_want, sha_want = ((entry["file"], entry["bytes"], entry["sha256"]) if isinstance(entry, Mapping)
                                  else (entry.file, entry.bytes, entry.sha256))
     path = root / name
@@ -132,14 +133,21 @@ def verify(root: Path, entry: Any) -> Path:
     size = path.stat().st_size
     if size != size_want:
         raise CorruptCollectionError(f"collection file {str(path)!r} has {size} bytes, manifest says {size_want}")
+    if not hash:
+        return path
     digest = sha256_file(path)
     if digest != sha_want:
         raise CorruptCollectionError(f"checksum mismatch for {str(path)!r}: sha256 {digest}, manifest says {sha_want}")
     return path
 
 
-def read_npy(root: Path, entry: Any, *, mmap: bool = True) -> np.ndarray:
-    path = verify(root, entry)
+def read_npy(root: Path, entry: Any, *, mmap: bool = True, lazy: list | None = None) -> np.ndarray:
+    """A ``.npy`` file the manifest names, checked against its size and sha256. ``lazy`` (a list, with
+    ``mmap``): only the size is checked now and ``entry`` is appended to ``lazy``, for the caller to hash
+    before the data is first used (opening a collection then reads no more than it maps)."""
+    path = verify(root, entry, hash=not (mmap and lazy is not None))
+    if mmap and lazy is not None:
+        lazy.append(entry)
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError) as exc:

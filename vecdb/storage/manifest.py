@@ -15,6 +15,7 @@ Format versions: 1 (no checksum, no timestamp / operation) is read as written; 2
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -38,7 +39,12 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 METRICS = ("cosine", "ip", "l2")
 # Files vecdb writes carry a version number; anything else in the directory is never touched.
-_OWNED = re.compile(r"^(seg|deleted|index)-\d{6}.*$|^manifest\.json\.tmp-\d+$")
+_OWNED = re.compile(r"^(seg|deleted|index)-\d{6}.*$|^manifest\.json\.tmp-\d+$|^manifest-\d{6}\.json$")
+_HISTORY = re.compile(r"^manifest-(\d{6})\.json$")
+# Versions whose files stay on disk after newer ones are committed, so readers that opened them keep
+# working: the newest KEEP_VERSIONS, and any superseded less than GRACE_SECONDS ago.
+KEEP_VERSIONS = 5
+GRACE_SECONDS = 60.0
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -303,12 +309,12 @@ def _schema(r: _Reader) -> pa.Schema:
         raise  # unreachable: fail raises
 
 
-def read_manifest(root: Path) -> Manifest:
-    path = root / MANIFEST
-    if not root.is_dir():
-        raise NotACollectionError(f"{str(root)!r} is not a vecdb collection (no such directory)")
-    if not path.is_file():
-        raise NotACollectionError(f"{str(root)!r} is not a vecdb collection (no {MANIFEST})")
+def history_name(version: int) -> str:
+    """The file that keeps a version's manifest while the version is retained."""
+    return f"manifest-{version:06d}.json"
+
+
+def _parse_file(path: Path) -> Manifest:
     try:
         data = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -318,18 +324,76 @@ def read_manifest(root: Path) -> Manifest:
     return Manifest.from_json(data, repr(str(path)))
 
 
+def read_manifest(root: Path, version: int | None = None) -> Manifest:
+    """The current manifest, or that of a retained older ``version``."""
+    path = root / MANIFEST
+    if not root.is_dir():
+        raise NotACollectionError(f"{str(root)!r} is not a vecdb collection (no such directory)")
+    if not path.is_file():
+        raise NotACollectionError(f"{str(root)!r} is not a vecdb collection (no {MANIFEST})")
+    if version is None:
+        return _parse_file(path)
+    older = root / history_name(version)
+    if not older.is_file():
+        current = _parse_file(path)
+        if current.version == version:
+            return current
+        raise NotACollectionError(f"{str(root)!r} keeps no version {version}; versions kept: {versions(root)}")
+    return _parse_file(older)
+
+
+def versions(root: Path) -> list[int]:
+    """The version numbers whose manifests are kept, oldest first."""
+    found = {int(m.group(1)) for name in os.listdir(root) if (m := _HISTORY.match(name))}
+    with contextlib.suppress(CorruptCollectionError, NotACollectionError):
+        found.add(read_manifest(root).version)
+    return sorted(found)
+
+
+def retained_files(root: Path, current: Manifest, *, keep: int = KEEP_VERSIONS, grace: float = GRACE_SECONDS,
+                   now: float | None = None) -> set[str]:
+    """Every file a retained version needs (see ``KEEP_VERSIONS``), their history manifests included."""
+    now = time.time() if now is None else now
+    names = current.files() | {history_name(current.version)}
+    older = sorted((int(m.group(1)) for name in os.listdir(root) if (m := _HISTORY.match(name))), reverse=True)
+    superseded_at = current.timestamp
+    kept = 1
+    for version in older:
+        if version >= current.version:
+            continue
+        if kept >= keep and now - superseded_at > grace:
+            break
+        try:
+            manifest = _parse_file(root / history_name(version))
+        except (CorruptCollectionError, NotACollectionError) as exc:
+            log.warning("skipping damaged history manifest of version %s: %s", version, exc)
+            continue
+        names |= manifest.files() | {history_name(version)}
+        superseded_at = manifest.timestamp
+        kept += 1
+    return names
+
+
 def write_manifest(root: Path, manifest: Manifest) -> None:
-    """Atomically make ``manifest`` the current version, then remove files it no longer names."""
+    """Atomically make ``manifest`` the current version (keeping a copy as its history manifest), then
+    remove the files no retained version needs."""
+    body = json.dumps(manifest.to_json(), indent=1, sort_keys=True).encode()
+    history = root / history_name(manifest.version)
     tmp = root / f"{MANIFEST}.tmp-{manifest.version}"
-    if tmp.exists():
-        tmp.unlink()
-    write_bytes_durable(tmp, json.dumps(manifest.to_json(), indent=1, sort_keys=True).encode())
-    os.replace(tmp, root / MANIFEST)  # the commit point: from here on the new version is the current one
+    try:
+        for path in (history, tmp):
+            path.unlink(missing_ok=True)  # left by a write that crashed before its commit point
+            write_bytes_durable(path, body)
+        os.replace(tmp, root / MANIFEST)  # the commit point: from here on the new version is the current one
+    except BaseException:
+        for path in (history, tmp):
+            path.unlink(missing_ok=True)
+        raise
     try:
         fsync_dir(root)
     except OSError as exc:
         log.error("could not sync directory %s after committing version %s: %s", root, manifest.version, exc)
-    collect_garbage(root, manifest.files())
+    collect_garbage(root, retained_files(root, manifest))
 
 
 def collect_garbage(root: Path, keep: set[str]) -> None:
