@@ -16,7 +16,6 @@ attribute indexes saved with it (``storage/attribute_indexes.py``).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import threading
@@ -30,7 +29,7 @@ import pyarrow as pa
 
 from . import planner
 from .errors import (ClosedCollectionError, CollectionExistsError, CorruptCollectionError, InvalidParameterError,
-                     ReadOnlyCollectionError, SchemaError)
+                     NotACollectionError, ReadOnlyCollectionError)
 from .filters import Expr, parse
 from .indexes.base import Hits, check_metric
 from .multivector.store import METRICS as MULTI_METRICS
@@ -39,12 +38,13 @@ from .result import SearchResult
 from .snapshot import Pending, Snapshot
 from .storage import attribute_indexes as attr_files
 from .storage import attributes as attrs_mod
-from .storage.files import read_arrow, read_npy, verify, write_arrow, write_npy
+from .storage.files import read_arrow, read_npy, verify
 from .storage.lock import WriterLock
-from .storage.manifest import (MANIFEST, Manifest, Segment, collect_garbage, read_manifest, retained_files,
-                               write_manifest)
+from .storage import manifest as manifests
+from .storage.manifest import MANIFEST, Manifest, collect_garbage, read_manifest, retained_files, write_manifest
 from .vectors import check_k
-from .vectorstore import DenseStore, VectorStore, file_entry
+from .vectorstore import DenseStore
+from .writes import Writes
 
 log = logging.getLogger(__name__)
 _CPUS = os.cpu_count() or 1
@@ -54,8 +54,9 @@ OPEN_RETRIES = 5
 REFRESH = ("manual", "auto")
 
 
-class Collection:
-    """Use ``vecdb.create`` / ``vecdb.open``; the constructor is internal.
+class Collection(Writes):
+    """Use ``vecdb.create`` / ``vecdb.open``; the constructor is internal. The write verbs are in
+    ``vecdb/writes.py``.
 
     A handle reads the version it opened (or last moved to) until ``refresh()``; with
     ``refresh="auto"`` every read first checks, with one ``stat``, whether another handle or process
@@ -129,6 +130,28 @@ class Collection:
                 verify(self.root, entries[name])
         attr_files.verify_all(self.root, snap.manifest.attributes_index or {})
         return len(names)
+
+    def versions(self) -> list[dict[str, Any]]:
+        """The retained versions, oldest first: number, commit time (Unix seconds), operation, live rows."""
+        out = []
+        for number in manifests.versions(self.root):
+            try:
+                m = read_manifest(self.root, number)
+            except (CorruptCollectionError, NotACollectionError):
+                continue  # removed by a concurrent cleanup
+            out.append({"version": m.version, "timestamp": m.timestamp, "operation": m.operation,
+                        "stored_rows": m.stored_rows})
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Live and deleted rows, segments, versions kept, and bytes on disk: this version's and all."""
+        snap = self._read()
+        m = snap.manifest
+        mine = sum((self.root / name).stat().st_size for name in m.files())
+        return {"version": m.version, "rows": snap.n_live, "deleted_rows": snap.stored - snap.n_live,
+                "segments": len(m.segments), "versions": len(manifests.versions(self.root)),
+                "index_rows": m.index.rows if m.index else 0, "bytes": mine,
+                "bytes_on_disk": sum(e.stat().st_size for e in os.scandir(self.root) if e.is_file())}
 
     @property
     def snapshot(self) -> Snapshot:
@@ -210,131 +233,6 @@ class Collection:
     def _publish(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot  # one reference swap: searches from here on read the new version
         self._stamp = _stamp(self.root)
-
-    def add(self, vectors: Any, attributes: Any = None, ids: Any = None) -> np.ndarray:
-        """Append rows; returns their ids. Validates everything before writing anything.
-
-        ``vectors``: an ``(n, dim)`` array (a 1-D array is one row); in a multi-vector collection, the
-        rows' sets: a list of ``(n_i, dim)`` arrays, ``(vectors, offsets)``, one ``(n, dim)`` array (one
-        row) or an ``(rows, n, dim)`` array.
-        """
-        with self._writing() as snap:
-            batch = snap.store.encode(vectors)
-            n = batch.n
-            new_ids = snap.new_ids(ids, n)
-            table = attrs_mod.to_table(attributes, n)
-            if snap.store.column in table.column_names:
-                raise SchemaError(f"attribute column name {snap.store.column!r} is reserved")
-            schema = snap.schema
-            if len(schema) == 0 and table.num_columns:
-                schema = attrs_mod.merge_schema(schema, table)
-            table = attrs_mod.conform(table, schema)
-            if n == 0:
-                return new_ids
-
-            def build(draft: Manifest, written: list[Path]) -> Manifest:
-                stem = self.root / f"seg-{draft.version:06d}"
-                files = {}
-                for role, array in batch.arrays.items():
-                    if role in Segment.ROLES:
-                        written.append(stem.with_name(f"{stem.name}.{role}.npy"))
-                        files[role] = file_entry(write_npy(written[-1], array))
-                written.append(stem.with_name(stem.name + ".ids.npy"))
-                ids_entry = file_entry(write_npy(written[-1], new_ids))
-                written.append(stem.with_name(stem.name + ".attrs.arrow"))
-                attrs_entry = file_entry(write_arrow(written[-1], attrs_mod.encode_for_disk(table)))
-                index = snap.store.index_spec_after_add(draft.index, batch, stem, written)
-                return dataclasses.replace(draft, segments=(*draft.segments, Segment(n, ids_entry, attrs_entry, files)),
-                                           next_id=int(max(draft.next_id, int(new_ids.max()) + 1)),
-                                           schema=schema, index=index)
-
-            manifest = self._commit(snap, "add", build)
-            if not len(schema):
-                full = attrs_mod.null_table(schema, snap.stored + n)
-            else:  # the first attributes to arrive give the earlier rows nulls
-                old = snap.table if len(snap.schema) else attrs_mod.null_table(schema, snap.stored)
-                full = pa.concat_tables([old, table])
-            self._publish(snap.successor(manifest, ids=np.concatenate([snap.ids, new_ids]),
-                                         live=np.concatenate([snap.live, np.ones(n, bool)]), table=full,
-                                         store=snap.store.appended(batch, manifest.index)))
-            return new_ids
-
-    add_multi = add  # the multi-vector spelling of earlier releases
-
-    def build_index(self, kind: str | None = None, **options: Any) -> None:
-        """Build the vector index over every row (replacing any earlier one) and save it.
-
-        Kinds: ``flat`` (exact), ``hnsw`` (FAISS; ``engine="hnswlib"`` for hnswlib), ``hnswlib``, ``ivf``,
-        ``binary`` (packed multi-bit codes scanned with numba, reranked with the float vectors); for
-        multi-vector rows ``muvera`` (the default there): FDE options ``r_reps``, ``k_sim``, ``d_proj``,
-        ``d_final``, ``seed``, ``fill_empty``, ``candidates`` (rows reranked by default) and ``inner``
-        (any single-vector kind, with its own options). Options are saved in the manifest, so ``open``
-        rebuilds nothing.
-        """
-        with self._writing() as snap:
-            kind = kind or ("muvera" if self.multivector else "hnsw")
-            engine = options.pop("engine", None)
-            if kind == "hnsw" and engine not in (None, "faiss"):
-                if engine != "hnswlib":
-                    raise InvalidParameterError(f"unknown hnsw engine {engine!r}; expected 'faiss' or 'hnswlib'")
-                kind = "hnswlib"
-            store, save = snap.store.built(kind, options)
-            self._save_index(snap, store, save)
-
-    def optimize(self) -> None:
-        """Add the rows appended since ``build_index`` to the index (they are scanned exactly until then),
-        and save the attribute indexes of every row with it (also when only those are behind)."""
-        with self._writing() as snap:
-            spec = snap.manifest.index
-            if spec is None:
-                return
-            done = snap.store.optimized(self.root, spec)
-            if done is not None:
-                self._save_index(snap, *done)
-            elif not attr_files.covers(snap.manifest.attributes_index, snap.manifest.segments, snap.stored):
-                self._save_index(snap, snap.store, lambda stem, written: spec)
-
-    def _save_index(self, snap: Snapshot, store: VectorStore,
-                    save: Callable[[Path, list[Path]], Any]) -> None:
-        """Commit a version naming the index ``save`` writes and the attribute indexes of every row
-        (written in the same commit unless the saved ones still cover every row); then publish it."""
-        fresh = None
-
-        def build(draft: Manifest, written: list[Path]) -> Manifest:
-            nonlocal fresh
-            stem = self.root / f"index-{draft.version:06d}"
-            spec = save(stem, written)
-            attrs = draft.attributes_index
-            if not attr_files.covers(attrs, draft.segments, snap.stored):
-                fresh = snap.attribute_index()
-                attrs = attr_files.save(fresh, stem, written, draft.segments)
-            return dataclasses.replace(draft, index=spec, attributes_index=attrs)
-
-        manifest = self._commit(snap, "build_index", build)
-        self._publish(snap.successor(manifest, store=store, attributes=fresh))
-
-    def delete(self, ids: Any = None, *, where: Any = None) -> int:
-        """Delete rows by id or by filter (exactly one of the two); returns how many were deleted."""
-        with self._writing() as snap:
-            if (ids is None) == (where is None):
-                raise InvalidParameterError("delete takes ids=... or where=..., exactly one of them")
-            if ids is not None:
-                rows, found = snap.rows_of(np.atleast_1d(np.asarray(ids, dtype=np.int64)))
-                rows = np.unique(rows[found])
-            else:
-                rows = np.flatnonzero(snap.select(where).mask & snap.live)
-            if rows.size == 0:
-                return 0
-            live = snap.live.copy()
-            live[rows] = False
-
-            def build(draft: Manifest, written: list[Path]) -> Manifest:
-                written.append(self.root / f"deleted-{draft.version:06d}.npy")
-                entry = file_entry(write_npy(written[-1], np.flatnonzero(~live).astype(np.int64)))
-                return dataclasses.replace(draft, deleted=entry)
-
-            self._publish(snap.successor(self._commit(snap, "delete", build), live=live))
-            return int(rows.size)
 
     # ----------------------------------------------------------------- reading
     def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:

@@ -29,6 +29,10 @@ from .vectors import as_ids
 from .vectorstore import VectorStore
 
 
+def _ascending(a: np.ndarray) -> bool:
+    return a.shape[0] < 2 or bool((a[1:] > a[:-1]).all())
+
+
 def unknown_column(name: str, names: Sequence[str]) -> Exception:
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; columns are {list(names)}"
@@ -97,7 +101,10 @@ class Snapshot:
     n_live: int = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        order = np.argsort(self.ids, kind="stable")
+        # ids -> rows over the live rows only: a deleted id may come back in a later row
+        live_rows = np.flatnonzero(self.live)
+        order = live_rows if live_rows.size == self.ids.shape[0] and _ascending(self.ids) else \
+            live_rows[np.argsort(self.ids[live_rows], kind="stable")]
         object.__setattr__(self, "id_order", order)
         object.__setattr__(self, "id_sorted", self.ids[order])
         object.__setattr__(self, "n_live", int(np.count_nonzero(self.live)))
@@ -116,10 +123,11 @@ class Snapshot:
 
     def successor(self, manifest: Manifest, *, ids: np.ndarray | None = None, live: np.ndarray | None = None,
                   table: pa.Table | None = None, store: VectorStore | None = None,
-                  attributes: AttributeIndex | None = None) -> "Snapshot":
-        """The snapshot of the version after this one: what changed is given, the rest carried over."""
+                  attributes: AttributeIndex | None = None, rewritten: bool = False) -> "Snapshot":
+        """The snapshot of the version after this one: what changed is given, the rest carried over.
+        ``rewritten``: the attribute values of existing rows changed (their indexes are made anew)."""
         table = self.table if table is None else table
-        same_schema = table.schema == self.table.schema
+        same_schema = table.schema == self.table.schema and not rewritten
         base = attributes if attributes is not None else self.attributes.made() if same_schema else None
         return Snapshot.make(self.root, manifest, self.ids if ids is None else ids,
                              self.live if live is None else live, table,
@@ -157,19 +165,17 @@ class Snapshot:
         rows = self.id_order[pos]
         return rows, (self.id_sorted[pos] == ids) & self.live[rows]
 
-    def new_ids(self, ids: Any, n: int) -> np.ndarray:
-        """The ids of ``n`` new rows: the next free ones, or the caller's, checked unique and unused."""
+    def new_ids(self, ids: Any, n: int, *, replace: bool = False) -> np.ndarray:
+        """The ids of ``n`` new rows: the next free ones, or the caller's, checked unique within the call
+        and (unless ``replace``: upsert) not live in the collection. Deleted ids may come back."""
         if ids is None:
             return np.arange(self.manifest.next_id, self.manifest.next_id + n, dtype=np.int64)
         new_ids = as_ids(ids, n)
-        _, present = self.rows_of(new_ids)
-        if present.any():
-            raise DuplicateIdError(f"ids already present in the collection: {new_ids[present][:10].tolist()}")
-        if self.id_sorted.size:  # a deleted id may not come back through add either: its old row holds it
-            pos = np.clip(np.searchsorted(self.id_sorted, new_ids), 0, self.id_sorted.size - 1)
-            taken = self.id_sorted[pos] == new_ids
-            if taken.any():
-                raise DuplicateIdError(f"ids used by deleted rows: {new_ids[taken][:10].tolist()}")
+        if not replace:
+            _, present = self.rows_of(new_ids)
+            if present.any():
+                raise DuplicateIdError(f"ids already present in the collection: {new_ids[present][:10].tolist()} "
+                                       f"(upsert replaces rows)")
         return new_ids
 
     def check_columns(self, columns: Sequence[str] | None) -> list[str]:

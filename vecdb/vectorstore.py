@@ -68,6 +68,15 @@ class VectorStore(Protocol):
     def optimized(self, root: Path, spec: IndexSpec) -> tuple["VectorStore", IndexSaver] | None:
         """The index extended by the rows added since it was built (None if it covers every row)."""
 
+    def taken(self, rows: np.ndarray) -> Batch:
+        """The stored vectors of ``rows`` as a batch to write again (compaction, vector-less updates)."""
+
+    def empty(self) -> "VectorStore":
+        """A store of no rows and no index, same dimension and metric."""
+
+    def index_options(self, spec: IndexSpec) -> tuple[str, dict[str, Any]]:
+        """The ``build_index`` arguments that rebuild the index ``spec`` describes."""
+
     def vectors_of(self, rows: np.ndarray) -> pa.Array:
         """The vectors of ``rows`` as an Arrow column."""
 
@@ -174,6 +183,15 @@ class DenseStore:
         index = load_index(root, spec, self.dim, self.metric, self.vectors)  # a copy no search reads
         index.add(self.vectors[spec.rows:])
         return dataclasses.replace(self, index=index), self._saver(index, self.calibration)
+
+    def taken(self, rows: np.ndarray) -> Batch:
+        return Batch(int(rows.shape[0]), {"vectors": np.ascontiguousarray(self.vectors[rows], dtype=np.float32)})
+
+    def empty(self) -> "DenseStore":
+        return DenseStore(self.dim, self.metric, np.empty((0, self.dim), np.float32))
+
+    def index_options(self, spec: IndexSpec) -> tuple[str, dict[str, Any]]:
+        return spec.kind, dict(spec.config)
 
     @staticmethod
     def _saver(index: VectorIndex, calibration: Mapping[str, Any]) -> IndexSaver:

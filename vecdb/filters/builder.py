@@ -30,7 +30,34 @@ from vecdb.filters.ast import (
 )
 
 
-class Column:
+class _Comparisons:
+    """``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=`` build filter nodes through ``_compare`` (not truth values)."""
+
+    def _compare(self, op: str, value: Any) -> Expr:
+        raise NotImplementedError
+
+    def __eq__(self, value: Any) -> Expr:  # type: ignore[override]
+        return self._compare("=", value)
+
+    def __ne__(self, value: Any) -> Expr:  # type: ignore[override]
+        return self._compare("!=", value)
+
+    def __lt__(self, value: Any) -> Expr:
+        return self._compare("<", value)
+
+    def __le__(self, value: Any) -> Expr:
+        return self._compare("<=", value)
+
+    def __gt__(self, value: Any) -> Expr:
+        return self._compare(">", value)
+
+    def __ge__(self, value: Any) -> Expr:
+        return self._compare(">=", value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Column(_Comparisons):
     """A reference to one column; its operators and methods build filter expressions."""
 
     __slots__ = ("name",)
@@ -56,25 +83,6 @@ class Column:
             raise TypeError(f"comparing a column with {value!r} is not supported")
         return Compare(self.name, op, value)
 
-    def __eq__(self, value: Any) -> Expr:  # type: ignore[override]
-        return self._compare("=", value)
-
-    def __ne__(self, value: Any) -> Expr:  # type: ignore[override]
-        return self._compare("!=", value)
-
-    def __lt__(self, value: Any) -> Expr:
-        return self._compare("<", value)
-
-    def __le__(self, value: Any) -> Expr:
-        return self._compare("<=", value)
-
-    def __gt__(self, value: Any) -> Expr:
-        return self._compare(">", value)
-
-    def __ge__(self, value: Any) -> Expr:
-        return self._compare(">=", value)
-
-    __hash__ = None  # type: ignore[assignment]
 
     def isin(self, values: Iterable[Any]) -> Expr:
         """``column IN (values)``; an empty list matches nothing."""
@@ -145,7 +153,7 @@ class Column:
         return ContainsAll(self.name, values)  # type: ignore[arg-type]
 
 
-class ListLength:
+class ListLength(_Comparisons):
     """``len(column)`` in the builder: comparing it with a number gives a ``Length`` filter."""
 
     __slots__ = ("name",)
@@ -164,25 +172,6 @@ class ListLength:
             raise TypeError(f"comparing {self!r} with {value!r} is not supported; compare it with a number")
         return Length(self.name, op, value)
 
-    def __eq__(self, value: Any) -> Expr:  # type: ignore[override]
-        return self._compare("=", value)
-
-    def __ne__(self, value: Any) -> Expr:  # type: ignore[override]
-        return self._compare("!=", value)
-
-    def __lt__(self, value: Any) -> Expr:
-        return self._compare("<", value)
-
-    def __le__(self, value: Any) -> Expr:
-        return self._compare("<=", value)
-
-    def __gt__(self, value: Any) -> Expr:
-        return self._compare(">", value)
-
-    def __ge__(self, value: Any) -> Expr:
-        return self._compare(">=", value)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 def col(name: str) -> Column:

@@ -158,6 +158,21 @@ class MultiStore:
 
         return dataclasses.replace(self, index=inner), save
 
+    def taken(self, rows: np.ndarray) -> Batch:
+        lengths = self.offsets[rows + 1] - self.offsets[rows]
+        offsets = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(lengths)
+        tokens = (np.concatenate([self.tokens[self.offsets[r]: self.offsets[r + 1]] for r in rows])
+                  if rows.size else np.empty((0, self.dim), np.float32))
+        return Batch(int(rows.shape[0]), {"tokens": np.ascontiguousarray(tokens, dtype=np.float32), "offsets": offsets})
+
+    def empty(self) -> "MultiStore":
+        return MultiStore(self.dim, self.metric, np.empty((0, self.dim), np.float32), np.zeros(1, np.int64))
+
+    def index_options(self, spec: IndexSpec) -> tuple[str, dict[str, Any]]:
+        fde = {k: v for k, v in spec.config.items() if k != "dim"}
+        return "muvera", {**fde, "candidates": spec.candidates, "inner": spec.inner.kind, **spec.inner.config}
+
     # ----------------------------------------------------------------- reading
     def vectors_of(self, rows: np.ndarray) -> pa.Array:
         """A ``list<fixed_size_list<float>>`` column: each row's set of vectors."""

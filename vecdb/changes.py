@@ -1,0 +1,171 @@
+"""What each write does to a collection version, as one mechanism: a ``Change`` writes its files and
+names them in the next manifest (``build``), then gives the snapshot of that version (``after``).
+
+``Collection`` takes the writer lock, catches up, asks for a change and commits it (``_apply``); the
+functions here never touch the current snapshot, so a failed write leaves nothing changed in memory.
+
+- ``append``: a new segment (``add``; ``upsert`` also marks the rows it replaces as deleted, in the same
+  commit, so the old row disappears from every plan exactly when the new one appears);
+- ``delete``: the deleted rows' file;
+- ``rewrite_attributes``: new attribute files for every segment, vectors and row numbers untouched
+  (``update``, ``add_columns``, ``drop_columns``, ``rename_column``: the vector index stays valid);
+- ``compact``: one segment of the live rows, the index rebuilt with the same options;
+- ``index``: a vector index (``build_index``, ``optimize``) and the attribute indexes of every row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+
+from .filters.attribute_index import AttributeIndex
+from .snapshot import Pending, Snapshot
+from .storage import attribute_indexes as attr_files
+from .storage import attributes as attrs_mod
+from .storage.files import write_arrow, write_npy
+from .storage.manifest import FileEntry, Manifest, Segment
+from .vectorstore import Batch, IndexSaver, VectorStore, file_entry
+
+Build = Callable[[Manifest, "list[Path]"], Manifest]
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    operation: str
+    build: Build
+    after: Callable[[Manifest], Snapshot]
+
+
+def write_segment(root: Path, stem: str, batch: Batch, ids: np.ndarray, table: pa.Table,
+                  written: list[Path]) -> Segment:
+    """One segment's files: the store's arrays by role, ids, attributes."""
+    files = {}
+    for role, array in batch.arrays.items():
+        if role in Segment.ROLES:
+            written.append(root / f"{stem}.{role}.npy")
+            files[role] = file_entry(write_npy(written[-1], array))
+    written.append(root / f"{stem}.ids.npy")
+    ids_entry = file_entry(write_npy(written[-1], ids))
+    written.append(root / f"{stem}.attrs.arrow")
+    attrs_entry = file_entry(write_arrow(written[-1], attrs_mod.encode_for_disk(table)))
+    return Segment(batch.n, ids_entry, attrs_entry, files)
+
+
+def write_deleted(root: Path, version: int, live: np.ndarray, written: list[Path]) -> FileEntry | None:
+    dead = np.flatnonzero(~live).astype(np.int64)
+    if dead.size == 0:
+        return None
+    written.append(root / f"deleted-{version:06d}.npy")
+    return file_entry(write_npy(written[-1], dead))
+
+
+def full_table(snap: Snapshot, table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Every stored row's attributes with ``table``'s rows appended (earlier rows get nulls for columns
+    that arrive with the first attributes)."""
+    if not len(schema):
+        return attrs_mod.null_table(schema, snap.stored + table.num_rows)
+    old = snap.table if len(snap.schema) else attrs_mod.null_table(schema, snap.stored)
+    return pa.concat_tables([old, table])
+
+
+def append(snap: Snapshot, batch: Batch, table: pa.Table, schema: pa.Schema, ids: np.ndarray, *,
+           replaces: np.ndarray | None = None, operation: str = "add") -> Change:
+    """New rows in a new segment; ``replaces``: rows deleted in the same commit (upsert)."""
+    live = np.concatenate([snap.live, np.ones(batch.n, bool)])
+    if replaces is not None and replaces.size:
+        live[replaces] = False
+
+    def build(draft: Manifest, written: list[Path]) -> Manifest:
+        stem = f"seg-{draft.version:06d}"
+        segment = write_segment(snap.root, stem, batch, ids, table, written)
+        index = snap.store.index_spec_after_add(draft.index, batch, snap.root / stem, written)
+        deleted = draft.deleted
+        if replaces is not None and replaces.size:
+            deleted = write_deleted(snap.root, draft.version, live, written)
+        return dataclasses.replace(draft, segments=(*draft.segments, segment), deleted=deleted, schema=schema,
+                                   next_id=int(max(draft.next_id, int(ids.max()) + 1)), index=index)
+
+    def after(manifest: Manifest) -> Snapshot:
+        return snap.successor(manifest, ids=np.concatenate([snap.ids, ids]), live=live,
+                              table=full_table(snap, table, schema), store=snap.store.appended(batch, manifest.index))
+
+    return Change(operation, build, after)
+
+
+def delete(snap: Snapshot, rows: np.ndarray) -> Change:
+    live = snap.live.copy()
+    live[rows] = False
+
+    def build(draft: Manifest, written: list[Path]) -> Manifest:
+        return dataclasses.replace(draft, deleted=write_deleted(snap.root, draft.version, live, written))
+
+    return Change("delete", build, lambda manifest: snap.successor(manifest, live=live))
+
+
+def rewrite_attributes(snap: Snapshot, table: pa.Table, operation: str) -> Change:
+    """``table`` (one row per stored row, its schema the new one) becomes every segment's attributes."""
+
+    def build(draft: Manifest, written: list[Path]) -> Manifest:
+        segments, start = [], 0
+        for i, seg in enumerate(draft.segments):
+            written.append(snap.root / f"seg-{draft.version:06d}.{i}.attrs.arrow")
+            part = attrs_mod.encode_for_disk(table.slice(start, seg.rows))
+            segments.append(dataclasses.replace(seg, attributes=file_entry(write_arrow(written[-1], part))))
+            start += seg.rows
+        return dataclasses.replace(draft, segments=tuple(segments), schema=table.schema)
+
+    return Change(operation, build, lambda manifest: snap.successor(manifest, table=table, rewritten=True))
+
+
+def index(snap: Snapshot, store: VectorStore, save: IndexSaver, operation: str) -> Change:
+    """A version naming the index ``save`` writes and the attribute indexes of every row (written in the
+    same commit unless the saved ones still cover every row)."""
+    fresh: list[Any] = []
+
+    def build(draft: Manifest, written: list[Path]) -> Manifest:
+        stem = snap.root / f"index-{draft.version:06d}"
+        spec = save(stem, written)
+        attrs = draft.attributes_index
+        if not attr_files.covers(attrs, draft.segments, snap.stored):
+            fresh.append(snap.attribute_index())
+            attrs = attr_files.save(fresh[0], stem, written, draft.segments)
+        return dataclasses.replace(draft, index=spec, attributes_index=attrs)
+
+    return Change(operation, build, lambda manifest: snap.successor(manifest, store=store,
+                                                                      attributes=fresh[0] if fresh else None))
+
+
+def compact(snap: Snapshot) -> Change:
+    """The live rows as one new segment (row numbers from 0), the index rebuilt with the same options, no
+    deleted rows; ids and attributes unchanged. Files of older versions go with their retention."""
+    rows = np.flatnonzero(snap.live)
+    batch = snap.store.taken(rows)
+    ids = snap.ids[rows]
+    table = snap.table.take(pa.array(rows)) if len(snap.schema) else attrs_mod.null_table(snap.schema, rows.size)
+    store = snap.store.empty().appended(batch, None)
+    saver = None
+    if snap.manifest.index is not None and rows.size:
+        kind, options = snap.store.index_options(snap.manifest.index)
+        store, saver = store.built(kind, options)
+
+    attributes = AttributeIndex(table)
+
+    def build(draft: Manifest, written: list[Path]) -> Manifest:
+        segments = (write_segment(snap.root, f"seg-{draft.version:06d}", batch, ids, table, written),) \
+            if rows.size else ()
+        spec, attrs = None, None
+        if saver is not None:  # as build_index does: the attribute indexes beside the vector index
+            stem = snap.root / f"index-{draft.version:06d}"
+            spec = saver(stem, written)
+            attrs = attr_files.save(attributes, stem, written, segments)
+        return dataclasses.replace(draft, segments=segments, deleted=None, index=spec, attributes_index=attrs)
+
+    def after(manifest: Manifest) -> Snapshot:
+        return Snapshot.make(snap.root, manifest, ids, np.ones(rows.size, bool), table, store,
+                             Pending(snap.root, [], snap.pending.known), attributes=attributes)
+
+    return Change("compact", build, after)

@@ -1,0 +1,258 @@
+"""The verbs that change a collection: add, upsert, update, delete, build_index, optimize, compact,
+schema evolution, restore and cleanup. Each validates everything first, then, under the writer lock
+and on the newest version (``Collection._writing``), commits one ``changes.Change``.
+
+Part of ``Collection`` (a mixin, kept apart so each file reads in one sitting).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import changes
+from .errors import InvalidParameterError, SchemaError, UnknownIdError
+from .filters import Expr
+from .filters.builder import Column
+from .snapshot import Snapshot
+from .storage import attributes as attrs_mod
+from .storage.manifest import KEEP_VERSIONS, collect_garbage, read_manifest, retained_files
+from .vectorstore import Batch
+
+if TYPE_CHECKING:
+    from .collection import Collection
+
+# optimize() compacts instead of extending the index once this share of the stored rows is deleted
+# (graph indexes cannot drop rows: dead ones still cost every walk)
+REBUILD_DEAD_FRACTION = 0.2
+
+
+class Writes:
+    """The write verbs of ``Collection``."""
+
+    def _apply(self: "Collection", snap: Snapshot, change: changes.Change) -> Snapshot:
+        manifest = self._commit(snap, change.operation, change.build)
+        self._publish(change.after(manifest))
+        return self._snapshot
+
+    def _rows(self: "Collection", snap: Snapshot, vectors: Any, attributes: Any, ids: Any, *,
+              replace: bool) -> tuple[Batch, pa.Table, pa.Schema, np.ndarray]:
+        """Validated rows for a write: vectors, attributes conformed to the schema, ids."""
+        batch = snap.store.encode(vectors)
+        new_ids = snap.new_ids(ids, batch.n, replace=replace)
+        table = attrs_mod.to_table(attributes, batch.n)
+        if snap.store.column in table.column_names:
+            raise SchemaError(f"attribute column name {snap.store.column!r} is reserved")
+        schema = snap.schema
+        if len(schema) == 0 and table.num_columns:
+            schema = attrs_mod.merge_schema(schema, table)
+        return batch, attrs_mod.conform(table, schema), schema, new_ids
+
+    def add(self: "Collection", vectors: Any, attributes: Any = None, ids: Any = None) -> np.ndarray:
+        """Append rows; returns their ids (default: the next free ones). An id may not be live already
+        (``upsert`` replaces rows); a deleted id may be used again. Validates everything before writing.
+
+        ``vectors``: an ``(n, dim)`` array (a 1-D array is one row); in a multi-vector collection, the
+        rows' sets: a list of ``(n_i, dim)`` arrays, ``(vectors, offsets)``, one ``(n, dim)`` array (one
+        row) or an ``(rows, n, dim)`` array.
+        """
+        with self._writing() as snap:
+            batch, table, schema, new_ids = self._rows(snap, vectors, attributes, ids, replace=False)
+            if batch.n:
+                self._apply(snap, changes.append(snap, batch, table, schema, new_ids))
+            return new_ids
+
+    add_multi = add  # the multi-vector spelling of earlier releases
+
+    def upsert(self: "Collection", vectors: Any, attributes: Any = None, ids: Any = None) -> np.ndarray:
+        """Insert or replace whole rows by id, atomically: in one commit the old rows stop being returned
+        by every plan and the new ones appear. ``ids`` are required; returns them."""
+        if ids is None:
+            raise InvalidParameterError("upsert needs ids=...: the rows to insert or replace")
+        with self._writing() as snap:
+            batch, table, schema, new_ids = self._rows(snap, vectors, attributes, ids, replace=True)
+            rows, found = snap.rows_of(new_ids)
+            if batch.n:
+                self._apply(snap, changes.append(snap, batch, table, schema, new_ids, replaces=rows[found],
+                                                 operation="upsert"))
+            return new_ids
+
+    def update_vectors(self: "Collection", ids: Any, vectors: Any) -> None:
+        """New vectors for existing rows, attributes kept (an upsert of the same rows)."""
+        with self._writing() as snap:
+            ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+            current = snap.get(ids, with_vectors=False).drop(["id"])
+            self.upsert(vectors, current if current.num_columns else None, ids=ids)
+
+    def update(self: "Collection", ids: Any = None, *, where: Any = None,
+               values: Mapping[str, Any]) -> int:
+        """Set attribute columns of the rows given by ``ids`` or passing ``where`` (exactly one); returns
+        how many rows changed. No vector is rewritten and the vector index stays valid.
+
+        ``values``: column -> a value (checked against the column's type, as ``add`` does; None is null),
+        ``vecdb.col("other")`` (that column's value), or a filter (``vecdb.col("year") >= 2025``, a SQL or
+        JSON filter as ``Expr``: True where the row passes it, False otherwise, as ``where`` evaluates).
+        """
+        with self._writing() as snap:
+            mask = self._chosen(snap, ids, where)
+            if not values:
+                raise InvalidParameterError("update needs values={column: value, ...}")
+            count = int(np.count_nonzero(mask))
+            if count == 0:
+                return 0
+            table = snap.table
+            chosen = pa.array(mask)
+            for name, value in values.items():
+                position = table.schema.get_field_index(name)
+                if position < 0:
+                    snap.check_columns([name])
+                field = table.schema.field(position)
+                new = _column_value(snap, field, value)
+                table = table.set_column(position, field, pc.if_else(chosen, new, table.column(position)))
+            self._apply(snap, changes.rewrite_attributes(snap, table, "update"))
+            return count
+
+    def delete(self: "Collection", ids: Any = None, *, where: Any = None) -> int:
+        """Delete rows by id or by filter (exactly one of the two); returns how many were deleted."""
+        with self._writing() as snap:
+            rows = np.flatnonzero(self._chosen(snap, ids, where, missing_ok=True))
+            if rows.size:
+                self._apply(snap, changes.delete(snap, rows))
+            return int(rows.size)
+
+    @staticmethod
+    def _chosen(snap: Snapshot, ids: Any, where: Any, *, missing_ok: bool = False) -> np.ndarray:
+        """The live rows given by ``ids`` or passing ``where`` (exactly one), as a mask."""
+        if (ids is None) == (where is None):
+            raise InvalidParameterError("give ids=... or where=..., exactly one of them")
+        if where is not None:
+            return snap.select(where).mask & snap.live
+        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        rows, found = snap.rows_of(ids)
+        if not missing_ok and not found.all():
+            raise UnknownIdError(f"unknown id(s): {ids[~found][:10].tolist()}")
+        mask = np.zeros(snap.stored, dtype=bool)
+        mask[rows[found]] = True
+        return mask
+
+    # ----------------------------------------------------------------- indexes and space
+    def build_index(self: "Collection", kind: str | None = None, **options: Any) -> None:
+        """Build the vector index over every row (replacing any earlier one) and save it.
+
+        Kinds: ``flat`` (exact), ``hnsw`` (FAISS; ``engine="hnswlib"`` for hnswlib), ``hnswlib``, ``ivf``,
+        ``binary`` (packed multi-bit codes scanned with numba, reranked with the float vectors); for
+        multi-vector rows ``muvera`` (the default there): FDE options ``r_reps``, ``k_sim``, ``d_proj``,
+        ``d_final``, ``seed``, ``fill_empty``, ``candidates`` (rows reranked by default) and ``inner``
+        (any single-vector kind, with its own options). Options are saved in the manifest, so ``open``
+        rebuilds nothing.
+        """
+        with self._writing() as snap:
+            kind = kind or ("muvera" if snap.manifest.multivector else "hnsw")
+            engine = options.pop("engine", None)
+            if kind == "hnsw" and engine not in (None, "faiss"):
+                if engine != "hnswlib":
+                    raise InvalidParameterError(f"unknown hnsw engine {engine!r}; expected 'faiss' or 'hnswlib'")
+                kind = "hnswlib"
+            store, save = snap.store.built(kind, options)
+            self._apply(snap, changes.index(snap, store, save, "build_index"))
+
+    def optimize(self: "Collection") -> None:
+        """Fold the rows added or replaced since ``build_index`` into the index (they are scanned exactly
+        until then) and save the attribute indexes of every row with it. Once more than
+        ``REBUILD_DEAD_FRACTION`` of the stored rows are deleted, ``compact()`` instead: the index is
+        rebuilt over the live rows."""
+        with self._writing() as snap:
+            spec = snap.manifest.index
+            if spec is None:
+                return
+            if snap.stored and 1 - snap.n_live / snap.stored > REBUILD_DEAD_FRACTION:
+                self._apply(snap, changes.compact(snap))
+                return
+            done = snap.store.optimized(self.root, spec)
+            if done is not None:
+                self._apply(snap, changes.index(snap, *done, "optimize"))
+            elif not changes.attr_files.covers(snap.manifest.attributes_index, snap.manifest.segments, snap.stored):
+                self._apply(snap, changes.index(snap, snap.store, lambda stem, written: spec, "optimize"))
+
+    def compact(self: "Collection") -> None:
+        """Rewrite the live rows as one segment (dropping deleted rows, merging small segments) and rebuild
+        the index with the same options. Handles reading the previous version keep working until they
+        refresh; its files go once no retained version needs them (``cleanup()`` reclaims them now)."""
+        with self._writing() as snap:
+            self._apply(snap, changes.compact(snap))
+
+    # ----------------------------------------------------------------- schema
+    def add_columns(self: "Collection", columns: Mapping[str, Any]) -> None:
+        """New attribute columns: name -> an Arrow type (all null), ``vecdb.col("other")`` (a copy), a
+        filter (``Expr`` or JSON tree: True where a row passes it), or one value for every row."""
+        with self._writing() as snap:
+            table = snap.table
+            for name, spec in columns.items():
+                if name in table.column_names or name in attrs_mod.RESERVED or name == snap.store.column:
+                    raise SchemaError(f"column {name!r} exists or is reserved")
+                if isinstance(spec, pa.DataType):
+                    column = pa.nulls(snap.stored, spec)
+                elif isinstance(spec, Column):
+                    snap.check_columns([spec.name])
+                    column = table.column(spec.name)
+                elif isinstance(spec, (Expr, dict)):
+                    column = pa.array(snap.select(spec).mask)
+                else:
+                    column = pa.repeat(pa.scalar(spec), snap.stored)
+                table = table.append_column(pa.field(name, column.type), column)
+            self._apply(snap, changes.rewrite_attributes(snap, table, "add_columns"))
+
+    def drop_columns(self: "Collection", names: Sequence[str]) -> None:
+        """Remove attribute columns."""
+        with self._writing() as snap:
+            snap.check_columns(list(names))
+            self._apply(snap, changes.rewrite_attributes(snap, snap.table.drop_columns(list(names)), "drop_columns"))
+
+    def rename_column(self: "Collection", old: str, new: str) -> None:
+        with self._writing() as snap:
+            snap.check_columns([old])
+            if new in snap.table.column_names or new in attrs_mod.RESERVED or new == snap.store.column:
+                raise SchemaError(f"column {new!r} exists or is reserved")
+            names = [new if name == old else name for name in snap.table.column_names]
+            self._apply(snap, changes.rewrite_attributes(snap, snap.table.rename_columns(names), "rename_column"))
+
+    # ----------------------------------------------------------------- versions
+    def restore(self: "Collection", version: int) -> int:
+        """Make a retained older ``version`` current again, as a new version (returned); nothing in
+        between is lost from history while it is retained."""
+        from .collection import _load
+
+        with self._writing() as snap:
+            old = read_manifest(self.root, version)
+            manifest = self._commit(snap, f"restore {version}", lambda draft, written: dataclasses.replace(
+                old, version=draft.version, timestamp=draft.timestamp, operation=draft.operation,
+                format_version=draft.format_version, next_id=max(old.next_id, snap.manifest.next_id)))
+            self._publish(_load(self.root, manifest, self._known))
+            return manifest.version
+
+    def cleanup(self: "Collection", *, keep_last: int = KEEP_VERSIONS, older_than: float = 0.0) -> int:
+        """Remove the files of versions no longer kept: all but the newest ``keep_last``, except those
+        superseded less than ``older_than`` seconds ago (readers may still hold them). Returns how many
+        files were removed. Every commit already does this with the defaults of ``storage/manifest.py``."""
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
+            raise InvalidParameterError(f"keep_last must be a positive integer; got {keep_last!r}")
+        with self._writing() as snap:
+            before = {p.name for p in self.root.iterdir()}
+            collect_garbage(self.root, retained_files(self.root, snap.manifest, keep=keep_last, grace=older_than))
+            return len(before - {p.name for p in self.root.iterdir()})
+
+
+def _column_value(snap: Snapshot, field: pa.Field, value: Any) -> pa.Array | pa.Scalar:
+    """What ``update`` writes into ``field``: a checked scalar, another column, or a filter's truth."""
+    if isinstance(value, Column):
+        snap.check_columns([value.name])
+        source = snap.table.select([value.name]).rename_columns([field.name])
+        return attrs_mod.conform(source, pa.schema([field])).column(0).combine_chunks()
+    if isinstance(value, Expr):
+        return attrs_mod.conform(pa.table({field.name: snap.select(value).mask}), pa.schema([field])).column(0)\
+            .combine_chunks()
+    return attrs_mod.conform(pa.table({field.name: pa.array([value])}), pa.schema([field])).column(0)[0]
