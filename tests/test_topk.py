@@ -186,3 +186,43 @@ def test_exact_search_pads_when_fewer_than_k(metric):
         assert (blas.rows[:, n:] == -1).all() and (blas.scores[:, n:] == -np.inf).all()
         np.testing.assert_array_equal(blas.rows, fused.rows)
         np.testing.assert_array_equal(blas.scores, fused.scores)
+
+
+# ----------------------------------------------------------------------------- the other top-k kernels
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_filtered_graph_ties_go_to_the_smaller_row(metric):
+    """Distinct small-integer vectors (exact scores, many equal), ef >= the rows: the walk reaches every
+    passing row, so its top-k must be the exact one row for row, tie rule included. (Duplicated
+    vectors would not do: HNSW's neighbour pruning leaves copies unreachable.)"""
+    from vecdb.indexes.faiss_indexes import HNSWIndex
+
+    rng = np.random.default_rng(5)
+    base = rng.permutation(np.unique(rng.integers(-2, 3, size=(300, 8)), axis=0))[:300].astype(np.float32)
+    assert base.shape[0] == 300
+    queries = rng.integers(-1, 2, size=(20, 8)).astype(np.float32)
+    index = HNSWIndex(8, metric, M=16, ef_construction=64)
+    index.build(base)
+    for allow in (np.ones(300, bool), rng.random(300) < 0.5):
+        hits, complete = index.search_filtered_graph(queries, 10, allow, ef=400, budget=10**6)
+        assert complete.all()
+        truth = exact_search(base, queries, 10, metric, allow=allow)
+        np.testing.assert_array_equal(hits.rows, truth.rows)
+        np.testing.assert_array_equal(hits.scores, truth.scores)
+
+
+def test_chamfer_scan_ties_go_to_the_smaller_row():
+    """Every document the same set: all Chamfer scores tie, the k smallest allowed rows win."""
+    from vecdb.multivector.chamfer import chamfer_topk, rerank
+
+    doc = np.eye(4, dtype=np.float32)[:2]
+    tokens = np.tile(doc, (5000, 1))
+    offsets = np.arange(5001, dtype=np.int64) * 2
+    q = np.eye(4, dtype=np.float32)[:3]
+    q_offsets = np.array([0, 2, 3], np.int64)
+    members = np.arange(2)
+    allowed = np.arange(4999, 0, -1, dtype=np.int64)  # descending, 4,999 rows: two scan blocks
+    hits = chamfer_topk(q, q_offsets, members, tokens, offsets, allowed, 7)
+    want = np.sort(allowed)[:7]
+    np.testing.assert_array_equal(hits.rows, np.stack([want, want]))
+    hits = rerank(q, q_offsets, members, tokens, offsets, np.stack([allowed[:20], allowed[-20:]]), 7)
+    np.testing.assert_array_equal(hits.rows, np.stack([np.sort(allowed[:20])[:7], np.sort(allowed[-20:])[:7]]))
