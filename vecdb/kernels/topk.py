@@ -130,21 +130,30 @@ def topk_of(scores, rows, k):  # pragma: no cover (compiled)
 def _best_of(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k best entries of each query by the rule, in no particular order (``s.shape[1] > k``).
 
-    The k-th best score is found with a partition and everything above it is kept; when more than k
-    entries reach it (ties at the threshold) the candidates are compacted and sorted by (score, row), so
-    which tied rows survive never depends on where the partition happened to cut. Entries scored -inf
-    are padding: a query with fewer than k others gets ``-inf`` / ``-1`` in the remaining places.
+    A partition picks k entries; where more than k reach the k-th score (ties at the threshold, which
+    the partition cuts arbitrarily) that query is redone by ``_best_of_tied``.
     """
     nq, w = s.shape
-    kth = np.partition(s, w - k, axis=1)[:, w - k: w - k + 1]
+    cols = np.argpartition(s, w - k, axis=1)[:, w - k:]
+    best_s = np.take_along_axis(s, cols, axis=1)
+    best_r = np.take_along_axis(r, cols, axis=1)
+    kth = best_s.min(axis=1, keepdims=True)
+    tied = np.flatnonzero(np.count_nonzero(s >= kth, axis=1) != k)
+    if tied.size:
+        best_s[tied], best_r[tied] = _best_of_tied(s[tied], r[tied], kth[tied], k)
+    return best_s, best_r
+
+
+def _best_of_tied(s: np.ndarray, r: np.ndarray, kth: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_best_of`` for queries whose k-th score ``kth`` is tied: every entry reaching it is a
+    candidate, compacted and sorted by (score desc, row asc). Entries scored -inf are padding: a query
+    with fewer than k others gets ``-inf`` / ``-1`` in the remaining places."""
+    nq = s.shape[0]
     if np.isnan(kth).any():  # NaN defeats the threshold: sort everything (NaN ranks last)
         cols = np.lexsort((np.where(r < 0, NO_ROW, r), -s), axis=1)[:, :k]
         return np.take_along_axis(s, cols, axis=1), np.take_along_axis(r, cols, axis=1)
     keep = (s >= kth) & (s != -np.inf)
     counts = np.count_nonzero(keep, axis=1)
-    if (counts == k).all():  # no tie at the threshold: exactly k candidates per query
-        cols = np.nonzero(keep)[1].reshape(nq, k)
-        return np.take_along_axis(s, cols, axis=1), np.take_along_axis(r, cols, axis=1)
     width = max(k, int(counts.max()))
     qi, ci = np.nonzero(keep)
     slot = np.arange(qi.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
