@@ -1,6 +1,8 @@
 """Exact search: blocked matrix products over all rows, or over only the allowed ones.
 
-This is the oracle for every approximate path, and the planner's "exact scan" plan.
+This is the oracle for every approximate path, and the planner's "exact scan" plan. Both of its paths
+(BLAS over blocks of rows, or the fused numba scan over a row list) break ties by ``kernels.topk``'s
+rule, the smaller row first, so they return the same rows whenever they compute the same scores.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ whenever their scores agree.
   full, then ``heap_replace_top`` when ``worse(root, new)``; ``heap_pop`` drops the worst and
   ``heap_sort`` sorts best first in place. Every kernel that keeps a top-k uses it:
   ``exact.topk_rows``, ``hnsw_filtered`` (its result set), ``binary.scan_topc``. Write the offer out
-  in the scan loop as ``topk_of`` does: wrapped in one helper returning the new size, the exact scan
-  ran 30-90% slower (numba 0.68, 5,000 x 384, k = 10), whether inlined or not.
+  in the scan loop as ``topk_of`` does: wrapped in one helper that returns the new size, the exact
+  scan ran about 1.5-2x slower (numba 0.68, 5,000 x 384, k = 10), inlined or not.
 * ``merge`` / ``finish`` (numpy, for Python code): ``merge`` keeps the k best of two candidate sets per
   query (unsorted), ``finish`` sorts by the rule and pads to ``(nq, k)`` ``Hits``.
 
