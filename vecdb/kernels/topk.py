@@ -131,7 +131,7 @@ def _best_of(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     """The k best entries of each query by the rule, in no particular order (``s.shape[1] > k``).
 
     A partition picks k entries; where more than k reach the k-th score (ties at the threshold, which
-    the partition cuts arbitrarily) that query is redone by ``_best_of_tied``.
+    the partition cuts arbitrarily) that query's entries at the threshold are chosen again by row.
     """
     nq, w = s.shape
     cols = np.argpartition(s, w - k, axis=1)[:, w - k:]
@@ -139,28 +139,30 @@ def _best_of(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     best_r = np.take_along_axis(r, cols, axis=1)
     kth = best_s.min(axis=1, keepdims=True)
     tied = np.flatnonzero(np.count_nonzero(s >= kth, axis=1) != k)
+    if tied.size == nq:
+        return _best_of_tied(s, r, kth, best_s, best_r, k)
     if tied.size:
-        best_s[tied], best_r[tied] = _best_of_tied(s[tied], r[tied], kth[tied], k)
+        best_s[tied], best_r[tied] = _best_of_tied(s[tied], r[tied], kth[tied], best_s[tied], best_r[tied], k)
     return best_s, best_r
 
 
-def _best_of_tied(s: np.ndarray, r: np.ndarray, kth: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``_best_of`` for queries whose k-th score ``kth`` is tied: every entry reaching it is a
-    candidate, compacted and sorted by (score desc, row asc). Entries scored -inf are padding: a query
-    with fewer than k others gets ``-inf`` / ``-1`` in the remaining places."""
-    nq = s.shape[0]
+def _best_of_tied(s: np.ndarray, r: np.ndarray, kth: np.ndarray, best_s: np.ndarray, best_r: np.ndarray,
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_best_of`` for queries whose k-th score ``kth`` is tied. The partition's picks ``best_*`` hold
+    every entry above ``kth`` (fewer than k); the rest are the entries equal to it with the smallest
+    rows, found by a partition on the row (heavy ties cost no full sort). Entries scored -inf are
+    padding: a query with fewer than k others gets ``-inf`` / ``-1`` in the remaining places."""
     if np.isnan(kth).any():  # NaN defeats the threshold: sort everything (NaN ranks last)
         cols = np.lexsort((np.where(r < 0, NO_ROW, r), -s), axis=1)[:, :k]
         return np.take_along_axis(s, cols, axis=1), np.take_along_axis(r, cols, axis=1)
-    keep = (s >= kth) & (s != -np.inf)
-    counts = np.count_nonzero(keep, axis=1)
-    width = max(k, int(counts.max()))
-    qi, ci = np.nonzero(keep)
-    slot = np.arange(qi.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
-    cand_s = np.full((nq, width), -np.inf, dtype=s.dtype)
-    cand_r = np.full((nq, width), -1, dtype=np.int64)
-    cand_s[qi, slot] = s[qi, ci]
-    cand_r[qi, slot] = r[qi, ci]
+    above = best_s > kth
+    at = np.where(kth == -np.inf, np.nan, kth)  # a k-th score of -inf: nothing ties, all padding
+    key = np.where(s == at, r, NO_ROW)
+    cols = np.argpartition(key, k - 1, axis=1)[:, :k]
+    eq_r = np.take_along_axis(key, cols, axis=1)
+    real = eq_r != NO_ROW
+    cand_s = np.concatenate([np.where(above, best_s, -np.inf), np.where(real, kth, -np.inf)], axis=1)
+    cand_r = np.concatenate([np.where(above, best_r, -1), np.where(real, eq_r, -1)], axis=1)
     order = np.lexsort((np.where(cand_r < 0, NO_ROW, cand_r), -cand_s), axis=1)[:, :k]
     return np.take_along_axis(cand_s, order, axis=1), np.take_along_axis(cand_r, order, axis=1)
 
