@@ -16,7 +16,9 @@ whenever their scores agree.
 * ``merge`` / ``finish`` (numpy, for Python code): ``merge`` keeps the k best of two candidate sets per
   query (unsorted), ``finish`` sorts by the rule and pads to ``(nq, k)`` ``Hits``.
 
-Nothing here is compiled until a kernel that calls the heap is.
+Nothing here is compiled until a kernel that calls the heap is. The heap is inlined into those
+kernels and numba's cache does not notice edits to this file from them: clear
+``vecdb/kernels/__pycache__`` after changing it (as for ``scoring``).
 """
 
 from __future__ import annotations
