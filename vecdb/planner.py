@@ -17,7 +17,8 @@ from .errors import InvalidParameterError
 from .filters.attribute_index import RowSet
 from .calibration import ef_for
 from .indexes.base import BeamIndex, FilteredGraphIndex, Hits, pop_params
-from .indexes.flat import _finish, _topk_merge, exact_search
+from .indexes.flat import exact_search
+from .kernels.topk import finish, merge
 
 PLANS = ("exact", "index", "filtered_graph", "post_filter")
 
@@ -241,8 +242,8 @@ def run(plan: Plan, *, vectors: np.ndarray, index: Any, index_rows: int, queries
     if vectors.shape[0] > index_rows:  # rows added since the index was built: exact scan
         tail_rows = np.arange(index_rows, vectors.shape[0], dtype=np.int64)
         tail = exact_search(vectors, queries, k, metric, rows=tail_rows, allow=mask)
-        s, r = _topk_merge(hits.scores, hits.rows, tail.scores, tail.rows, k)
-        hits = _finish(s, r, k)
+        s, r = merge(hits.scores, hits.rows, tail.scores, tail.rows, k)
+        hits = finish(s, r, k)
     return _refill_short(hits, vectors=vectors, queries=queries, k=k, selection=selection, metric=metric,
                          matches=plan.matches)
 
@@ -266,7 +267,7 @@ def _post_filter(index: Any, queries: np.ndarray, k: int, mask: np.ndarray | Non
             break  # queries still short are answered exactly by _refill_short
         fetch = min(n, config.max_fetch, fetch * 4)
     scores = np.where(ok, hits.scores, -np.inf).astype(np.float32)
-    return _finish(scores, np.where(ok, rows, -1), k)
+    return finish(scores, np.where(ok, rows, -1), k)
 
 
 def _refill_short(hits: Hits, *, vectors: np.ndarray, queries: np.ndarray, k: int,

@@ -32,7 +32,8 @@ from ..errors import CorruptCollectionError, InvalidParameterError
 from ..storage.files import write_bytes_durable, write_npy
 from .base import Hits, check_metric, pop_params, register
 from .device import resolve_device
-from .flat import _finish, exact_search
+from ..kernels.topk import finish
+from .flat import exact_search
 
 # Candidates reranked per query (for k <= 10) when the build does not say: the smallest round numbers
 # that reached tie-aware recall@10 >= 0.97 on arXiv/MiniLM (384 dims, 1000 queries) both unfiltered and
@@ -166,7 +167,7 @@ class BinaryIndex:
             else:
                 s = np.matmul(x, q[:, :, None])[:, :, 0]
             scores[a: a + step] = np.where(r >= 0, s, -np.inf)
-        return _finish(scores, rows, k)
+        return finish(scores, rows, k)
 
     # ------------------------------------------------------------------ files
     def save(self, path: Path) -> list[Path]:

@@ -1,6 +1,8 @@
 """Exact search: blocked matrix products over all rows, or over only the allowed ones.
 
-This is the oracle for every approximate path, and the planner's "exact scan" plan.
+This is the oracle for every approximate path, and the planner's "exact scan" plan. Both of its paths
+(BLAS over blocks of rows, or the fused numba scan over a row list) break ties by ``kernels.topk``'s
+rule, the smaller row first, so they return the same rows whenever they compute the same scores.
 """
 
 from __future__ import annotations
@@ -10,36 +12,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..kernels.topk import finish, merge
 from .base import Hits, check_metric, pop_params, register
 
 BLOCK_ROWS = 32768
 FUSED_MAX_WORK = 200_000  # queries x rows below which the numba kernel scans (no gather, no BLAS call)
-_NO_ROW = np.iinfo(np.int64).max
-
-
-def _topk_merge(best_s: np.ndarray, best_r: np.ndarray, s: np.ndarray, r: np.ndarray, k: int):
-    """Keep the k best of (best, new) per query; ties go to the smaller row."""
-    all_s = np.concatenate([best_s, s], axis=1)
-    all_r = np.concatenate([best_r, r], axis=1)
-    if all_s.shape[1] > k:
-        part = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
-        all_s = np.take_along_axis(all_s, part, axis=1)
-        all_r = np.take_along_axis(all_r, part, axis=1)
-    return all_s, all_r
-
-
-def _finish(s: np.ndarray, r: np.ndarray, k: int) -> Hits:
-    nq = s.shape[0]
-    out_s = np.full((nq, k), -np.inf, dtype=np.float32)
-    out_r = np.full((nq, k), -1, dtype=np.int64)
-    # Sort each query's candidates by (score desc, row asc); padding (-inf, -1) sorts last.
-    r_key = np.where(r < 0, _NO_ROW, r)
-    order = np.lexsort((r_key, -s), axis=1) if s.size else np.zeros_like(r)
-    s = np.take_along_axis(s, order, axis=1)[:, :k]
-    r = np.take_along_axis(r, order, axis=1)[:, :k]
-    out_s[:, : s.shape[1]] = s
-    out_r[:, : r.shape[1]] = np.where(np.isfinite(s), r, -1)
-    return Hits(out_s, out_r)
 
 
 def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, *,
@@ -81,15 +58,8 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, 
         s = s.astype(np.float32, copy=False)
         if dense:
             s[:, ~allow[start:stop]] = -np.inf
-        kk = min(k, s.shape[1])
-        if s.shape[1] > kk:
-            part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-            s = np.take_along_axis(s, part, axis=1)
-            r = block_rows[part]
-        else:
-            r = np.broadcast_to(block_rows, s.shape)
-        best_s, best_r = _topk_merge(best_s, best_r, s, r, k)
-    return _finish(best_s, best_r, k)
+        best_s, best_r = merge(best_s, best_r, s, block_rows, k)
+    return finish(best_s, best_r, k)
 
 
 @register

@@ -13,8 +13,8 @@ every code (so they never differ).
 * ``scan_topc``: the fused scan. For each query, that score plus an optional per-row term over the
   rows ``lo .. hi - 1`` a filter bitmap allows (``uint64`` words, bit ``i % 64`` of word ``i // 64`` =
   row ``i``; an empty bitmap allows every row; set bits are walked with ``tzcnt``, so a sparse filter
-  costs its passing rows, not all rows), keeping the best ``c`` per query in a heap; ties go to the
-  smaller row, so results are deterministic. It releases the GIL: ``vecdb.binary.scan`` runs it on
+  costs its passing rows, not all rows), keeping the best ``c`` per query in ``topk``'s heap; ties go
+  to the smaller row, so results are deterministic. It releases the GIL: ``vecdb.binary.scan`` runs it on
   threads over chunks of queries, or over blocks of rows (one heap each, merged) when there are fewer
   queries than threads. Plain Python threads, not ``parallel=True``: no thread-pool wake-up for one
   small query, and a fraction of the compile time.
@@ -30,6 +30,8 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
+
+from .topk import heap_replace_top, heap_sort, worse
 
 _u64_1 = types.Array(types.uint64, 1, "C")
 _u64_2 = types.Array(types.uint64, 2, "C")
@@ -113,52 +115,11 @@ def symmetric_ip_one_to_many(query, codes, bits, dim, weights):  # pragma: no co
     return out
 
 
-# ----------------------------------------------------------------------------- heap of the best c
-@njit(nogil=True, cache=True)
-def _worse(s1, r1, s2, r2):  # pragma: no cover (compiled)
-    """(s1, r1) ranks below (s2, r2): a lower score, or the same score and a larger row."""
-    return s1 < s2 or (s1 == s2 and r1 > r2)
-
-
-@njit(nogil=True, cache=True)
-def _sift_down(hs, hr, i, size):  # pragma: no cover (compiled)
-    """Restore the heap (worst entry at the root) below position ``i``."""
-    while True:
-        left = 2 * i + 1
-        if left >= size:
-            return
-        child = left
-        right = left + 1
-        if right < size and _worse(hs[right], hr[right], hs[left], hr[left]):
-            child = right
-        if not _worse(hs[child], hr[child], hs[i], hr[i]):
-            return
-        hs[i], hs[child] = hs[child], hs[i]
-        hr[i], hr[child] = hr[child], hr[i]
-        i = child
-
-
-@njit(nogil=True, cache=True)
-def _offer(hs, hr, s, r):  # pragma: no cover (compiled)
-    """Put (s, r) in the full heap if it beats the worst entry (the heap starts full of -inf, -1)."""
-    if _worse(hs[0], hr[0], s, r):
-        hs[0] = s
-        hr[0] = r
-        _sift_down(hs, hr, 0, hs.shape[0])
-
-
-@njit(nogil=True, cache=True)
-def _sort_heap(hs, hr):  # pragma: no cover (compiled)
-    """Heap sort in place: best first (the -inf, -1 fillers end up last)."""
-    for end in range(hs.shape[0] - 1, 0, -1):
-        hs[0], hs[end] = hs[end], hs[0]
-        hr[0], hr[end] = hr[end], hr[0]
-        _sift_down(hs, hr, 0, end)
-
-
+# ----------------------------------------------------------------------------- the best c (``topk``'s heap)
 @njit(nogil=True, cache=True)
 def _scan_rows(query, codes, bits, dim, weights, row_term, allow, lo, hi, hs, hr):  # pragma: no cover
-    """Offer rows ``lo .. hi - 1`` (those set in ``allow``, or all when it is empty) to the heap.
+    """Offer rows ``lo .. hi - 1`` (those set in ``allow``, or all when it is empty) to the heap
+    (``topk``'s, kept full: it starts as ``c`` fillers -inf / -1, which every real row beats).
 
     The heap must hold only rows below ``lo`` (or fillers): rows are offered in ascending order, so a
     row whose score equals the root's loses the tie and is skipped without a heap operation.
@@ -176,7 +137,9 @@ def _scan_rows(query, codes, bits, dim, weights, row_term, allow, lo, hi, hs, hr
                 for w in range(words):
                     h += _popcount(query[w] ^ codes[i, w])
                 if np.int64(h) < limit:  # rows ascend: an equal distance loses the tie to the root
-                    _offer(hs, hr, w00 * (dim - 2.0 * np.float64(h)), i)
+                    s = w00 * (dim - 2.0 * np.float64(h))
+                    if worse(hs[0], hr[0], s, i):
+                        heap_replace_top(hs, hr, hs.shape[0], s, i)
                     if hs[0] > -np.inf:
                         limit = np.int64(np.round((dim - hs[0] / w00) * 0.5))
         else:
@@ -185,7 +148,7 @@ def _scan_rows(query, codes, bits, dim, weights, row_term, allow, lo, hi, hs, hr
                 if has_term:
                     s += row_term[i]
                 if s > hs[0]:  # rows ascend, so an equal score loses the tie to the root
-                    _offer(hs, hr, s, i)
+                    heap_replace_top(hs, hr, hs.shape[0], s, i)
         return
     for wi in range(lo // 64, (hi + 63) // 64):
         m = allow[wi]
@@ -199,8 +162,8 @@ def _scan_rows(query, codes, bits, dim, weights, row_term, allow, lo, hi, hs, hr
             s = _sym_score(query, codes, i, bits, words, dim, weights)
             if has_term:
                 s += row_term[i]
-            if s > hs[0]:
-                _offer(hs, hr, s, i)
+            if s > hs[0]:  # as above: rows ascend
+                heap_replace_top(hs, hr, hs.shape[0], s, i)
 
 
 def _scan_sigs():
@@ -221,7 +184,7 @@ def scan_topc(queries, codes, bits, dim, weights, row_term, allow, lo, hi, c):  
     out_r = np.full((nq, c), -1, dtype=np.int64)
     for qi in range(nq):
         _scan_rows(queries[qi], codes, bits, dim, weights, row_term, allow, lo, hi, out_s[qi], out_r[qi])
-        _sort_heap(out_s[qi], out_r[qi])
+        heap_sort(out_s[qi], out_r[qi], c)
     return out_s, out_r
 
 

@@ -1,4 +1,4 @@
-"""Exact top-k over a list of rows in numba: no gather copy, one pass, a k-heap per query.
+"""Exact top-k over a list of rows in numba: no gather copy, one pass, a k-heap per query (``topk``'s).
 
 For the planner's exact plan when few rows pass and few queries share the filter; large batches go
 through BLAS instead (``indexes.flat.exact_search`` decides).
@@ -10,29 +10,7 @@ import numba as nb
 import numpy as np
 
 from .scoring import FAST, dot_or_l2, score_rows
-
-
-@nb.njit(inline="always")
-def _worse(s_a, r_a, s_b, r_b):
-    """(score, row) a ranks below b: a lower score, or the same score and a larger row."""
-    return s_a < s_b or (s_a == s_b and r_a > r_b)
-
-
-@nb.njit(inline="always")
-def _sift_down(heap_s, heap_r, i, size):
-    while True:
-        left = 2 * i + 1
-        if left >= size:
-            return
-        low = left
-        if left + 1 < size and _worse(heap_s[left + 1], heap_r[left + 1], heap_s[left], heap_r[left]):
-            low = left + 1
-        if _worse(heap_s[low], heap_r[low], heap_s[i], heap_r[i]):
-            heap_s[i], heap_s[low] = heap_s[low], heap_s[i]
-            heap_r[i], heap_r[low] = heap_r[low], heap_r[i]
-            i = low
-        else:
-            return
+from .topk import heap_push, heap_replace_top, heap_sort, worse
 
 
 SCORE_BLOCK = 64  # rows scored per call of ``score_rows`` before they enter the heap
@@ -63,29 +41,13 @@ def topk_rows(vectors, rows, queries, k, l2):
                 r = rows[idx]
                 if acc == -np.inf:
                     continue
-                if size < k:  # sift up into a heap whose root is the worst kept
-                    i = size
-                    heap_s[i] = acc
-                    heap_r[i] = r
-                    size += 1
-                    while i > 0:
-                        parent = (i - 1) >> 1
-                        if _worse(heap_s[i], heap_r[i], heap_s[parent], heap_r[parent]):
-                            heap_s[i], heap_s[parent] = heap_s[parent], heap_s[i]
-                            heap_r[i], heap_r[parent] = heap_r[parent], heap_r[i]
-                            i = parent
-                        else:
-                            break
-                elif _worse(heap_s[0], heap_r[0], acc, r):
-                    heap_s[0] = acc
-                    heap_r[0] = r
-                    _sift_down(heap_s, heap_r, 0, size)
-        for pos in range(size - 1, -1, -1):  # pop the worst into the last free slot: best first
-            out_s[qi, pos] = heap_s[0]
-            out_r[qi, pos] = heap_r[0]
-            heap_s[0] = heap_s[pos]
-            heap_r[0] = heap_r[pos]
-            _sift_down(heap_s, heap_r, 0, pos)
+                if size < k:
+                    size = heap_push(heap_s, heap_r, size, acc, r)
+                elif worse(heap_s[0], heap_r[0], acc, r):
+                    heap_replace_top(heap_s, heap_r, size, acc, r)
+        heap_sort(heap_s, heap_r, size)
+        out_s[qi, :size] = heap_s[:size]
+        out_r[qi, :size] = heap_r[:size]
     return out_s, out_r
 
 
@@ -110,7 +72,7 @@ def rescore_rows(vectors, rows, queries, l2):
                 continue
             acc = dot_or_l2(vectors[r], q, l2)
             i = n  # insertion sort: k is small and the candidates arrive nearly in order
-            while i > 0 and _worse(out_s[qi, i - 1], out_r[qi, i - 1], acc, r):
+            while i > 0 and worse(out_s[qi, i - 1], out_r[qi, i - 1], acc, r):
                 out_s[qi, i] = out_s[qi, i - 1]
                 out_r[qi, i] = out_r[qi, i - 1]
                 i -= 1

@@ -9,6 +9,10 @@ bool array consulted inside the kernel: no Python per candidate. When a query ha
 than ``budget`` (the caller passes about the number of passing rows) it stops and flags itself, and
 the caller answers it with the exact scan, so recall never collapses.
 
+Two heaps per query: the beam of candidates to expand (a plain max-heap on score, ``_beam_push`` /
+``_beam_pop``: it orders the walk and is never cut to k) and the ``ef`` best passing rows found, kept
+in ``topk``'s heap under its tie rule (among equal scores the smaller row), as every top-k of vecdb is.
+
 Graph layout is FAISS' (``faiss.vector_to_array(index.hnsw.neighbors)`` etc.): node ``v``'s neighbours
 at level ``l`` are ``neighbors[offsets[v] + cum[l] : offsets[v] + cum[l + 1]]``, ``-1``-terminated.
 """
@@ -19,17 +23,22 @@ import numba as nb
 import numpy as np
 
 from .scoring import dot_or_l2, score_rows
+from .topk import heap_pop, heap_push, heap_replace_top, heap_sort, worse
 
 
 @nb.njit(inline="always")
-def _push(keys, vals, size, key, val, is_max):
-    """Push onto a binary heap with room for it (max-heap when ``is_max``)."""
+def _beam_push(keys, vals, size, key, val):
+    """Push onto the candidate beam, a max-heap on score (the next node to expand is the root).
+
+    The beam is not a top-k (it only orders the walk and is never cut to k), so it stays this plain
+    heap on the score alone; the results are kept in ``topk``'s heap under its tie rule.
+    """
     i = size
     keys[i] = key
     vals[i] = val
     while i > 0:
         parent = (i - 1) >> 1
-        if (keys[i] > keys[parent]) if is_max else (keys[i] < keys[parent]):
+        if keys[i] > keys[parent]:
             keys[i], keys[parent] = keys[parent], keys[i]
             vals[i], vals[parent] = vals[parent], vals[i]
             i = parent
@@ -38,8 +47,8 @@ def _push(keys, vals, size, key, val, is_max):
 
 
 @nb.njit(inline="always")
-def _pop(keys, vals, size, is_max):
-    """Remove the root; returns the new size (the root's key/value are read before calling)."""
+def _beam_pop(keys, vals, size):
+    """Remove the beam's root; returns the new size (the root's key/value are read before calling)."""
     size -= 1
     keys[0] = keys[size]
     vals[0] = vals[size]
@@ -50,9 +59,9 @@ def _pop(keys, vals, size, is_max):
             break
         best = left
         right = left + 1
-        if right < size and ((keys[right] > keys[left]) if is_max else (keys[right] < keys[left])):
+        if right < size and keys[right] > keys[left]:
             best = right
-        if (keys[best] > keys[i]) if is_max else (keys[best] < keys[i]):
+        if keys[best] > keys[i]:
             keys[i], keys[best] = keys[best], keys[i]
             vals[i], vals[best] = vals[best], vals[i]
             i = best
@@ -63,7 +72,7 @@ def _pop(keys, vals, size, is_max):
 
 @nb.njit
 def _grown(keys, vals, size):
-    """The heap's arrays with twice the room (rare: the candidate heap outgrew 4 * ef)."""
+    """The beam's arrays with twice the room (rare: the beam outgrew 4 * ef)."""
     new_keys = np.empty(keys.shape[0] * 2, keys.dtype)
     new_vals = np.empty(vals.shape[0] * 2, vals.dtype)
     new_keys[:size] = keys[:size]
@@ -97,17 +106,16 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
     # layer 0: beam over passing rows, two-hop expansion through rejected ones
     cand_k = np.empty(max(64, 4 * ef), np.float32)
     cand_v = np.empty(max(64, 4 * ef), np.int64)
-    res_k = np.empty(ef + 1, np.float32)
-    res_v = np.empty(ef + 1, np.int64)
+    res_k = np.empty(ef, np.float32)  # the ef best passing rows: topk's heap, the worst at the root
+    res_v = np.empty(ef, np.int64)
     n_cand = 0
     n_res = 0
     examined = 0
     visited[current] = mark
-    _push(cand_k, cand_v, n_cand, current_score, current, True)
+    _beam_push(cand_k, cand_v, n_cand, current_score, current)
     n_cand += 1
     if allow[current]:
-        _push(res_k, res_v, n_res, current_score, current, False)
-        n_res += 1
+        n_res = heap_push(res_k, res_v, n_res, current_score, current)
     width = cum[1] - cum[0]
     wanted = max(1, gather)  # passing neighbours to gather per expansion (ACORN-1 truncates to M)
     # an expansion gathers its new nodes first and scores them together (see ``score_rows``)
@@ -116,7 +124,7 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
     while n_cand > 0:
         c_score = cand_k[0]
         c = cand_v[0]
-        n_cand = _pop(cand_k, cand_v, n_cand, True)
+        n_cand = _beam_pop(cand_k, cand_v, n_cand)
         if n_res >= ef and c_score < res_k[0]:
             break
         base = offsets[c]
@@ -188,27 +196,25 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
         for i in range(n_pending):
             s = pending_scores[i]
             w = pending[i]
-            if n_res < ef or s > res_k[0]:
-                if n_cand == cand_k.shape[0]:
-                    cand_k, cand_v = _grown(cand_k, cand_v, n_cand)
-                _push(cand_k, cand_v, n_cand, s, w, True)
-                n_cand += 1
-                _push(res_k, res_v, n_res, s, w, False)
-                n_res += 1
-                if n_res > ef:
-                    n_res = _pop(res_k, res_v, n_res, False)
+            if n_res < ef:
+                n_res = heap_push(res_k, res_v, n_res, s, w)
+            elif worse(res_k[0], res_v[0], s, w):
+                heap_replace_top(res_k, res_v, n_res, s, w)
+            else:
+                continue
+            if n_cand == cand_k.shape[0]:
+                cand_k, cand_v = _grown(cand_k, cand_v, n_cand)
+            _beam_push(cand_k, cand_v, n_cand, s, w)
+            n_cand += 1
         if examined > budget:
             return False
     # the k best of the results, best first
     while n_res > k:
-        n_res = _pop(res_k, res_v, n_res, False)
+        n_res = heap_pop(res_k, res_v, n_res)
+    heap_sort(res_k, res_v, n_res)
     for i in range(k):
-        out_scores[i] = -np.inf
-        out_rows[i] = -1
-    for i in range(n_res - 1, -1, -1):
-        out_scores[i] = res_k[0]
-        out_rows[i] = res_v[0]
-        n_res = _pop(res_k, res_v, n_res, False)
+        out_scores[i] = res_k[i] if i < n_res else -np.inf
+        out_rows[i] = res_v[i] if i < n_res else -1
     return True
 
 

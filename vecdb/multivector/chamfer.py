@@ -13,8 +13,8 @@ import numpy as np
 
 from ..errors import InvalidParameterError, InvalidVectorError
 from ..indexes.base import Hits
-from ..indexes.flat import _finish, _topk_merge
 from ..kernels.multivector import chamfer_pairs, chamfer_pairs_serial
+from ..kernels.topk import finish, merge
 from ..vectors import as_matrix, normalize as normalize_rows
 
 SCAN_BLOCK = 4096  # rows scored per kernel call in the exact scan (bounds the (queries, rows) buffer)
@@ -92,7 +92,7 @@ def rerank(q: np.ndarray, q_offsets: np.ndarray, members: np.ndarray, tokens: np
     """Exact Chamfer of queries ``members`` against their ``candidates`` rows (``-1`` = none); the k best."""
     qm, qm_offsets = _select(q, q_offsets, members)
     rows = np.array(candidates, dtype=np.int64, order="C")  # a writable copy the kernel may read
-    return _finish(score_pairs(qm, qm_offsets, tokens, offsets, rows, parallel=parallel), rows, k)
+    return finish(score_pairs(qm, qm_offsets, tokens, offsets, rows, parallel=parallel), rows, k)
 
 
 def chamfer_topk(q: np.ndarray, q_offsets: np.ndarray, members: np.ndarray, tokens: np.ndarray,
@@ -104,10 +104,6 @@ def chamfer_topk(q: np.ndarray, q_offsets: np.ndarray, members: np.ndarray, toke
     best_r = np.empty((nq, 0), dtype=np.int64)
     for start in range(0, allowed.shape[0], SCAN_BLOCK):
         block = allowed[start: start + SCAN_BLOCK].astype(np.int64)
-        rows = np.tile(block, (nq, 1))
-        s = score_pairs(qm, qm_offsets, tokens, offsets, rows, parallel=parallel)
-        if s.shape[1] > k:
-            part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-            s, rows = np.take_along_axis(s, part, axis=1), np.take_along_axis(rows, part, axis=1)
-        best_s, best_r = _topk_merge(best_s, best_r, s, rows, k)
-    return _finish(best_s, best_r, k)
+        s = score_pairs(qm, qm_offsets, tokens, offsets, np.tile(block, (nq, 1)), parallel=parallel)
+        best_s, best_r = merge(best_s, best_r, s, block, k)
+    return finish(best_s, best_r, k)
