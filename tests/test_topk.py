@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from vecdb.indexes import flat
 from vecdb.indexes.flat import exact_search
-from vecdb.kernels.topk import NO_ROW, finish, merge, topk_of
+from vecdb.kernels.topk import topk_of
+from vecdb.topk import NO_ROW, finish, merge
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

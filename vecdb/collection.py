@@ -32,8 +32,6 @@ from .errors import (ClosedCollectionError, CollectionExistsError, CorruptCollec
                      NotACollectionError, ReadOnlyCollectionError)
 from .filters import Expr, parse
 from .indexes.base import Hits, check_metric
-from .multivector.store import METRICS as MULTI_METRICS
-from .multivector.store import MultiStore
 from .result import SearchResult
 from .snapshot import Pending, Snapshot
 from .storage import attribute_indexes as attr_files
@@ -49,6 +47,7 @@ from .writes import Writes
 log = logging.getLogger(__name__)
 _CPUS = os.cpu_count() or 1
 OPEN_RETRIES = 5
+MULTI_METRICS = ("ip", "cosine")  # metrics of multi-vector collections
 
 
 REFRESH = ("manual", "auto")
@@ -380,7 +379,12 @@ def _load(root: Path, manifest: Manifest, known: set[str]) -> Snapshot:
     if manifest.deleted:
         live[read_npy(root, manifest.deleted, mmap=False)] = False
     lazy: list = []
-    store = (MultiStore if manifest.multivector else DenseStore).load(root, manifest, lazy)
+    if manifest.multivector:  # numba's Chamfer kernels load only for collections that need them
+        from .multivector.store import MultiStore
+
+        store = MultiStore.load(root, manifest, lazy)
+    else:
+        store = DenseStore.load(root, manifest, lazy)
     # attribute indexes saved with the vector index: mapped when they cover exactly these rows,
     # otherwise (rows added since, or none saved) built in memory on the first filter
     saved = attr_files.load(root, manifest.attributes_index, table, manifest.segments)
@@ -398,7 +402,7 @@ def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Sch
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
         raise InvalidParameterError(f"dim must be a positive integer; got {dim!r}")
     check_metric(metric)
-    if multivector and metric not in MULTI_METRICS:
+    if multivector and metric not in MULTI_METRICS:  # Chamfer sums inner products
         raise InvalidParameterError(f"metric {metric!r} is not supported for multi-vector collections; "
                                     f"expected one of {', '.join(MULTI_METRICS)} (Chamfer sums inner products)")
     if root.exists():

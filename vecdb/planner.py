@@ -18,7 +18,7 @@ from .filters.attribute_index import RowSet
 from .calibration import ef_for
 from .indexes.base import BeamIndex, FilteredGraphIndex, Hits, pop_params
 from .indexes.flat import exact_search
-from .kernels.topk import finish, merge
+from .topk import finish, merge
 
 PLANS = ("exact", "index", "filtered_graph", "post_filter")
 

@@ -32,7 +32,7 @@ from ..errors import CorruptCollectionError, InvalidParameterError
 from ..storage.files import write_bytes_durable, write_npy
 from .base import Hits, check_metric, pop_params, register
 from .device import resolve_device
-from ..kernels.topk import finish
+from ..topk import finish
 from .flat import exact_search
 
 # Candidates reranked per query (for k <= 10) when the build does not say: the smallest round numbers

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..kernels.topk import finish, merge
+from ..topk import finish, merge
 from .base import Hits, check_metric, pop_params, register
 
 BLOCK_ROWS = 32768

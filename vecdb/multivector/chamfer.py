@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import InvalidParameterError, InvalidVectorError
 from ..indexes.base import Hits
 from ..kernels.multivector import chamfer_pairs, chamfer_pairs_serial
-from ..kernels.topk import finish, merge
+from ..topk import finish, merge
 from ..vectors import as_matrix, normalize as normalize_rows
 
 SCAN_BLOCK = 4096  # rows scored per kernel call in the exact scan (bounds the (queries, rows) buffer)

@@ -31,7 +31,6 @@ from ..vectorstore import Batch, IndexSaver, file_entry, index_options, load_ind
 from .chamfer import as_sets, chamfer_topk, rerank
 from .fde import FDEConfig, FDEEncoder
 
-METRICS = ("ip", "cosine")
 DEFAULT_CANDIDATES = 150  # recall@10 0.97 on ../shared/data/arxiv-tokens with the default FDE (fde.py)
 PLANS = ("exact", *planner.PLANS)  # "exact" is the exact Chamfer scan (the oracle); the rest the FDE stage's
 FDE_OPTIONS = ("r_reps", "k_sim", "d_proj", "d_final", "seed", "fill_empty", "inner", "candidates")
