@@ -277,7 +277,8 @@ class Collection(Writes):
             expr, members = group
             selection = snap.live_selection(expr)
             matches = selection.count if selection is not None else snap.n_live
-            plan, hits = store.search(snap, q, members, k, selection, matches, search_params, pool=pool)
+            plan, hits = store.search(snap, q, members, k, selection, matches, search_params, pool=pool,
+                                      deleted_only=expr is None and selection is not None)
             return members, plan, hits
 
         threads = 1 if len(groups) == 1 else min(len(groups), snap.planner.threads or _CPUS)
@@ -340,7 +341,8 @@ class Collection(Writes):
                     "estimated_matches": None if expr is None else
                     round(snap.attribute_index().estimate(expr) * snap.stored)}
         plan, _ = snap.store.search(snap, None, [], min(k, max(snap.n_live, 1)), selection, matches,
-                                    search_params, pool=False, describe=describe)
+                                    search_params, pool=False, deleted_only=expr is None and selection is not None,
+                                    describe=describe)
         return plan
 
 
@@ -374,7 +376,8 @@ def _load(root: Path, manifest: Manifest, known: set[str]) -> Snapshot:
         ids.append(read_npy(root, seg.ids, mmap=False))
         tables.append(attrs_mod.conform(attrs_mod.to_table(read_arrow(root, seg.attributes), seg.rows), manifest.schema))
     all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
-    table = pa.concat_tables(tables) if len(manifest.schema) else attrs_mod.null_table(manifest.schema, len(all_ids))
+    table = pa.concat_tables(tables) if tables and len(manifest.schema) else \
+        attrs_mod.null_table(manifest.schema, len(all_ids))
     live = np.ones(len(all_ids), dtype=bool)
     if manifest.deleted:
         live[read_npy(root, manifest.deleted, mmap=False)] = False

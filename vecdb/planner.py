@@ -49,6 +49,9 @@ class PlannerConfig:
     whole lists (IVF) take the bitmap directly (plan ``index``).
     ``threads``: a batch whose queries carry different filters runs its filter groups on threads.
     ``ef_scale``: a forced filtered traversal widens its beam to ``ef / selectivity ** ef_scale``.
+    ``deleted_max_fraction``: an unfiltered search on a graph index with at most this share of deleted
+    rows runs the plain index search and drops the deleted hits (``post_filter``: it over-fetches about
+    3k with the usual beam, so it costs what a search without deletions costs), not the filtered walk.
     """
 
     exact_max_selectivity: float = 0.02
@@ -61,6 +64,7 @@ class PlannerConfig:
     max_fetch: int = 4096
     ef_scale: float = 1.0
     ef_max: int = 2048
+    deleted_max_fraction: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,11 +145,13 @@ class SearchParams:
 
 
 def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, params: SearchParams,
-           config: PlannerConfig, calibration: Mapping[str, Any] | None = None, filter: str | None = None,
-           tail_rows: int = 0, estimated_matches: int | None = None) -> Plan:
-    """Pick a plan from exact counts (the filter is already evaluated). ``filter``, ``tail_rows`` and
-    ``estimated_matches`` only describe the plan (``explain``)."""
-    plan = _choose(index, matches, total, k, filtered, params, config)
+           config: PlannerConfig, calibration: Mapping[str, Any] | None = None,
+           deleted_share: float | None = None, filter: str | None = None, tail_rows: int = 0,
+           estimated_matches: int | None = None) -> Plan:
+    """Pick a plan from exact counts (the filter is already evaluated). ``deleted_share``: when the only
+    rows left out are deleted ones (no filter), their share of the stored rows. ``filter``,
+    ``tail_rows`` and ``estimated_matches`` only describe the plan (``explain``)."""
+    plan = _choose(index, matches, total, k, filtered, params, config, deleted_share)
     if params.target_recall is not None and "ef" not in params.options and plan.name in ("index", "filtered_graph"):
         ef = ef_for(calibration or {}, plan.name, params.target_recall)
         if ef is not None:
@@ -154,7 +160,7 @@ def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, para
 
 
 def _choose(index: Any, matches: int, total: int, k: int, filtered: bool, params: SearchParams,
-            config: PlannerConfig) -> Plan:
+            config: PlannerConfig, deleted_share: float | None) -> Plan:
     sel = matches / total if total else 0.0
     kind = index.kind if index is not None else None
     forced = params.plan
@@ -178,7 +184,7 @@ def _choose(index: Any, matches: int, total: int, k: int, filtered: bool, params
     elif sel <= config.exact_max_selectivity:
         why = (f"selectivity {sel:.4f} <= exact_max_selectivity={config.exact_max_selectivity} (too few "
                f"passing rows for a graph walk to stay accurate)")
-    elif filtered and scan <= config.exact_max_scan:
+    elif filtered and deleted_share is None and scan <= config.exact_max_scan:  # (a filter, not deletions)
         why = f"{matches} rows x {index.dim} dims = {scan} floats <= exact_max_scan={config.exact_max_scan}"
     else:
         why = ""
@@ -189,6 +195,11 @@ def _choose(index: Any, matches: int, total: int, k: int, filtered: bool, params
     if not filtered:
         return Plan("index", matches, total, "no filter: plain index search", kind,
                     _plan_params("index", index, sel, params.options, config))
+    if deleted_share is not None and index.walks_graph and deleted_share <= config.deleted_max_fraction:
+        return Plan("post_filter", matches, total,
+                    f"no filter, {deleted_share:.2%} of rows deleted <= deleted_max_fraction="
+                    f"{config.deleted_max_fraction}: plain {kind} search, deleted hits dropped (exact refill if "
+                    f"short)", kind, _plan_params("post_filter", index, sel, params.options, config))
     if index.filters_inside and not index.walks_graph:
         return Plan("index", matches, total,
                     f"{above}: {kind} scans its lists with the row bitmap", kind,

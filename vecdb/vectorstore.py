@@ -88,11 +88,12 @@ class VectorStore(Protocol):
     def search_params(self, params: Mapping[str, Any]) -> planner.SearchParams: ...
 
     def search(self, snapshot: Any, queries: Any, members: Sequence[int], k: int, selection: RowSet | None,
-               matches: int, params: planner.SearchParams, *, pool: bool,
+               matches: int, params: planner.SearchParams, *, pool: bool, deleted_only: bool = False,
                describe: dict[str, Any] | None = None) -> tuple[planner.Plan, Hits]:
         """Plan and run one filter group (``members`` of ``queries``), among ``selection`` (None: every
         stored row). ``pool``: on a worker thread (kernels that start threads of their own must not run).
-        ``describe``: explain fields to put on the plan. Returns the plan and the hits in row space."""
+        ``deleted_only``: ``selection`` leaves out deleted rows only (no filter). ``describe``: explain
+        fields to put on the plan. Returns the plan and the hits in row space."""
 
 
 def index_options(cls: type, options: dict[str, Any], what: str, extra: Sequence[str] = ()) -> None:
@@ -224,10 +225,11 @@ class DenseStore:
                 and self.index_rows == self.rows and self.rows >= k)
 
     def search(self, snapshot: Any, queries: np.ndarray, members: Sequence[int], k: int, selection: RowSet | None,
-               matches: int, params: planner.SearchParams, *, pool: bool,
+               matches: int, params: planner.SearchParams, *, pool: bool, deleted_only: bool = False,
                describe: dict[str, Any] | None = None) -> tuple[planner.Plan, Hits]:
         plan = planner.choose(index=self.index, matches=matches, total=snapshot.n_live, k=k,
                               filtered=selection is not None, params=params, config=snapshot.planner,
+                              deleted_share=1 - snapshot.n_live / snapshot.stored if deleted_only else None,
                               calibration=self.calibration, **(describe or {}))
         if describe is not None:
             return plan, Hits.empty(0, k)

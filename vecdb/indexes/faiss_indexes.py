@@ -7,6 +7,7 @@ IVF goes through the device seam (GPU when present); FAISS has no GPU HNSW, so H
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import threading
@@ -21,6 +22,8 @@ from ..storage.files import write_stream_durable
 from .base import Hits, check_metric, pop_params, register
 from .device import resolve_device, to_cpu, to_gpu
 
+
+log = logging.getLogger(__name__)
 
 STORAGES = ("flat", "fp16")  # HNSW vector storage: FAISS' float32 rows, or half-precision ones
 
@@ -263,8 +266,13 @@ class IVFIndex(_FaissIndex):
 
     def build(self, vectors: np.ndarray) -> None:
         n = vectors.shape[0]
+        if n == 0:
+            raise InvalidParameterError("cannot build an ivf index over an empty collection")
         if self.nlist is None:
             self.nlist = default_nlist(n)
+        elif self.nlist > n:  # k-means needs a point per list (e.g. compaction left few rows)
+            log.warning("ivf: nlist=%d lowered to the %d rows there are", self.nlist, n)
+            self.nlist = n
         index = self._new(self.nlist)
         rng = np.random.default_rng(self.seed)
         sample_size = min(n, 256 * self.nlist)

@@ -201,7 +201,7 @@ class MultiStore:
         return planner.SearchParams.parse(params, self.index, extra=("candidates",), plans=PLANS)
 
     def search(self, snapshot: Any, queries: QuerySets, members: Sequence[int], k: int, selection: RowSet | None,
-               matches: int, params: planner.SearchParams, *, pool: bool,
+               matches: int, params: planner.SearchParams, *, pool: bool, deleted_only: bool = False,
                describe: dict[str, Any] | None = None) -> tuple[planner.Plan, Hits]:
         members = np.asarray(members, dtype=np.int64)
         if self.index is None or params.plan == "exact":
@@ -224,6 +224,7 @@ class MultiStore:
         else:
             plan = planner.choose(index=self.index, matches=matches, total=snapshot.n_live, k=n_cand,
                                   filtered=selection is not None, params=params, config=snapshot.planner,
+                              deleted_share=1 - snapshot.n_live / snapshot.stored if deleted_only else None,
                                   **(describe or {}))
             plan = dataclasses.replace(plan, name=plan.name + "+rerank")
             if describe is not None:
