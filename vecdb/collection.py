@@ -211,6 +211,13 @@ class Collection(Writes):
                 self._publish(_load(self.root, latest, self._known))
             yield self._snapshot.verified()
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator["Collection"]:
+        """Hold the writer lock across several writes (other writers, in any process, wait until the
+        block ends); each write inside still commits its own version."""
+        with self._writing():
+            yield self
+
     def _commit(self, snap: Snapshot, operation: str,
                 build: Callable[[Manifest, list[Path]], Manifest]) -> Manifest:
         """Write the next version: ``build(draft, written)`` writes its files (listing each in ``written``)

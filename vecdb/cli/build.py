@@ -1,9 +1,10 @@
 """``vecdb build``: a collection on disk from Parquet / Arrow files or ``.npy`` vectors, streamed in batches.
 
-Nothing half-written is ever left at ``--out``: the collection is built in the sibling directory
-``OUT.tmp-<pid>`` (for ``--append``, a hard-linked copy of the old one: vecdb never rewrites a file in
-place, so the copy shares the bytes safely) and renamed into place only once complete; on any failure
-the temporary directory is removed and ``OUT`` is as it was.
+Nothing half-written is ever left at ``--out``: a new collection is built in the sibling directory
+``OUT.tmp-<pid>`` and renamed into place only once complete (``--overwrite`` moves the old one aside
+first); on any failure the temporary directory is removed and ``OUT`` is as it was. ``--append`` adds
+to the collection in place under its writer lock (other writers wait) and restores the version from
+before the append if anything fails.
 """
 
 from __future__ import annotations
@@ -143,31 +144,25 @@ def run(args: argparse.Namespace) -> int:
     if kind not in (None, "none"):
         index_params = _index_options(index_class(kind), index_params, args.device)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     start = time.perf_counter()
     progress = Progress("adding", source.total_rows, enabled=False if args.quiet else None)
-    try:
-        coll = None
-        if appending:
-            shutil.copytree(out, tmp, copy_function=_link_or_copy)
-            coll = vecdb.open(tmp)
-            if args.metric and args.metric != coll.metric:
-                raise CliError(f"--metric {args.metric} differs from the collection's metric {coll.metric}")
-        coll = _add_all(source, coll, tmp, args, progress)
-        progress.close()
-        t_add = time.perf_counter() - start
-        if kind not in (None, "none"):
-            progress.status(f"building the {kind} index over {len(coll):,} rows ...")
-            coll.build_index(kind, **index_params)
-        elif kind is None and coll.index_info is not None:
-            progress.status(f"adding the new rows to the {coll.index_info['kind']} index ...")
-            coll.optimize()
-        _swap_into_place(tmp, out, replace=exists)
-    except BaseException:
+    if appending:
+        coll, t_add = _append(source, out, kind, index_params, args, progress)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        try:
+            coll = _add_all(source, None, tmp, args, progress)
+            progress.close()
+            t_add = time.perf_counter() - start
+            if kind not in (None, "none"):
+                progress.status(f"building the {kind} index over {len(coll):,} rows ...")
+                coll.build_index(kind, **index_params)
+            _swap_into_place(tmp, out, replace=exists)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     total = time.perf_counter() - start
     if not args.quiet:
         index = describe_index(coll.index_info)
@@ -175,6 +170,36 @@ def run(args: argparse.Namespace) -> int:
                   f"dim {coll.dim}, metric {coll.metric}, index {index}; {total:.1f} s "
                   f"(read+write {t_add:.1f} s, index {total - t_add:.1f} s)")
     return 0
+
+
+def _append(source: Any, out: Path, kind: str | None, index_params: dict[str, Any], args: argparse.Namespace,
+            progress: Progress) -> tuple[Any, float]:
+    """``--append``: the rows are added to the collection in place, holding its writer lock throughout (other
+    writers wait; readers see each committed batch). On any failure the version from before the append is
+    restored, so the append is all or nothing for what stays."""
+    import vecdb
+
+    start = time.perf_counter()
+    coll = vecdb.open(out)
+    if args.metric and args.metric != coll.metric:
+        raise CliError(f"--metric {args.metric} differs from the collection's metric {coll.metric}")
+    with coll.locked():
+        before = coll.version
+        try:
+            _add_all(source, coll, out, args, progress)
+            progress.close()
+            t_add = time.perf_counter() - start
+            if kind not in (None, "none"):
+                progress.status(f"building the {kind} index over {len(coll):,} rows ...")
+                coll.build_index(kind, **index_params)
+            elif coll.index_info is not None:
+                progress.status(f"adding the new rows to the {coll.index_info['kind']} index ...")
+                coll.optimize()
+        except BaseException:
+            if coll.version != before:
+                coll.restore(before)
+            raise
+    return coll, t_add
 
 
 def _add_all(source: Any, coll: Any, tmp: Path, args: argparse.Namespace, progress: Progress) -> Any:
