@@ -37,3 +37,12 @@ def test_create_with_a_schema_then_open_and_add(tmp_path):
     assert again.schema == schema and len(again) == 0
     again.add(np.eye(4), {"w": [1, 2, 3, 4], "tag": list("abcd")})
     assert vecdb.open(tmp_path / "c").get([2], columns=["tag"], with_vectors=False).column("tag").to_pylist() == ["c"]
+
+
+def test_full_disk_every_write_raises_storage_error_and_changes_nothing():
+    # RLIMIT_FSIZE (EFBIG, any writer: Python, FAISS, hnswlib) and injected ENOSPC, at the start and the
+    # middle of every file each write makes: add, delete by id / filter, build_index (hnsw, ivf, binary,
+    # hnswlib, flat), optimize. The full sweep: python -m tests.diskfull
+    out = run_module("tests.diskfull", "--quick")
+    assert out["other_error"] == 0 and out["violations"] == 0, out
+    assert out["storage_error"] >= 60 and out["ok"] >= 9, out
