@@ -60,3 +60,35 @@ def test_bit_flips_and_truncations_of_every_file_are_typed_errors_naming_the_fil
                  "manifest.json", "manifest-N.json"):
         assert kind in out["kinds"], (kind, out["kinds"])
     assert out["detected"] > 300, out
+
+
+LOST = ("errors", "failed_opens", "lost", "resurrected", "unknown", "wrong_rows", "bad_searches", "failed_verify")
+
+
+def test_racing_writer_processes_keep_every_acknowledged_write():
+    # 3 processes add batches of their own ids and delete some by id and by filter (w = .. AND batch = ..);
+    # the collection then holds exactly the acknowledged adds minus the acknowledged deletes.
+    # Long run: python -m tests.stress_processes writers --trials 20 --seconds 8
+    out = run_module("tests.stress_processes", "writers", "--trials", "2", "--seconds", "3")
+    assert all(out[key] == 0 for key in LOST), out
+    assert out["trials"] == 2 and out["acked_writes"] > 20 and out["monitor_opens"] > 3, out
+
+
+def test_reader_processes_answer_from_committed_versions():
+    # reopening readers, a refresh="auto" handle and a refresh() handle search while a writer process
+    # adds, deletes, optimizes and rebuilds (hnsw, ivf, flat, binary, hnswlib); every hit live in the
+    # version searched (per the writer's log), filters pass, scores recomputed, result counts complete.
+    # Long run: python -m tests.stress_processes readers --seconds 60
+    out = run_module("tests.stress_processes", "readers", "--seconds", "5")
+    bad = ("errors", "unknown_versions", "dead_hits", "wrong_n_live", "short_results", "inline_problems")
+    assert all(out[key] == 0 for key in bad), out
+    assert out["searches"] > 300 and out["versions_seen"] > 3, out
+
+
+def test_sigkilled_racing_writers_lose_no_acknowledged_write():
+    # two writers doing add / delete / build_index / optimize, SIGKILLed at random instants and restarted;
+    # after each kill the collection opens, verifies, searches, holds every acknowledged add (unless a
+    # delete of it was tried) and no acknowledged delete. Long run: python -m tests.stress_processes kills --kills 200
+    out = run_module("tests.stress_processes", "kills", "--kills", "14", "--max-delay", "0.5")
+    assert all(out[key] == 0 for key in LOST), out
+    assert out["kills"] >= 14 and out["acked_writes"] > 20, out
