@@ -92,3 +92,57 @@ def test_sigkilled_racing_writers_lose_no_acknowledged_write():
     out = run_module("tests.stress_processes", "kills", "--kills", "14", "--max-delay", "0.5")
     assert all(out[key] == 0 for key in LOST), out
     assert out["kills"] >= 14 and out["acked_writes"] > 20, out
+
+
+def test_the_checker_sees_lost_resurrected_and_unknown_rows(tmp_path):
+    # the oracle the process tests rely on is not vacuous
+    from tests import stress_processes as sp
+
+    path = tmp_path / "c.vdb"
+    sp.new_collection(path)
+    coll = vecdb.open(path)
+    ids = sp.batch_ids(0, 0, 10)
+    coll.add(sp.vectors_of(ids), sp.attributes_of(ids), ids=ids)
+    coll.delete(ids=ids[:2])
+    rng = np.random.default_rng(0)
+    honest = sp.Expected([[{"op": "add", "phase": "ack", "ids": ids.tolist()},
+                           {"op": "delete", "phase": "ack", "ids": ids[:2].tolist()}]])
+    assert {k: v for k, v in sp.check_collection(path, honest, exact=True, rng=rng).items() if v} == {}
+    lying = sp.Expected([[{"op": "add", "phase": "ack", "ids": ids.tolist() + [77]},
+                          {"op": "delete", "phase": "ack", "ids": ids[:3].tolist()}]])
+    out = sp.check_collection(path, lying, exact=True, rng=rng)
+    assert out["lost"] == 1 and out["resurrected"] == 1, out
+    out = sp.check_collection(path, sp.Expected([[]]), exact=False, rng=rng)
+    assert out["unknown"] == 8, out
+
+
+def test_a_second_writer_process_waits_then_names_the_holder(tmp_path):
+    import subprocess as sp_
+    import textwrap
+    import time
+
+    path = tmp_path / "c"
+    vecdb.create(path, dim=4).close()
+    holder = sp_.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time, vecdb
+        coll = vecdb.open({str(path)!r})
+        with coll._writer.held():
+            print("holding", flush=True)
+            time.sleep(30)
+        """)], cwd=ROOT, stdout=sp_.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        coll = vecdb.open(path, lock_timeout=0.3)
+        started = time.monotonic()
+        try:
+            coll.add(np.eye(4))
+        except vecdb.errors.WriterLockedError as exc:
+            assert f"pid {holder.pid}" in str(exc) and time.monotonic() - started >= 0.25, exc
+        else:
+            raise AssertionError("the add did not wait for the other process' lock")
+        assert len(vecdb.open(path)) == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    coll.add(np.eye(4))  # the kernel released the dead holder's lock
+    assert len(vecdb.open(path)) == 4
