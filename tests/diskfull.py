@@ -14,6 +14,12 @@ For each operation and failure point, on a fresh copy of one collection: the cal
 the handle and a reopened one show the same version and the same answers as before, no file was
 added, and after the next successful write every file in the directory is named by a retained version.
 Prints one JSON line of counts; exits 1 on any violation. Run as a subprocess (limits are per process).
+
+    python -m tests.diskfull --real DIR       # DIR: a small file system (a tmpfs of ~512 KiB), filled for real
+
+``--real`` writes (add, delete, every index kind, optimize) until the file system is full and keeps going;
+each failure must be a ``StorageError`` leaving the collection as it was. ``tests/test_processes.py``
+mounts the tmpfs in a user and mount namespace (``unshare -rm``), and skips where that is not allowed.
 """
 
 from __future__ import annotations
@@ -204,12 +210,59 @@ def points(tpl: Path, work: Path, op: str, mode: str, quick: bool) -> list[int |
     return cands + [None]
 
 
+def real_full_disk(root: Path, steps: int) -> dict:
+    """Writes on a really full file system (see the module docstring)."""
+    rng = np.random.default_rng(0)
+    coll = vecdb.create(root / "c", dim=32)
+    counts: dict[str, int] = {"ok": 0, "storage_error": 0, "other_error": 0, "violations": 0}
+    problems: list[str] = []
+    q = rng.standard_normal((2, 32))
+    for step in range(steps):
+        op = ["add", "add", "delete", "hnsw", "ivf", "binary", "hnswlib", "optimize"][step % 8]
+        version, before = coll.version, coll.search(q, k=5, plan="exact").ids.tolist()
+        try:
+            if op == "add":
+                coll.add(rng.standard_normal((200, 32)), {"g": np.arange(200) % 10})
+            elif op == "delete":
+                coll.delete(where=f"g = {step % 10}")
+            elif op == "optimize":
+                coll.optimize()
+            else:
+                coll.build_index(op, **({"M": 8} if "hnsw" in op else {"nlist": 4} if op == "ivf" else {}))
+            counts["ok"] += 1
+        except StorageError as exc:
+            counts["storage_error"] += 1
+            key = f"{op}:{errno.errorcode.get(exc.errno, exc.errno)}"
+            counts[key] = counts.get(key, 0) + 1
+            again = vecdb.open(root / "c")
+            again.verify()
+            for who, handle in (("handle", coll), ("reopened", again)):
+                if handle.version != version or handle.search(q, k=5, plan="exact").ids.tolist() != before:
+                    problems.append(f"{op} at step {step}: the {who} changed after a failed write")
+        except Exception:  # noqa: BLE001
+            counts["other_error"] += 1
+            problems.append(f"{op} at step {step}: {traceback.format_exc()[-1500:]}")
+    coll.verify()
+    named = retained_files(coll.root, read_manifest(coll.root)) | EXTRA
+    orphans = {p.name for p in coll.root.iterdir()} - named
+    if orphans:
+        problems.append(f"orphan files: {sorted(orphans)}")
+    counts["violations"] = len(problems)
+    return {**counts, "rows": len(coll), "problems": problems[:8]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--ops", default=",".join(OPS))
     parser.add_argument("--modes", default="fsize,enospc")
+    parser.add_argument("--real", help="a small file system to fill for real")
+    parser.add_argument("--steps", type=int, default=120, help="writes in --real")
     args = parser.parse_args(argv)
+    if args.real:
+        out = real_full_disk(Path(args.real), args.steps)
+        print(json.dumps(out), flush=True)
+        return 1 if out["violations"] or out["other_error"] or not out["storage_error"] else 0
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     counts = {"cases": 0, "ok": 0, "storage_error": 0, "other_error": 0, "violations": 0}
     by_op: dict[str, dict[str, int]] = {}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 import vecdb
 
@@ -146,3 +147,27 @@ def test_a_second_writer_process_waits_then_names_the_holder(tmp_path):
         holder.wait()
     coll.add(np.eye(4))  # the kernel released the dead holder's lock
     assert len(vecdb.open(path)) == 4
+
+
+def test_a_really_full_tmpfs(tmp_path):
+    # a 512 KiB tmpfs in a user + mount namespace (no privileges needed where user namespaces are allowed)
+    import shutil
+    import textwrap
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=4k tmpfs {mnt}"],
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace: {probe.stderr.strip()}")
+    script = textwrap.dedent(f"""
+        mount -t tmpfs -o size=512k tmpfs {mnt} && exec {sys.executable} -m tests.diskfull --real {mnt} --steps 48
+        """)
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, (proc.stdout[-4000:], proc.stderr[-4000:])
+    out = lines[-1]
+    assert out["violations"] == 0 and out["other_error"] == 0 and out["storage_error"] > 10 and out["ok"] > 5, out
