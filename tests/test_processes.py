@@ -171,3 +171,29 @@ def test_a_really_full_tmpfs(tmp_path):
     assert proc.returncode == 0 and lines, (proc.stdout[-4000:], proc.stderr[-4000:])
     out = lines[-1]
     assert out["violations"] == 0 and out["other_error"] == 0 and out["storage_error"] > 10 and out["ok"] > 5, out
+
+
+def test_a_version_a_killed_writer_never_committed_cannot_be_opened(tmp_path):
+    # SIGKILL after the history manifest of version N+1 is written but before manifest.json is replaced:
+    # N+1 was never committed (nothing acknowledged it), so no reader may open it as a version.
+    import textwrap
+
+    path = tmp_path / "c"
+    coll = vecdb.create(path, dim=4)
+    coll.add(np.eye(4))
+    committed = coll.version
+    script = textwrap.dedent(f"""
+        import os, signal, numpy as np, vecdb
+        from vecdb.storage import manifest
+        manifest.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
+        vecdb.open({str(path)!r}).add(np.ones((3, 4)))
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert (path / f"manifest-{committed + 1:06d}.json").exists()  # the crash left it
+    from vecdb.storage.manifest import versions
+
+    assert max(versions(path)) == committed
+    with pytest.raises(vecdb.errors.NotACollectionError):
+        vecdb.open(path, version=committed + 1)
+    assert vecdb.open(path).version == committed and len(vecdb.open(path, version=committed)) == 4
