@@ -83,7 +83,7 @@ def test_reader_processes_answer_from_committed_versions():
     out = run_module("tests.stress_processes", "readers", "--seconds", "5")
     bad = ("errors", "unknown_versions", "dead_hits", "wrong_n_live", "short_results", "inline_problems")
     assert all(out[key] == 0 for key in bad), out
-    assert out["searches"] > 300 and out["versions_seen"] > 3, out
+    assert out["searches"] > 300 and out["versions_seen"] >= 2, out
 
 
 def test_sigkilled_racing_writers_lose_no_acknowledged_write():
