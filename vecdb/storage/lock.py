@@ -15,6 +15,7 @@ from typing import Iterator
 import filelock
 
 from ..errors import WriterLockedError
+from .files import storage_error
 
 LOCK = "writer.lock"
 PID = "writer.pid"
@@ -37,7 +38,10 @@ class WriterLock:
                 f"{self.timeout:g} s (pass lock_timeout= to vecdb.open to wait longer)") from None
         try:
             if self._lock.lock_counter == 1:
-                (self.root / PID).write_text(str(os.getpid()))
+                try:
+                    (self.root / PID).write_text(str(os.getpid()))
+                except OSError as exc:  # a full disk or a file size limit: the write cannot happen anyway
+                    raise storage_error(exc, self.root / PID) from exc
             yield
         finally:
             self._lock.release()

@@ -334,20 +334,30 @@ def read_manifest(root: Path, version: int | None = None) -> Manifest:
     if version is None:
         return _parse_file(path)
     older = root / history_name(version)
-    if not older.is_file():
-        current = _parse_file(path)
-        if current.version == version:
-            return current
-        raise NotACollectionError(f"{str(root)!r} keeps no version {version}; versions kept: {versions(root)}")
-    return _parse_file(older)
+    try:
+        current: Manifest | None = _parse_file(path)
+    except CorruptCollectionError:  # the retained older versions stay readable
+        current = None
+    # a history manifest newer than manifest.json was left by a writer that died before its commit point
+    if current is not None and version > current.version:
+        raise NotACollectionError(f"{str(root)!r} keeps no version {version} (version {version} was never "
+                                  f"committed); versions kept: {versions(root)}")
+    if older.is_file():
+        return _parse_file(older)
+    if current is not None and current.version == version:
+        return current
+    raise NotACollectionError(f"{str(root)!r} keeps no version {version}; versions kept: {versions(root)}")
 
 
 def versions(root: Path) -> list[int]:
-    """The version numbers whose manifests are kept, oldest first."""
+    """The version numbers whose manifests are kept, oldest first (none newer than the current one:
+    a history manifest past it belongs to a write that never committed)."""
     found = {int(m.group(1)) for name in os.listdir(root) if (m := _HISTORY.match(name))}
-    with contextlib.suppress(CorruptCollectionError, NotACollectionError):
-        found.add(read_manifest(root).version)
-    return sorted(found)
+    try:
+        current = read_manifest(root).version
+    except (CorruptCollectionError, NotACollectionError):
+        return sorted(found)
+    return sorted({v for v in found if v <= current} | {current})
 
 
 def retained_files(root: Path, current: Manifest, *, keep: int = KEEP_VERSIONS, grace: float = GRACE_SECONDS,
