@@ -339,3 +339,16 @@ def test_versions_time_travel_restore_and_cleanup(tmp_path):
     with pytest.raises(errors.NotACollectionError, match="keeps no version"):
         vecdb.open(coll.root, version=v_add)
     assert len(old) == 50  # a handle on an older version keeps its snapshot
+
+
+def test_a_handle_keeps_its_version_after_cleanup_removed_its_files(tmp_path):
+    coll = make(tmp_path, n=100)
+    idle = vecdb.open(coll.root)  # opened, nothing read yet: its mapped files are still to be hashed
+    want = coll.search(np.ones(8), k=5).ids
+    writer = vecdb.open(coll.root)
+    writer.delete(ids=want[0].tolist())
+    writer.compact()
+    assert writer.cleanup(keep_last=1) > 0  # the files of idle's version are gone from the directory
+    assert not (coll.root / idle.snapshot.manifest.segments[0].vectors["vectors"].file).exists()
+    np.testing.assert_array_equal(idle.search(np.ones(8), k=5).ids, want)  # still its version, checked
+    assert idle.refresh() and len(idle) == 95 and not np.isin(idle.search(np.ones(8), k=5).ids, want).any()

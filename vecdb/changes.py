@@ -166,6 +166,6 @@ def compact(snap: Snapshot) -> Change:
 
     def after(manifest: Manifest) -> Snapshot:
         return Snapshot.make(snap.root, manifest, ids, np.ones(rows.size, bool), table, store,
-                             Pending(snap.root, [], snap.pending.known), attributes=attributes)
+                             Pending([], snap.pending.known), attributes=attributes)
 
     return Change("compact", build, after)

@@ -398,7 +398,7 @@ def _load(root: Path, manifest: Manifest, known: set[str]) -> Snapshot:
     # attribute indexes saved with the vector index: mapped when they cover exactly these rows,
     # otherwise (rows added since, or none saved) built in memory on the first filter
     saved = attr_files.load(root, manifest.attributes_index, table, manifest.segments)
-    return Snapshot.make(root, manifest, all_ids, live, table, store, Pending(root, lazy, known), attributes=saved)
+    return Snapshot.make(root, manifest, all_ids, live, table, store, Pending(lazy, known), attributes=saved)
 
 
 def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Schema | None = None,

@@ -23,7 +23,7 @@ from .errors import DuplicateIdError, SchemaError, UnknownIdError
 from .filters import Expr, parse
 from .filters.attribute_index import AttributeIndex, RowSet
 from .planner import PlannerConfig
-from .storage.files import verify
+from .storage.files import Deferred
 from .storage.manifest import Manifest
 from .vectors import as_ids
 from .vectorstore import VectorStore
@@ -67,20 +67,26 @@ class _Attributes:
 class Pending:
     """Files of a version only size-checked when it was opened (memory-mapped arrays): hashed once, before
     the first read of the data (``Snapshot.verified``), so opening reads no more than it maps while no
-    damaged byte ever reaches an answer. ``known`` is the handle's set of file names already checked."""
+    damaged byte ever reaches an answer. ``known`` is the handle's set of file names already checked;
+    the checks read through files opened with the maps, so a version removed meanwhile still checks."""
 
-    def __init__(self, root: Path, entries: Sequence[Any], known: set[str]):
-        self.root, self.known = root, known
-        self.entries = [e for e in entries if e.file not in known]
+    def __init__(self, checks: Sequence[Deferred], known: set[str]):
+        self.known = known
+        self.checks = []
+        for check in checks:
+            if check.name in known:
+                check.close()
+            else:
+                self.checks.append(check)
         self._lock = threading.Lock()
 
     def check(self) -> None:
-        if not self.entries:
+        if not self.checks:
             return
         with self._lock:
-            while self.entries:
-                verify(self.root, self.entries[-1])
-                self.known.add(self.entries.pop().file)
+            while self.checks:
+                self.checks[-1].check()
+                self.known.add(self.checks.pop().name)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

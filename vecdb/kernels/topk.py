@@ -22,7 +22,6 @@ import numpy as np
 from numba import njit
 
 
-from ..topk import NO_ROW
 
 
 # ----------------------------------------------------------------------------- the heap (numba)

@@ -141,13 +141,37 @@ def verify(root: Path, entry: Any, *, hash: bool = True) -> Path:
     return path
 
 
+class Deferred:
+    """A file whose sha256 is checked later (``check``), through the file object opened with its map."""
+
+    def __init__(self, path: Path, sha256: str, file: BinaryIO):
+        self.path, self.sha256, self.file = path, sha256, file
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def check(self) -> None:
+        """Raise CorruptCollectionError unless the file's sha256 is the manifest's; closes it once it passes."""
+        self.file.seek(0)
+        digest = hashlib.file_digest(self.file, "sha256").hexdigest()
+        if digest == self.sha256:
+            self.file.close()
+        else:
+            raise CorruptCollectionError(
+                f"checksum mismatch for {str(self.path)!r}: sha256 {digest}, manifest says {self.sha256}")
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def read_npy(root: Path, entry: Any, *, mmap: bool = True, lazy: list | None = None) -> np.ndarray:
     """A ``.npy`` file the manifest names, checked against its size and sha256. ``lazy`` (a list, with
-    ``mmap``): only the size is checked now and ``entry`` is appended to ``lazy``, for the caller to hash
-    before the data is first used (opening a collection then reads no more than it maps)."""
+    ``mmap``): only the size is checked now and a ``Deferred`` check is appended to ``lazy``, for the
+    caller to run before the data is first used (opening a collection then reads no more than it maps)."""
     path = verify(root, entry, hash=not (mmap and lazy is not None))
-    if mmap and lazy is not None:
-        lazy.append(entry)
+    if mmap and lazy is not None:  # kept open: the hash reads this file even once a cleanup unlinked it
+        lazy.append(Deferred(path, entry.sha256, open(path, "rb")))
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError) as exc:

@@ -15,7 +15,6 @@ Format versions: 1 (no checksum, no timestamp / operation) is read as written; 2
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import hashlib
 import json
