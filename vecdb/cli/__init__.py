@@ -1,4 +1,5 @@
-"""The ``vecdb`` console script: ``build``, ``search``, ``info``, ``explain`` and ``bench``, thin over the library.
+"""The ``vecdb`` console script: ``build``, ``search``, ``info``, ``explain``, ``delete``, ``upsert``,
+``compact``, ``versions``, ``verify`` and ``bench``, thin over the library.
 
 Every failure the user can cause (a missing file, a bad filter, an unknown column, ...) ends as one line
 ``vecdb: error: ...`` on stderr and a non-zero exit status (1; 2 for a malformed command line; 130 when
@@ -13,7 +14,7 @@ import os
 import sys
 from typing import NoReturn, Sequence
 
-from . import bench, build, explain, info, search
+from . import bench, build, explain, info, maintain, search
 from .common import CliError
 
 EPILOG = """examples:
@@ -21,6 +22,9 @@ EPILOG = """examples:
   vecdb search arxiv.vdb --row 7 -k 5 --where "year >= 2026" --columns title
   vecdb info arxiv.vdb
   vecdb explain arxiv.vdb --where "'cs.LG' IN categories"
+  vecdb delete arxiv.vdb --where "year < 2025" && vecdb compact arxiv.vdb
+  vecdb versions arxiv.vdb
+  vecdb verify arxiv.vdb
   vecdb bench --smoke --out results/smoke
 
 'vecdb COMMAND --help' describes each command.
@@ -45,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (build, search, info, explain, bench):
+    for module in (build, search, info, explain, maintain, bench):
         module.add_parser(sub, [common])
     return parser
 

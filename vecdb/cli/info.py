@@ -105,6 +105,7 @@ def describe(path: str) -> dict[str, Any]:
         "stored_rows": stored,
         "deleted_rows": stored - len(coll),
         "segments": len(manifest.segments),
+        "versions": [v["version"] for v in coll.versions()],
         "dim": coll.dim,
         "metric": coll.metric,
         "multivector": coll.multivector,
@@ -138,6 +139,7 @@ def render_text(d: dict[str, Any]) -> str:
         f"format: {d['format']} version {d['format_version']} (collection version {d['version']})",
         f"rows: {d['rows']:,}" + (f" ({d['stored_rows']:,} stored, {d['deleted_rows']:,} deleted)"
                                   if d["deleted_rows"] else "") + f" in {d['segments']} segment(s)",
+        f"versions kept: {', '.join(map(str, d['versions']))}",
         f"dim: {d['dim']}",
         f"metric: {d['metric']}",
         f"index: {describe_index(index)}" + ("" if index is None else

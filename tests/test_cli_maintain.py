@@ -1,0 +1,67 @@
+"""``vecdb delete | upsert | compact | versions | verify``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import vecdb
+from vecdb.cli import main
+
+
+def cli(capsys, *args):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def collection(tmp_path, n=300):
+    rng = np.random.default_rng(0)
+    coll = vecdb.create(tmp_path / "c.vdb", dim=8, metric="ip")
+    coll.add(rng.normal(size=(n, 8)), {"g": np.arange(n) % 10}, ids=np.arange(n))
+    coll.build_index("hnsw", M=8)
+    return coll
+
+
+def test_delete_upsert_compact_versions_verify(tmp_path, capsys):
+    coll = collection(tmp_path)
+    rc, out, err = cli(capsys, "delete", coll.root, "--where", "g = 1")
+    assert rc == 0 and "deleted 30 rows" in out and "270 rows left" in out
+    rc, out, _ = cli(capsys, "delete", coll.root, "--ids", "2,3,999")
+    assert rc == 0 and "deleted 2 rows" in out
+    table = pa.table({"id": [2, 500], "emb": pa.array([[1.0] * 8, [2.0] * 8], pa.list_(pa.float32())),
+                      "g": [20, 21]})
+    pq.write_table(table, tmp_path / "fix.parquet")
+    rc, out, err = cli(capsys, "upsert", coll.root, tmp_path / "fix.parquet", "--vector-column", "emb")
+    assert rc == 0, err
+    again = vecdb.open(coll.root)
+    assert len(again) == 270 and again.get([2, 500], columns=["g"]).column("g").to_pylist() == [20, 21]
+    rc, out, _ = cli(capsys, "compact", coll.root, "--cleanup")
+    assert rc == 0 and "1 segment(s)" in out and "32 deleted rows dropped" in out
+    rc, out, _ = cli(capsys, "versions", coll.root, "--format", "json")
+    assert rc == 0 and [v["operation"] for v in json.loads(out)] == ["compact"]
+    rc, out, _ = cli(capsys, "verify", coll.root)
+    assert rc == 0 and "files verified" in out
+    rc, out, _ = cli(capsys, "info", coll.root, "--format", "json")
+    assert json.loads(out)["deleted_rows"] == 0 and json.loads(out)["versions"] == [vecdb.open(coll.root).version]
+
+
+def test_verify_names_a_damaged_file(tmp_path, capsys):
+    coll = collection(tmp_path)
+    path = coll.root / coll.snapshot.manifest.segments[0].vectors["vectors"].file
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 1
+    path.write_bytes(bytes(data))
+    rc, _, err = cli(capsys, "verify", coll.root)
+    assert rc == 1 and path.name in err and "checksum" in err
+
+
+def test_upsert_without_ids_is_refused_and_changes_nothing(tmp_path, capsys):
+    coll = collection(tmp_path)
+    version = coll.version
+    np.save(tmp_path / "v.npy", np.ones((2, 8), np.float32))
+    rc, _, err = cli(capsys, "upsert", coll.root, "--vectors", tmp_path / "v.npy")
+    assert rc == 1 and "ids" in err and vecdb.open(coll.root).version == version

@@ -1,0 +1,164 @@
+"""``vecdb delete | upsert | compact | versions | verify``: change and look after a collection in place.
+
+Each write takes the collection's writer lock (other writers, in any process, wait) and commits a new
+version; readers keep answering from the version they opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from .common import CliError, split_columns
+from .output import emit_line, write_text
+
+EPILOG = {
+    "delete": """examples:
+  vecdb delete papers.vdb --where "year < 2020"
+  vecdb delete papers.vdb --ids 3,17,42
+""",
+    "upsert": """examples:
+  vecdb upsert papers.vdb fixes.parquet                 # rows with existing ids are replaced
+  vecdb upsert papers.vdb --vectors new.npy --attributes new.parquet --id-column id
+""",
+    "compact": """examples:
+  vecdb compact papers.vdb               # drop deleted rows, merge segments, rebuild the index
+  vecdb compact papers.vdb --cleanup     # and remove older versions' files now
+""",
+    "versions": """examples:
+  vecdb versions papers.vdb
+  vecdb versions papers.vdb --format json
+""",
+    "verify": """examples:
+  vecdb verify papers.vdb                # hash every file against the manifest
+""",
+}
+
+
+def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    def parser(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=parents, help=help, description=description, epilog=EPILOG[name],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("path", metavar="PATH", help="the collection directory")
+        return p
+
+    p = parser("delete", "delete rows by filter or by id", "Delete the rows passing a filter, or the given ids.")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--where", metavar="FILTER", help="SQL-like filter")
+    which.add_argument("--ids", metavar="I,J", help="comma-separated ids")
+    p.set_defaults(run=run_delete)
+
+    p = parser("upsert", "insert or replace rows by id, from files",
+               "Insert rows, replacing those whose ids exist, from the same inputs as 'vecdb build --append'.")
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="Parquet / Arrow IPC file or directory")
+    p.add_argument("--vectors", metavar="X.npy", help="vectors as a 2-D .npy array (instead of SOURCE)")
+    p.add_argument("--attributes", metavar="FILE", help="attribute rows for --vectors")
+    p.add_argument("--vector-column", metavar="NAME", help="the vector column (detected when there is only one)")
+    p.add_argument("--id-column", metavar="NAME", help="the id column (default: a column named 'id')")
+    p.add_argument("--columns", metavar="A,B", help="attribute columns to keep (default: all)")
+    p.add_argument("--batch-size", type=int, default=32768, metavar="N", help="rows per batch (default 32768)")
+    p.add_argument("--no-optimize", action="store_true", help="leave the new rows beside the index")
+    p.add_argument("--quiet", "-q", action="store_true", help="no summary")
+    p.set_defaults(run=run_upsert)
+
+    p = parser("compact", "rewrite the live rows, reclaim space, rebuild the index",
+               "Rewrite the live rows as one segment (dropping deleted rows) and rebuild the index with its "
+               "options. Handles reading older versions keep working until their files are cleaned up.")
+    p.add_argument("--cleanup", action="store_true", help="then remove every older version's files now")
+    p.set_defaults(run=run_compact)
+
+    p = parser("versions", "list the retained versions", "The versions whose files are kept, oldest first.")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    p.set_defaults(run=run_versions)
+
+    p = parser("verify", "check every file against the manifest's checksums",
+               "Hash every file of the current version; a damaged file is named and the exit status is 1.")
+    p.set_defaults(run=run_verify)
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    import vecdb
+
+    coll = vecdb.open(args.path)
+    if args.ids is not None:
+        try:
+            ids = [int(v) for v in split_columns(args.ids) or []]
+        except ValueError as exc:
+            raise CliError(f"--ids must be comma-separated integers; got {args.ids!r}") from exc
+        n = coll.delete(ids=ids)
+    else:
+        n = coll.delete(where=args.where)
+    emit_line(f"deleted {n:,} rows from {args.path}: {len(coll):,} rows left (version {coll.version})")
+    return 0
+
+
+def run_upsert(args: argparse.Namespace) -> int:
+    import vecdb
+
+    from .build import _open_source
+    from .sources import rebatch
+
+    if args.batch_size <= 0:
+        raise CliError(f"--batch-size must be a positive integer; got {args.batch_size}")
+    source = _open_source(args)
+    coll = vecdb.open(args.path)
+    n = 0
+    with coll.locked():
+        before = coll.version
+        try:
+            for batch in rebatch(source.batches(args.batch_size), args.batch_size):
+                if batch.ids is None:
+                    raise CliError("upsert needs ids: give --id-column (or a column named 'id')")
+                coll.upsert(batch.vectors, batch.attributes, ids=batch.ids)
+                n += len(batch)
+            if not args.no_optimize:
+                coll.optimize()
+        except BaseException:
+            if coll.version != before:
+                coll.restore(before)
+            raise
+    if not args.quiet:
+        emit_line(f"upserted {n:,} rows into {args.path}: {len(coll):,} rows (version {coll.version})")
+    return 0
+
+
+def run_compact(args: argparse.Namespace) -> int:
+    import vecdb
+
+    coll = vecdb.open(args.path)
+    before = coll.stats()
+    coll.compact()
+    removed = coll.cleanup(keep_last=1) if args.cleanup else 0
+    after = coll.stats()
+    emit_line(f"compacted {args.path}: {after['rows']:,} rows in {after['segments']} segment(s), "
+              f"{before['deleted_rows']:,} deleted rows dropped; on disk {before['bytes_on_disk']:,} -> "
+              f"{after['bytes_on_disk']:,} bytes" + (f" ({removed} files of older versions removed)" if removed else ""))
+    return 0
+
+
+def run_versions(args: argparse.Namespace) -> int:
+    import vecdb
+
+    versions = vecdb.open(args.path).versions()
+    if args.format == "json":
+        write_text(json.dumps(versions, indent=2) + "\n", None)
+        return 0
+    lines = [f"{'version':>8}  {'committed (UTC)':<19}  {'rows':>12}  operation"]
+    for v in versions:
+        when = dt.datetime.fromtimestamp(v["timestamp"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") \
+            if v["timestamp"] else "-"
+        lines.append(f"{v['version']:>8}  {when:<19}  {v['stored_rows']:>12,}  {v['operation'] or '-'}")
+    write_text("\n".join(lines) + "\n", None)
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    import vecdb
+
+    coll = vecdb.open(Path(args.path))
+    n = coll.verify()
+    emit_line(f"{args.path}: version {coll.version}, {n} files verified")
+    return 0
