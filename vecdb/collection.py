@@ -16,6 +16,7 @@ attribute indexes saved with it (``storage/attribute_indexes.py``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -27,7 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-from . import planner
+from . import planner as planner_mod
 from .errors import (ClosedCollectionError, CollectionExistsError, CorruptCollectionError, InvalidParameterError,
                      NotACollectionError, ReadOnlyCollectionError)
 from .filters import Expr, parse
@@ -241,9 +242,15 @@ class Collection(Writes):
         self._stamp = _stamp(self.root)
 
     # ----------------------------------------------------------------- reading
-    def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:
-        """Rows by id, in the order given: ``id``, the vectors (``vector``, as stored: unit length for
-        cosine; ``vectors`` in a multi-vector collection: a list of vectors per row), attributes."""
+    def get(self, ids: Any = None, columns: Sequence[str] | None = None, *, with_vectors: bool = True,
+            where: Any = None) -> pa.Table:
+        """Rows by id, in the order given (or every live row passing ``where``, as ``query``): ``id``, the
+        vectors (``vector``, as stored: unit length for cosine; ``vectors`` in a multi-vector collection:
+        a list of vectors per row), attributes."""
+        if (ids is None) == (where is None):
+            raise InvalidParameterError("get takes ids or where=..., exactly one of them")
+        if where is not None:
+            return self.query(where, columns=columns, with_vectors=with_vectors)
         return self._read().get(ids, columns, with_vectors=with_vectors)
 
     def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
@@ -251,7 +258,9 @@ class Collection(Writes):
         snap = self._read()
         return snap.get(snap.ids[snap.live], columns=columns, with_vectors=with_vectors)
 
-    def search(self, queries: Any, k: int = 10, where: Any = None, **params: Any) -> SearchResult:
+    def search(self, queries: Any, k: int = 10, where: Any = None, *, offset: int = 0,
+               score_threshold: float | None = None, with_vectors: bool = False,
+               planner: planner_mod.PlannerConfig | None = None, **params: Any) -> SearchResult:
         """The k nearest rows per query among those passing ``where``.
 
         ``queries``: an ``(nq, dim)`` array (1-D: one query); in a multi-vector collection one ``(n, dim)``
@@ -259,50 +268,65 @@ class Collection(Writes):
         several), scored by exact Chamfer similarity.
         ``where``: SQL-like string, ``vecdb.col`` expression, JSON tree, or a list or tuple with one
         filter per query (a list is always one per query; combine filters with AND).
+        ``offset``: skip the best ``offset`` hits (paging: with an exact plan, pages concatenate to the
+        ranking of one search for ``offset + k``, within one version). ``score_threshold``: keep only hits
+        scoring at least this (``l2``: at most this squared distance): a range search, up to ``k``.
+        ``with_vectors``: the hits' stored vectors in ``result.vectors``. ``planner``: a ``PlannerConfig``
+        for this search instead of the collection's.
         ``params``: ``plan="auto"|"exact"|"index"|"filtered_graph"|"post_filter"``; ``target_recall``
         (HNSW: the beam width calibrated at build time to reach it); ``candidates`` (multi-vector: rows
         reranked exactly); the index's search options (``ef`` for HNSW, ``nprobe`` for IVF).
-        The result has ``min(k, rows)`` columns: no more hits than rows can exist.
+        The result has at most ``k`` columns and no more than there are rows.
         """
         snap = self._read()
         store = snap.store
         k = check_k(k)
+        if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
+            raise InvalidParameterError(f"offset must be a non-negative integer; got {offset!r}")
+        if score_threshold is not None and (isinstance(score_threshold, bool)
+                                            or not isinstance(score_threshold, (int, float, np.floating))):
+            raise InvalidParameterError(f"score_threshold must be a number; got {score_threshold!r}")
+        if planner is not None and not isinstance(planner, planner_mod.PlannerConfig):
+            raise InvalidParameterError(f"planner must be a vecdb.PlannerConfig; got {type(planner).__name__}")
         q = store.prepare_queries(queries)
         nq = len(q)
-        if where is None and not params and isinstance(store, DenseStore) and store.plain_ready(k, snap.n_live):
-            hits = store.index.search(q, k)  # what the planner would run: skip its bookkeeping
+        want = k + int(offset)
+        if where is None and not params and planner is None and isinstance(store, DenseStore) \
+                and store.plain_ready(want, snap.n_live):
+            hits = store.index.search(q, want)  # what the planner would run: skip its bookkeeping
             last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
             if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
-                return self._result(snap, hits, ("index",) * nq)
-        search_params = store.search_params(params)
-        k = min(k, max(snap.n_live, 1))
+                return self._result(snap, hits, ("index",) * nq, offset, score_threshold, with_vectors)
+        search_params = dataclasses.replace(store.search_params(params), config=planner)
+        config = planner or snap.planner
+        want = min(want, max(snap.n_live, 1))
         groups = list(_groups(where, nq).items())
         if any(expr is not None for expr, _ in groups):
             snap.attribute_index()  # made once, before any thread needs it
 
-        def run_group(group: tuple[Expr | None, list[int]], pool: bool) -> tuple[list[int], planner.Plan, Hits]:
+        def run_group(group: tuple[Expr | None, list[int]], pool: bool) -> tuple[list[int], planner_mod.Plan, Hits]:
             expr, members = group
             selection = snap.live_selection(expr)
             matches = selection.count if selection is not None else snap.n_live
-            plan, hits = store.search(snap, q, members, k, selection, matches, search_params, pool=pool,
+            plan, hits = store.search(snap, q, members, want, selection, matches, search_params, pool=pool,
                                       deleted_only=expr is None and selection is not None)
             return members, plan, hits
 
-        threads = 1 if len(groups) == 1 else min(len(groups), snap.planner.threads or _CPUS)
+        threads = 1 if len(groups) == 1 else min(len(groups), config.threads or _CPUS)
         if threads > 1:  # one filter per query: groups run on threads (the kernels release the GIL)
             with ThreadPoolExecutor(threads) as pool:
                 done = list(pool.map(lambda group: run_group(group, True), groups))
         else:
             done = [run_group(group, False) for group in groups]
-        scores = np.full((nq, k), -np.inf, dtype=np.float32)
-        rows = np.full((nq, k), -1, dtype=np.int64)
+        scores = np.full((nq, want), -np.inf, dtype=np.float32)
+        rows = np.full((nq, want), -1, dtype=np.int64)
         plans = [""] * nq
         for members, plan, hits in done:
             scores[members] = hits.scores
             rows[members] = hits.rows
             for i in members:
                 plans[i] = plan.name
-        return self._result(snap, Hits(scores, rows), tuple(plans))
+        return self._result(snap, Hits(scores, rows), tuple(plans), offset, score_threshold, with_vectors)
 
     def search_multi(self, queries: Any, k: int = 10, where: Any = None, **params: Any) -> SearchResult:
         """``search`` under the name multi-vector collections had in earlier releases."""
@@ -312,18 +336,53 @@ class Collection(Writes):
         """The exact answer of a multi-vector collection (Chamfer of every passing row): ``plan="exact"``."""
         return self.search(queries, k, where, plan="exact")
 
-    def _result(self, snap: Snapshot, hits: Hits, plans: tuple[str, ...]) -> SearchResult:
-        """Rows to user ids; l2 scores back to squared distances (the one place the sign turns)."""
-        found = hits.rows >= 0
-        ids = np.full(hits.rows.shape, -1, dtype=np.int64)
-        ids[found] = snap.ids[hits.rows[found]]
-        scores = hits.scores
+    def _result(self, snap: Snapshot, hits: Hits, plans: tuple[str, ...], offset: int = 0,
+                threshold: float | None = None, with_vectors: bool = False) -> SearchResult:
+        """The page after ``offset`` above ``threshold``; rows to user ids; l2 scores back to squared
+        distances (the one place the sign turns)."""
+        scores, rows = hits.scores[:, offset:], hits.rows[:, offset:]
+        if rows.shape[1] == 0:  # a page past the end
+            scores, rows = np.full((rows.shape[0], 1), -np.inf, np.float32), np.full((rows.shape[0], 1), -1)
+        if threshold is not None:
+            limit = -float(threshold) if self.metric == "l2" else float(threshold)
+            below = scores < np.float32(limit)
+            scores, rows = np.where(below, -np.inf, scores).astype(np.float32), np.where(below, -1, rows)
+        found = rows >= 0
+        ids = np.full(rows.shape, -1, dtype=np.int64)
+        ids[found] = snap.ids[rows[found]]
         if self.metric == "l2":
             scores = np.where(found, -scores, np.inf).astype(np.float32)
-        return SearchResult(ids, scores, found.sum(axis=1).astype(np.int64), plans, snap)
+        vectors = None
+        if with_vectors:
+            vectors = [snap.store.vectors_of(r[r >= 0]).to_pylist() for r in rows]
+            if isinstance(snap.store, DenseStore):
+                vectors = np.full((*rows.shape, snap.manifest.dim), np.nan, dtype=np.float32)
+                vectors[found] = snap.store.vectors[rows[found]]
+        return SearchResult(ids, scores, found.sum(axis=1).astype(np.int64), plans, snap, vectors=vectors)
+
+    # ----------------------------------------------------------------- filter-only access
+    def count(self, where: Any = None) -> int:
+        """How many live rows pass ``where`` (all of them for None)."""
+        snap = self._read()
+        selection = snap.live_selection(parse(where))
+        return snap.n_live if selection is None else selection.count
+
+    def query(self, where: Any = None, *, columns: Sequence[str] | None = None, limit: int | None = None,
+              offset: int = 0, with_vectors: bool = False) -> pa.Table:
+        """The live rows passing ``where`` (no vector search), in storage order: ``id``, optionally the
+        vectors, the attribute ``columns`` (all by default); ``limit`` / ``offset`` page through them."""
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value < 0):
+                raise InvalidParameterError(f"{name} must be a non-negative integer; got {value!r}")
+        snap = self._read()
+        selection = snap.live_selection(parse(where))
+        rows = np.flatnonzero(snap.live) if selection is None else selection.rows
+        rows = rows[offset: None if limit is None else offset + limit]
+        return snap.get(snap.ids[rows], columns, with_vectors=with_vectors)
 
     def explain(self, query: Any = None, where: Any = None, k: int = 10,
-                **params: Any) -> planner.Plan | list[planner.Plan]:
+                **params: Any) -> planner_mod.Plan | list[planner_mod.Plan]:
         """The plan ``search`` would run for this filter, the selectivity, and why; with a list of
         filters (one per query, as in ``search``), one plan per filter."""
         snap = self._read()
@@ -339,7 +398,7 @@ class Collection(Writes):
         return self._explain_one(snap, parse(where), k, search_params)
 
     def _explain_one(self, snap: Snapshot, expr: Expr | None, k: int,
-                     search_params: planner.SearchParams) -> planner.Plan:
+                     search_params: planner_mod.SearchParams) -> planner_mod.Plan:
         selection = snap.live_selection(expr)
         matches = selection.count if selection is not None else snap.n_live
         spec = snap.manifest.index

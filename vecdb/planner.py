@@ -110,15 +110,18 @@ class SearchParams:
     target_recall: float | None = None
     candidates: int | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    config: PlannerConfig | None = None  # this search's planner settings (default: the collection's)
 
     GENERAL: ClassVar[tuple[str, ...]] = ("plan", "target_recall")
+    # taken by ``Collection.search`` itself; listed with the rest when an option is unknown
+    RESULT: ClassVar[tuple[str, ...]] = ("offset", "score_threshold", "with_vectors", "planner")
 
     @classmethod
     def parse(cls, params: Mapping[str, Any], index: Any, *, extra: tuple[str, ...] = (),
               plans: tuple[str, ...] = PLANS) -> "SearchParams":
         """Validate ``params`` against what this search accepts; an unknown name lists every accepted one."""
         allowed: dict[str, type] = dict(index.search_options) if index is not None else {}
-        accepted = sorted({*cls.GENERAL, *extra, *allowed})
+        accepted = sorted({*cls.GENERAL, *cls.RESULT, *extra, *allowed})
         options: dict[str, Any] = {}
         plan, target, candidates = "auto", None, None
         for name, value in params.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,8 @@ class SearchResult:
     counts: np.ndarray
     plans: tuple[str, ...]
     _snapshot: "Snapshot | None" = dataclasses.field(default=None, repr=False)
+    vectors: Any = dataclasses.field(default=None, repr=False)  # with_vectors=True: (nq, k, dim), NaN padding
+    # (multi-vector rows: per query, a list of each hit's vectors)
 
     def __len__(self) -> int:
         return self.ids.shape[0]

@@ -228,14 +228,14 @@ class DenseStore:
                matches: int, params: planner.SearchParams, *, pool: bool, deleted_only: bool = False,
                describe: dict[str, Any] | None = None) -> tuple[planner.Plan, Hits]:
         plan = planner.choose(index=self.index, matches=matches, total=snapshot.n_live, k=k,
-                              filtered=selection is not None, params=params, config=snapshot.planner,
+                              filtered=selection is not None, params=params, config=params.config or snapshot.planner,
                               deleted_share=1 - snapshot.n_live / snapshot.stored if deleted_only else None,
                               calibration=self.calibration, **(describe or {}))
         if describe is not None:
             return plan, Hits.empty(0, k)
         hits = planner.run(plan, vectors=self.vectors, index=self.index, index_rows=self.index_rows,
                            queries=queries[members], k=k, selection=selection, metric=self.metric,
-                           config=snapshot.planner)
+                           config=params.config or snapshot.planner)
         return plan, hits
 
 

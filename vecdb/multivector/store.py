@@ -223,14 +223,14 @@ class MultiStore:
             cand = np.broadcast_to(allowed, (members.size, allowed.size))
         else:
             plan = planner.choose(index=self.index, matches=matches, total=snapshot.n_live, k=n_cand,
-                                  filtered=selection is not None, params=params, config=snapshot.planner,
+                                  filtered=selection is not None, params=params, config=params.config or snapshot.planner,
                               deleted_share=1 - snapshot.n_live / snapshot.stored if deleted_only else None,
                                   **(describe or {}))
             plan = dataclasses.replace(plan, name=plan.name + "+rerank")
             if describe is not None:
                 return plan, Hits.empty(0, k)
             stage = dataclasses.replace(plan, name=plan.name.removesuffix("+rerank"))
-            hits = planner.run(stage, vectors=self.fde, index=self.index, config=snapshot.planner,
+            hits = planner.run(stage, vectors=self.fde, index=self.index, config=params.config or snapshot.planner,
                                index_rows=self.index.ntotal, queries=queries.fde[members], k=n_cand,
                                selection=selection, metric="ip")
             cand = hits.rows
