@@ -38,7 +38,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     query.add_argument("--vector", metavar="JSON", help="one query as a JSON array of numbers, or an array of arrays")
     p.add_argument("--where", metavar="FILTER", help="SQL-like filter, e.g. \"year >= 2025 AND tag = 'a'\"")
     p.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
-    p.add_argument("--columns", metavar="A,B", help="attribute columns to show ('*' for all; default none)")
+    p.add_argument("--columns", metavar="A,B", help="attribute columns to show ('*' for all, 'vector' for the stored vectors; default none)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     p.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout (required for parquet)")
     p.add_argument("--params", action="append", metavar="KEY=VALUE",
@@ -86,10 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         params["plan"] = args.plan
     coll = vecdb.open(args.path)
-    columns = split_columns(args.columns) or []
-    if columns == ["*"]:
-        columns = list(coll.schema.names)
-    columns = [c for c in dict.fromkeys(columns) if c not in ("id", "score")]
+    # the semantics of SearchResult.to_arrow: '*' every attribute column, 'vector' the stored vector(s)
+    columns = [c for c in split_columns(args.columns) or [] if c not in ("id", "score")]
     queries = _queries(args, coll)
     result = coll.search(queries, k=args.k, where=args.where, **params)  # multi-vector: one query set
     table = result.to_arrow(columns)
