@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-import faiss
+from ._faiss import faiss
 import numpy as np
 
 from ..errors import InvalidParameterError, StorageError
