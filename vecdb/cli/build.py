@@ -9,12 +9,13 @@ the temporary directory is removed and ``OUT`` is as it was.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -160,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
         t_add = time.perf_counter() - start
         if kind not in (None, "none"):
             progress.status(f"building the {kind} index over {len(coll):,} rows ...")
-            coll.build_index(kind, **index_params)
+            with _index_progress(kind, args.quiet):
+                coll.build_index(kind, **index_params)
         elif kind is None and coll.index_info is not None:
             progress.status(f"adding the new rows to the {coll.index_info['kind']} index ...")
             coll.optimize()
@@ -175,6 +177,32 @@ def run(args: argparse.Namespace) -> int:
                   f"dim {coll.dim}, metric {coll.metric}, index {index}; {total:.1f} s "
                   f"(read+write {t_add:.1f} s, index {total - t_add:.1f} s)")
     return 0
+
+
+class _IndexBar:
+    """A progress bar per index build, fed by ``indexes.build_progress`` (rows added to the engine so far);
+    engines that cannot report (hnswlib, flat, binary) leave it undrawn."""
+
+    def __init__(self, kind: str, quiet: bool):
+        self.kind, self.quiet = kind, quiet
+        self.bar: Progress | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None or done == 0:
+            self.bar = Progress(f"indexing ({self.kind})", total, enabled=False if self.quiet else None)
+        self.bar.update(done - self.bar.done)
+        if done >= total:
+            self.bar.close()
+            self.bar.status("rows indexed; calibrating and saving ...")
+            self.bar = None
+
+
+@contextlib.contextmanager
+def _index_progress(kind: str, quiet: bool) -> Iterator[None]:
+    from ..indexes.build_progress import reporting
+
+    with reporting(_IndexBar(kind, quiet)):
+        yield
 
 
 def _add_all(source: Any, coll: Any, tmp: Path, args: argparse.Namespace, progress: Progress) -> Any:
@@ -242,7 +270,8 @@ def _run_multivector(args: argparse.Namespace, out: Path, exists: bool, index_pa
         progress.close()
         if args.index != "none":
             progress.status(f"building the muvera index over {n_docs:,} documents ...")
-            coll.build_index("muvera", **index_params)
+            with _index_progress("muvera", args.quiet):
+                coll.build_index("muvera", **index_params)
         _swap_into_place(tmp, out, replace=exists)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
