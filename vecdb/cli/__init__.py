@@ -16,11 +16,11 @@ from typing import NoReturn, Sequence
 from . import bench, build, explain, info, search
 from .common import CliError
 
-EPILOG = """examples:
-  vecdb build --vectors base.f16.npy --attributes attributes.parquet --id-column id --out arxiv.vdb
-  vecdb search arxiv.vdb --row 7 -k 5 --where "year >= 2026" --columns title
-  vecdb info arxiv.vdb
-  vecdb explain arxiv.vdb --where "'cs.LG' IN categories"
+EPILOG = """examples (from the repository root, on the bundled slice; scratch/ is git-ignored):
+  vecdb build --vectors data/arxiv-slice/base.f16.npy --attributes data/arxiv-slice/attributes.parquet --id-column id --out scratch/arxiv.vdb
+  vecdb search scratch/arxiv.vdb --row 7 -k 5 --where "year >= 2026" --columns title
+  vecdb info scratch/arxiv.vdb
+  vecdb explain scratch/arxiv.vdb --where "'cs.LG' IN categories"
   vecdb bench --smoke --out results/smoke
 
 'vecdb COMMAND --help' describes each command.

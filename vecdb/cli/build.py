@@ -23,11 +23,12 @@ from .common import CliError, parse_key_values, split_columns
 from .output import describe_index, emit_line
 from .progress import Progress
 
-EPILOG = """examples:
-  vecdb build papers.parquet --out papers.vdb --index hnsw --index-param M=32 --index-param ef_search=128
-  vecdb build embeddings/ --out papers.vdb --vector-column emb --columns title,year,categories
-  vecdb build --vectors base.f16.npy --attributes attributes.parquet --id-column id --out arxiv.vdb
-  vecdb build more.parquet --out papers.vdb --append          # add rows, then update the index
+EPILOG = """examples (from the repository root, on the bundled slice; scratch/ is git-ignored):
+  vecdb build --vectors data/arxiv-slice/base.f16.npy --attributes data/arxiv-slice/attributes.parquet --id-column id --out scratch/arxiv.vdb --index hnsw --index-param M=16
+  vecdb search scratch/arxiv.vdb --row 7 -k 50 --columns "*,vector" --format parquet --output scratch/hits.parquet
+  vecdb build scratch/hits.parquet --out scratch/hits.vdb --vector-column vector --columns title,year,categories --index flat
+  vecdb build --vectors data/arxiv-slice/base.f16.npy --out scratch/plain.vdb --index hnsw --index-param M=32,ef_search=128
+  vecdb build --vectors data/arxiv-slice/base.f16.npy --out scratch/plain.vdb --append    # rows with new ids; the index is updated
 """
 
 

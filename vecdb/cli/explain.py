@@ -11,9 +11,9 @@ from .common import parse_key_values
 from .output import write_text
 from .search import PLANS
 
-EPILOG = """examples:
-  vecdb explain papers.vdb --where "'cs.LG' IN categories AND year >= 2025"
-  vecdb explain papers.vdb --where "primary_category = 'cs.SE'" -k 100 --format json
+EPILOG = """examples (from the repository root, after 'vecdb build --help's first example):
+  vecdb explain scratch/arxiv.vdb --where "'cs.LG' IN categories AND year >= 2025"
+  vecdb explain scratch/arxiv.vdb --where "primary_category = 'cs.SE'" -k 100 --format json
 """
 
 
