@@ -16,7 +16,7 @@ from typing import NoReturn, Sequence
 from . import bench, build, explain, info, search
 from .common import CliError
 
-EPILOG = """examples (from the repository root, on the bundled slice; scratch/ is git-ignored):
+EPILOG = """examples: from the repository root, on the bundled slice (scratch/ is git-ignored)
   vecdb build --vectors data/arxiv-slice/base.f16.npy --attributes data/arxiv-slice/attributes.parquet --id-column id --out scratch/arxiv.vdb
   vecdb search scratch/arxiv.vdb --row 7 -k 5 --where "year >= 2026" --columns title
   vecdb info scratch/arxiv.vdb

@@ -23,7 +23,7 @@ from .common import CliError, parse_key_values, split_columns
 from .output import describe_index, emit_line
 from .progress import Progress
 
-EPILOG = """examples (from the repository root, on the bundled slice; scratch/ is git-ignored):
+EPILOG = """examples: from the repository root, on the bundled slice (scratch/ is git-ignored)
   vecdb build --vectors data/arxiv-slice/base.f16.npy --attributes data/arxiv-slice/attributes.parquet --id-column id --out scratch/arxiv.vdb --index hnsw --index-param M=16
   vecdb search scratch/arxiv.vdb --row 7 -k 50 --columns "*,vector" --format parquet --output scratch/hits.parquet
   vecdb build scratch/hits.parquet --out scratch/hits.vdb --vector-column vector --columns title,year,categories --index flat

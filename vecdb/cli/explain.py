@@ -11,7 +11,7 @@ from .common import parse_key_values
 from .output import write_text
 from .search import PLANS
 
-EPILOG = """examples (from the repository root, after 'vecdb build --help's first example):
+EPILOG = """examples: from the repository root, after 'vecdb build --help's first example
   vecdb explain scratch/arxiv.vdb --where "'cs.LG' IN categories AND year >= 2025"
   vecdb explain scratch/arxiv.vdb --where "primary_category = 'cs.SE'" -k 100 --format json
 """

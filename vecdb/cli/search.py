@@ -13,7 +13,7 @@ from .. import planner
 from .common import CliError, parse_key_values, split_columns
 from .output import render_csv, render_json, render_table, write_text
 
-EPILOG = """examples (from the repository root, after 'vecdb build --help's first example; scratch/ is git-ignored):
+EPILOG = """examples: from the repository root, after 'vecdb build --help's first example (scratch/ is git-ignored)
   python -c "import numpy as np; np.save('scratch/q.npy', np.load('data/arxiv-slice/queries.f32.npy')[:3])"
   vecdb search scratch/arxiv.vdb --vector-file scratch/q.npy -k 5 --where "'cs.LG' IN categories AND year >= 2025" --columns title,year
   vecdb search scratch/arxiv.vdb --row 42 --format json --columns title
