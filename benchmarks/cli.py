@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return multivector_main(words[1:])
     args = parser().parse_args(argv)
+    # faiss logs every CPU build it tries at import (INFO, with a ModuleNotFoundError line per absent one):
+    # shown with --verbose only (vecdb leaves the level alone once it is set: vecdb/indexes/_faiss.py)
+    logging.getLogger("faiss.loader").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     command = command_line(argv)

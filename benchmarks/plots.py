@@ -30,8 +30,28 @@ def _style(i: int) -> dict:
     return {"marker": markers[i % len(markers)], "color": f"C{i % 10}"}
 
 
+MISS_FLOOR = 1e-4  # 1 - recall below this (recall 1.0 included) is drawn at it
+
+
+def _miss(recall: float) -> float:
+    return max(1.0 - recall, MISS_FLOOR)
+
+
+def _recall_axis(ax, k: int) -> None:
+    """x = 1 - recall on a log scale, reversed so better is to the right, labelled in recall: 0.9, 0.99 and
+    0.999 are equally far apart, where a linear recall axis squeezes every engine worth comparing into its
+    last few pixels."""
+    ax.set_xscale("log")
+    ticks = [1.0, 0.1, 0.01, 0.001, MISS_FLOOR]
+    ax.set_xticks(ticks, ["0", "0.9", "0.99", "0.999", "1.0"])
+    ax.set_xticks([], minor=True)
+    ax.set_xlim(1.2, MISS_FLOOR / 1.5)  # reversed: recall grows to the right
+    ax.set_xlabel(f"recall@{k} (tie-aware; log scale of 1 - recall)")
+
+
 def recall_vs_qps(rows: list[dict], path: Path, k: int, title: str) -> Path:
-    """One panel per band: every run as a faint point, each engine's Pareto front as a line."""
+    """One panel per band: every run as a faint point, each engine's Pareto front as a line, against
+    1 - recall on a log axis (``_recall_axis``)."""
     plt = _pyplot()
     bands = [b for b in BANDS if any(r["band"] == b and r["k"] == k for r in rows)]
     cols = min(3, max(1, len(bands)))
@@ -45,12 +65,13 @@ def recall_vs_qps(rows: list[dict], path: Path, k: int, title: str) -> Path:
             if not pts:
                 continue
             st = _style(i)
-            ax.scatter(*zip(*pts), s=12, alpha=0.35, color=st["color"], marker=st["marker"])
+            ax.scatter([_miss(r) for r, _ in pts], [q for _, q in pts], s=12, alpha=0.35, color=st["color"],
+                       marker=st["marker"])
             front = pareto(pts)
-            ax.plot(*zip(*front), label=engine, **st, markersize=4)
+            ax.plot([_miss(r) for r, _ in front], [q for _, q in front], label=engine, **st, markersize=4)
         n = next((r["queries"] for r in rows if r["band"] == band), 0)
         ax.set_title(f"{band} ({n} queries)")
-        ax.set_xlabel(f"recall@{k} (tie-aware)")
+        _recall_axis(ax, k)
         ax.set_ylabel("QPS, 1 thread")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
@@ -94,8 +115,14 @@ def qps_vs_selectivity(rows: list[dict], selectivity: dict[str, float], path: Pa
     return path
 
 
-def cost_vs_n(points: list[dict], path: Path, title: str) -> Path:
-    """``points``: {engine, n, latency_ms (cheapest setting with overall recall >= 0.9), build_s}."""
+def cost_vs_n(points: list[dict], path: Path, title: str) -> Path | None:
+    """``points``: {engine, n, latency_ms (cheapest setting with overall recall >= 0.9), build_s}.
+
+    Drawn only from two sizes of N up (a report over several datasets): one N makes a plot of single
+    points that says nothing about scaling. Returns None then, and removes an older plot at ``path``."""
+    if len({p["n"] for p in points}) < 2:
+        path.unlink(missing_ok=True)
+        return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), squeeze=False)
     engines: list[str] = []

@@ -298,7 +298,9 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
         files.append(plots.qps_vs_selectivity(rows, _band_selectivity(results), path / "plots" /
                                               f"qps_selectivity_k{k}.png", k, f"{name}: QPS vs selectivity"))
     points = cost_points(results, rows)
-    files.append(plots.cost_vs_n(points, path / "plots" / "cost_vs_n.png", f"{name}: cost vs N"))
+    cost_plot = plots.cost_vs_n(points, path / "plots" / "cost_vs_n.png", f"{name}: cost vs N")
+    if cost_plot is not None:  # one dataset is one N: drawn only by a report over several (``report``)
+        files.append(cost_plot)
     builds_per_family: dict[str, int] = {}
     for b in results.builds:
         builds_per_family[b["family"]] = builds_per_family.get(b["family"], 0) + 1

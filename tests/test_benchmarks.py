@@ -376,9 +376,10 @@ def test_smoke_summary_and_plots(smoke):
         assert heading in text
     for engine in ("vecdb", "faiss-hnsw", "hnswlib", "exact"):
         assert f"| {engine} |" in text
-    for name in ("recall_qps_k10.png", "qps_selectivity_k10.png", "cost_vs_n.png"):
+    for name in ("recall_qps_k10.png", "qps_selectivity_k10.png"):
         data = (smoke / "plots" / name).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 10_000
+    assert not (smoke / "plots" / "cost_vs_n.png").exists()  # one dataset, one N: no single-point plot
     agg = (smoke / "metrics" / "aggregate.csv").read_text().splitlines()
     assert agg[0].startswith("run_id,engine") and len(agg) > 20
 

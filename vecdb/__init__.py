@@ -5,15 +5,17 @@
 >>> coll.add(vectors, attributes=table)
 >>> coll.build_index("hnsw")
 >>> res = coll.search(query, k=10, where="'cs.LG' IN categories AND year >= 2025")
+>>> db = vecdb.connect("collections/")        # a folder of collections, by name
 """
 
 from . import errors
 from .collection import Collection, create
 from .collection import open_collection as open  # noqa: A001  (vecdb.open is the public name)
+from .database import Database, connect
 from .filters import col
 from .planner import Plan, PlannerConfig
 from .result import SearchResult
 
 __version__ = "0.1.0"
 
-__all__ = ["Collection", "Plan", "PlannerConfig", "SearchResult", "col", "create", "errors", "open", "__version__"]
+__all__ = ["Collection", "Database", "Plan", "PlannerConfig", "SearchResult", "col", "connect", "create", "errors", "open", "__version__"]

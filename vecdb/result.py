@@ -11,6 +11,9 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from .snapshot import Snapshot
 
+ALL = "*"
+VECTOR = "vector"  # asking for it gives the collection's vector column (``vectors`` for multi-vector rows)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SearchResult:
@@ -18,8 +21,13 @@ class SearchResult:
 
     Scores: higher is better for ``cosine`` and ``ip``; for ``l2`` they are squared Euclidean
     distances, in ascending order (padding is ``+inf`` for l2 and ``-inf`` otherwise).
-    ``plans`` names the plan each query ran (see ``Collection.explain``). ``to_arrow`` joins the
-    attributes of the version the search read. ``==`` is identity (the fields are arrays).
+    ``plans`` names the plan each query ran (see ``Collection.explain``). ``to_arrow``, ``to_pandas``,
+    ``to_polars`` and ``to_list`` join the attributes of the version the search read. ``==`` is
+    identity (the fields are arrays).
+
+    ``columns`` (every ``to_*``): ``None`` or ``"*"`` for every attribute column, a list of names, or
+    ``[]`` for none; ``"vector"`` in the list adds the stored vector of each hit (``vectors``, a list of
+    vectors per hit, in a multi-vector collection; unit length in a cosine collection, as stored).
     """
 
     ids: np.ndarray
@@ -33,8 +41,8 @@ class SearchResult:
     def __len__(self) -> int:
         return self.ids.shape[0]
 
-    def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
-        """One row per hit: ``query``, ``rank``, ``id``, ``score``, then the requested attribute columns."""
+    def to_arrow(self, columns: Sequence[str] | str | None = None) -> pa.Table:
+        """One row per hit: ``query``, ``rank``, ``id``, ``score``, then the requested columns."""
         q, rank = np.nonzero(self.ids >= 0)
         ids = self.ids[q, rank]
         table = pa.table({
@@ -45,7 +53,50 @@ class SearchResult:
         })
         if self._snapshot is None:
             return table
-        attrs = self._snapshot.get(ids, columns=columns, with_vectors=False).drop(["id"])
-        for name in attrs.column_names:
+        order = _columns(columns, self._snapshot)
+        store_column = self._snapshot.store.column
+        names = [name for name in order if name != store_column]
+        attrs = self._snapshot.get(ids, columns=names, with_vectors=store_column in order)
+        for name in order:  # in the order asked for
             table = table.append_column(name, attrs.column(name))
         return table
+
+    def to_pandas(self, columns: Sequence[str] | str | None = None) -> Any:
+        """``to_arrow(columns)`` as a pandas DataFrame (lists and vectors become numpy arrays per cell)."""
+        return self.to_arrow(columns).to_pandas()
+
+    def to_polars(self, columns: Sequence[str] | str | None = None) -> Any:
+        """``to_arrow(columns)`` as a polars DataFrame; needs polars installed."""
+        try:
+            import polars as pl
+        except ImportError as exc:
+            raise ImportError(f"SearchResult.to_polars needs polars ({exc}); install it with "
+                              f"'pip install polars', or use to_arrow() / to_pandas()") from exc
+        return pl.from_arrow(self.to_arrow(columns))
+
+    def to_list(self, columns: Sequence[str] | str | None = None) -> list[list[dict[str, Any]]]:
+        """Per query, its hits best first as dicts: ``id``, ``score`` and the requested columns
+        (``[]`` for a query with no hit). Values are plain Python (vectors as lists of floats)."""
+        table = self.to_arrow(columns)
+        out: list[list[dict[str, Any]]] = [[] for _ in range(len(self))]
+        for row in table.to_pylist():
+            q = row.pop("query")
+            row.pop("rank")
+            out[q].append(row)
+        return out
+
+
+def _columns(columns: Sequence[str] | str | None, snap: "Snapshot") -> list[str]:
+    """The output columns, in order: ``"*"`` expands to every attribute; ``"vector"`` (or the store's
+    own name, ``vectors`` for multi-vector rows) becomes the store's vector column, unless an attribute
+    has that name. Unknown names are left for ``Snapshot.get`` to report."""
+    if columns is None:
+        columns = [ALL]
+    elif isinstance(columns, str):
+        columns = [columns]
+    vector_names = {VECTOR, snap.store.column} - set(snap.schema.names)
+    out: list[str] = []
+    for name in columns:
+        out.extend(snap.schema.names if name == ALL else
+                   [snap.store.column] if name in vector_names else [name])
+    return list(dict.fromkeys(out))

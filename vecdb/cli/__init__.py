@@ -17,14 +17,15 @@ from typing import NoReturn, Sequence
 from . import bench, build, explain, info, maintain, search
 from .common import CliError
 
-EPILOG = """examples:
-  vecdb build --vectors base.f16.npy --attributes attributes.parquet --id-column id --out arxiv.vdb
-  vecdb search arxiv.vdb --row 7 -k 5 --where "year >= 2026" --columns title
-  vecdb info arxiv.vdb
-  vecdb explain arxiv.vdb --where "'cs.LG' IN categories"
-  vecdb delete arxiv.vdb --where "year < 2025" && vecdb compact arxiv.vdb
-  vecdb versions arxiv.vdb
-  vecdb verify arxiv.vdb
+EPILOG = """examples: from the repository root, on the bundled slice (scratch/ is git-ignored)
+  vecdb build --vectors data/arxiv-slice/base.f16.npy --attributes data/arxiv-slice/attributes.parquet --id-column id --out scratch/arxiv.vdb
+  vecdb search scratch/arxiv.vdb --row 7 -k 5 --where "year >= 2026" --columns title
+  vecdb info scratch/arxiv.vdb
+  vecdb delete scratch/arxiv.vdb --where "n_authors > 100"
+  vecdb compact scratch/arxiv.vdb
+  vecdb versions scratch/arxiv.vdb
+  vecdb verify scratch/arxiv.vdb
+  vecdb explain scratch/arxiv.vdb --where "'cs.LG' IN categories"
   vecdb bench --smoke --out results/smoke
 
 'vecdb COMMAND --help' describes each command.
@@ -70,15 +71,27 @@ class _Formatter(logging.Formatter):
         return super().format(record)
 
 
-def _logging(debug: bool) -> tuple[logging.Handler, int]:
-    """Library warnings (e.g. a GPU asked for but absent) as ``vecdb: warning: ...`` on stderr."""
+_LOGGERS = ("vecdb", "faiss")  # faiss' own logger only with --debug: its loader's INFO lines are noise
+
+
+def _logging(debug: bool) -> tuple[logging.Handler, dict[str, int]]:
+    """Library warnings (e.g. a GPU asked for but absent) as ``vecdb: warning: ...`` on stderr; with
+    ``--debug``, vecdb's debug lines and faiss' (``faiss.loader`` is quiet otherwise: ``indexes/_faiss.py``)."""
+    from ..indexes._faiss import LOADER, faiss
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter("vecdb: %(levelname)s: %(message)s"))
-    logger = logging.getLogger("vecdb")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-    return handler, old_level
+    names = _LOGGERS if debug else _LOGGERS[:1]
+    old_levels = {name: logging.getLogger(name).level for name in (*names, LOADER)}
+    for name in names:
+        logging.getLogger(name).addHandler(handler)
+    logging.getLogger("vecdb").setLevel(logging.DEBUG if debug else logging.WARNING)
+    if debug:  # faiss was imported with vecdb, before the command line was read: say what it loaded
+        logging.getLogger(LOADER).setLevel(logging.DEBUG)
+        options = getattr(faiss, "get_compile_options", lambda: "unknown")()
+        logging.getLogger("vecdb.cli").debug("faiss %s loaded (compile options: %s)",
+                                             getattr(faiss, "__version__", "?"), options)
+    return handler, old_levels
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    handler, old_level = _logging(args.debug)
+    handler, old_levels = _logging(args.debug)
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
@@ -118,5 +131,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"(run with --debug for the traceback)\n")
         return 1
     finally:
-        logging.getLogger("vecdb").removeHandler(handler)
-        logging.getLogger("vecdb").setLevel(old_level)
+        for name, level in old_levels.items():
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).setLevel(level)

@@ -10,12 +10,13 @@ before the append if anything fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -23,11 +24,12 @@ from .common import CliError, parse_key_values, split_columns
 from .output import describe_index, emit_line
 from .progress import Progress
 
-EPILOG = """examples:
-  vecdb build papers.parquet --out papers.vdb --index hnsw --index-param M=32 --index-param ef_search=128
-  vecdb build embeddings/ --out papers.vdb --vector-column emb --columns title,year,categories
-  vecdb build --vectors base.f16.npy --attributes attributes.parquet --id-column id --out arxiv.vdb
-  vecdb build more.parquet --out papers.vdb --append          # add rows, then update the index
+EPILOG = """examples: from the repository root, on the bundled slice (scratch/ is git-ignored)
+  vecdb build --vectors data/arxiv-slice/base.f16.npy --attributes data/arxiv-slice/attributes.parquet --id-column id --out scratch/arxiv.vdb --index hnsw --index-param M=16
+  vecdb search scratch/arxiv.vdb --row 7 -k 50 --columns "*,vector" --format parquet --output scratch/hits.parquet
+  vecdb build scratch/hits.parquet --out scratch/hits.vdb --vector-column vector --columns title,year,categories --index flat
+  vecdb build --vectors data/arxiv-slice/base.f16.npy --out scratch/plain.vdb --index hnsw --index-param M=32,ef_search=128
+  vecdb build --vectors data/arxiv-slice/base.f16.npy --out scratch/plain.vdb --append    # rows with new ids; the index is updated
 """
 
 
@@ -85,13 +87,6 @@ def _open_source(args: argparse.Namespace) -> Any:
         raise CliError("nothing to read: give SOURCE (a Parquet / Arrow file or directory) or --vectors X.npy")
     return TableSource(Path(args.source), vector_column=args.vector_column, id_column=args.id_column,
                        columns=columns)
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _swap_into_place(tmp: Path, out: Path, replace: bool) -> None:
@@ -158,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
             t_add = time.perf_counter() - start
             if kind not in (None, "none"):
                 progress.status(f"building the {kind} index over {len(coll):,} rows ...")
-                coll.build_index(kind, **index_params)
+                with _index_progress(kind, args.quiet):
+                    coll.build_index(kind, **index_params)
             _swap_into_place(tmp, out, replace=exists)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -191,7 +187,8 @@ def _append(source: Any, out: Path, kind: str | None, index_params: dict[str, An
             t_add = time.perf_counter() - start
             if kind not in (None, "none"):
                 progress.status(f"building the {kind} index over {len(coll):,} rows ...")
-                coll.build_index(kind, **index_params)
+                with _index_progress(kind, args.quiet):
+                    coll.build_index(kind, **index_params)
             elif coll.index_info is not None:
                 progress.status(f"adding the new rows to the {coll.index_info['kind']} index ...")
                 coll.optimize()
@@ -200,6 +197,32 @@ def _append(source: Any, out: Path, kind: str | None, index_params: dict[str, An
                 coll.restore(before)
             raise
     return coll, t_add
+
+
+class _IndexBar:
+    """A progress bar per index build, fed by ``indexes.build_progress`` (rows added to the engine so far);
+    engines that cannot report (hnswlib, flat, binary) leave it undrawn."""
+
+    def __init__(self, kind: str, quiet: bool):
+        self.kind, self.quiet = kind, quiet
+        self.bar: Progress | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None or done == 0:
+            self.bar = Progress(f"indexing ({self.kind})", total, enabled=False if self.quiet else None)
+        self.bar.update(done - self.bar.done)
+        if done >= total:
+            self.bar.close()
+            self.bar.status("rows indexed; calibrating and saving ...")
+            self.bar = None
+
+
+@contextlib.contextmanager
+def _index_progress(kind: str, quiet: bool) -> Iterator[None]:
+    from ..indexes.build_progress import reporting
+
+    with reporting(_IndexBar(kind, quiet)):
+        yield
 
 
 def _add_all(source: Any, coll: Any, tmp: Path, args: argparse.Namespace, progress: Progress) -> Any:
@@ -267,7 +290,8 @@ def _run_multivector(args: argparse.Namespace, out: Path, exists: bool, index_pa
         progress.close()
         if args.index != "none":
             progress.status(f"building the muvera index over {n_docs:,} documents ...")
-            coll.build_index("muvera", **index_params)
+            with _index_progress("muvera", args.quiet):
+                coll.build_index("muvera", **index_params)
         _swap_into_place(tmp, out, replace=exists)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

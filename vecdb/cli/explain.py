@@ -11,9 +11,9 @@ from .common import parse_key_values
 from .output import write_text
 from .search import PLANS
 
-EPILOG = """examples:
-  vecdb explain papers.vdb --where "'cs.LG' IN categories AND year >= 2025"
-  vecdb explain papers.vdb --where "primary_category = 'cs.SE'" -k 100 --format json
+EPILOG = """examples: from the repository root, after 'vecdb build --help's first example
+  vecdb explain scratch/arxiv.vdb --where "'cs.LG' IN categories AND year >= 2025"
+  vecdb explain scratch/arxiv.vdb --where "primary_category = 'cs.SE'" -k 100 --format json
 """
 
 
@@ -39,9 +39,30 @@ def run(args: argparse.Namespace) -> int:
         params["plan"] = args.plan
     coll = vecdb.open(args.path)
     plan = coll.explain(where=args.where, k=args.k, **params)
+    muvera = _muvera(coll.index_info, plan)
     if args.format == "json":
         data = dataclasses.asdict(plan) | {"selectivity": plan.selectivity}
+        if muvera is not None:  # the plan's own index is the inner one, over the encodings
+            data |= {"index": "muvera", "inner_index": muvera["inner"], "inner_index_used": plan.index is not None}
         write_text(json.dumps(data, indent=2) + "\n", None)
     else:
-        write_text(str(plan) + "\n", None)
+        lines = str(plan).split("\n")
+        if muvera is not None:
+            lines = [muvera["line"] if line.startswith("index: ") else line for line in lines]
+        write_text("\n".join(lines) + "\n", None)
     return 0
+
+
+def _muvera(info: dict[str, Any] | None, plan: Any) -> dict[str, Any] | None:
+    """A multi-vector collection's index as explain shows it: MUVERA, and the inner index its plan ran
+    on the fixed-dimensional encodings (``Plan.index`` names only the inner one)."""
+    if info is None or info.get("kind") != "muvera":
+        return None
+    inner = (info.get("inner") or {}).get("kind") or plan.index or "flat"
+    what = (f"muvera ({info.get('fde_dim', '?')}-d encodings in an inner {inner} index, "
+            f"candidates reranked by exact Chamfer)")
+    if plan.index is None:
+        what += "; not used by this plan"
+    elif plan.params:
+        what += f" {plan.params}"
+    return {"inner": inner, "line": f"index: {what}"}

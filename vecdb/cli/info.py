@@ -16,9 +16,9 @@ from .common import human_bytes, jsonable
 from ..storage.manifest import FORMAT, Manifest
 from .output import align, cell, describe_index, write_text
 
-EPILOG = """examples:
-  vecdb info papers.vdb
-  vecdb info papers.vdb --format json | jq '.columns[] | select(.name == "year")'
+EPILOG = """examples: from the repository root, after 'vecdb build --help's first example
+  vecdb info scratch/arxiv.vdb
+  vecdb info scratch/arxiv.vdb --format json | jq '.columns[] | select(.name == "year")'
 """
 
 TOP_VALUES = 5

@@ -16,24 +16,23 @@ from .common import CliError, split_columns
 from .output import emit_line, write_text
 
 EPILOG = {
-    "delete": """examples:
-  vecdb delete papers.vdb --where "year < 2020"
-  vecdb delete papers.vdb --ids 3,17,42
+    "delete": """examples: from the repository root, after 'vecdb build --help''s first example
+  vecdb delete scratch/arxiv.vdb --where "year < 2025 AND n_authors > 50"
+  vecdb delete scratch/arxiv.vdb --ids 3,17,42
 """,
-    "upsert": """examples:
-  vecdb upsert papers.vdb fixes.parquet                 # rows with existing ids are replaced
-  vecdb upsert papers.vdb --vectors new.npy --attributes new.parquet --id-column id
+    "upsert": """examples: (rows whose ids exist are replaced, the others added)
+  vecdb upsert scratch/arxiv.vdb --vectors data/arxiv-slice/base.f16.npy --attributes data/arxiv-slice/attributes.parquet --id-column id
 """,
     "compact": """examples:
-  vecdb compact papers.vdb               # drop deleted rows, merge segments, rebuild the index
-  vecdb compact papers.vdb --cleanup     # and remove older versions' files now
+  vecdb compact scratch/arxiv.vdb               # drop deleted rows, merge segments, rebuild the index
+  vecdb compact scratch/arxiv.vdb --cleanup     # and remove older versions' files now
 """,
     "versions": """examples:
-  vecdb versions papers.vdb
-  vecdb versions papers.vdb --format json
+  vecdb versions scratch/arxiv.vdb
+  vecdb versions scratch/arxiv.vdb --format json
 """,
     "verify": """examples:
-  vecdb verify papers.vdb                # hash every file against the manifest
+  vecdb verify scratch/arxiv.vdb                # hash every file against the manifest
 """,
 }
 

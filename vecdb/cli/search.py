@@ -13,11 +13,15 @@ from .. import planner
 from .common import CliError, parse_key_values, split_columns
 from .output import render_csv, render_json, render_table, write_text
 
-EPILOG = """examples:
-  vecdb search papers.vdb --vector-file q.npy -k 5 --where "'cs.LG' IN categories AND year >= 2025" --columns title,year
-  vecdb search papers.vdb --row 42 --format json --columns title
-  vecdb search papers.vdb --vector '[0.1, 0.2, 0.3]' --params ef=256
-  vecdb search papers.vdb --vector-file q.npy --format parquet --output hits.parquet --plan exact
+EPILOG = """examples: from the repository root, after 'vecdb build --help's first example (scratch/ is git-ignored)
+  python -c "import numpy as np; np.save('scratch/q.npy', np.load('data/arxiv-slice/queries.f32.npy')[:3])"
+  vecdb search scratch/arxiv.vdb --vector-file scratch/q.npy -k 5 --where "'cs.LG' IN categories AND year >= 2025" --columns title,year
+  vecdb search scratch/arxiv.vdb --row 42 --format json --columns title
+  vecdb search scratch/arxiv.vdb --row 42 --params ef=256 --columns "*"
+  vecdb search scratch/arxiv.vdb --vector-file scratch/q.npy --format parquet --output scratch/hits.parquet --plan exact
+
+--vector takes one query as a JSON array of exactly the collection's dim numbers (384 for the slice),
+or an array of such arrays: --vector "$(python -c 'import json, numpy as np; print(json.dumps(np.load("scratch/q.npy")[0].tolist()))')"
 
 JSON output: a list with one entry per query, each a list of hits {"id", "score", <columns>}.
 Scores: higher is better for cosine and ip; squared distances (ascending) for l2.
@@ -35,10 +39,10 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--vector-file", metavar="Q.npy", help="query vectors: a 1-D (one) or 2-D (many) .npy array")
     query.add_argument("--row", type=int, metavar="ID", help="use the stored vector of the row with this id (that row is then the top hit)")
-    query.add_argument("--vector", metavar="JSON", help="one query as a JSON array of numbers, or an array of arrays")
+    query.add_argument("--vector", metavar="JSON", help="one query as a JSON array of the collection's dim numbers, or an array of arrays")
     p.add_argument("--where", metavar="FILTER", help="SQL-like filter, e.g. \"year >= 2025 AND tag = 'a'\"")
     p.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
-    p.add_argument("--columns", metavar="A,B", help="attribute columns to show ('*' for all; default none)")
+    p.add_argument("--columns", metavar="A,B", help="attribute columns to show ('*' for all, 'vector' for the stored vectors; default none)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     p.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout (required for parquet)")
     p.add_argument("--params", action="append", metavar="KEY=VALUE",
@@ -86,10 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         params["plan"] = args.plan
     coll = vecdb.open(args.path)
-    columns = split_columns(args.columns) or []
-    if columns == ["*"]:
-        columns = list(coll.schema.names)
-    columns = [c for c in dict.fromkeys(columns) if c not in ("id", "score")]
+    # the semantics of SearchResult.to_arrow: '*' every attribute column, 'vector' the stored vector(s)
+    columns = [c for c in split_columns(args.columns) or [] if c not in ("id", "score")]
     queries = _queries(args, coll)
     result = coll.search(queries, k=args.k, where=args.where, **params)  # multi-vector: one query set
     table = result.to_arrow(columns)

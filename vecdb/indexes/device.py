@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-import faiss
+from ._faiss import faiss
 
 from ..errors import InvalidParameterError
 

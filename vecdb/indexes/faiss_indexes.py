@@ -14,12 +14,13 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-import faiss
+from ._faiss import faiss
 import numpy as np
 
 from ..errors import InvalidParameterError, StorageError
 from ..storage.files import write_stream_durable
 from .base import Hits, check_metric, pop_params, register
+from .build_progress import add_in_chunks
 from .device import resolve_device, to_cpu, to_gpu
 
 
@@ -143,7 +144,10 @@ class HNSWIndex(_FaissIndex):
     def build(self, vectors: np.ndarray) -> None:
         if not self.index.is_trained:
             self.index.train(np.ascontiguousarray(vectors, dtype=np.float32))
-        self.add(vectors)
+        add_in_chunks(super().add, vectors)  # FAISS' add (in chunks while a progress listener is set)
+        if self.storage != "flat":
+            self._float = np.asarray(vectors)
+        self._graph = None
 
     def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
         ef = self.ef_search
@@ -279,7 +283,7 @@ class IVFIndex(_FaissIndex):
         sample = vectors if sample_size == n else vectors[np.sort(rng.choice(n, sample_size, replace=False))]
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
         self.index = to_gpu(index) if self.device == "gpu" else index
-        self.add(vectors)
+        add_in_chunks(self.add, vectors)
 
     def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
         p = pop_params(params, self.search_options, "ivf search")
