@@ -198,3 +198,19 @@ def test_build_from_parquet_files(data, tmp_path):
     assert seen[-1] == ("shards", 2, 2) and ("route", 3000, 3000) in seen
     with vd.open(tmp_path / "s", ray=False) as coll:
         assert coll.explain(where="day < DATE '2024-02-01'").pruned == ("shard-0001",)
+
+
+def test_cli_build_shards(data, tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from vecdb.cli import main
+
+    pq.write_table(data, tmp_path / "in.parquet")
+    assert main(["build", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "s"), "--shards", "2",
+                 "--partition", "cat", "--index", "flat"]) == 0
+    assert "3,000 rows in 2 shards" in capsys.readouterr().out
+    with vd.open(tmp_path / "s", ray=False) as coll:
+        assert coll.manifest.sharding.kind == "value" and len(coll) == 3000
+    assert main(["build", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "t"), "--shards", "2",
+                 "--append"]) != 0
+    assert "does not apply to a sharded build" in capsys.readouterr().err

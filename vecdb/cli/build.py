@@ -27,6 +27,7 @@ EPILOG = """examples:
   vecdb build embeddings/ --out papers.vdb --vector-column emb --columns title,year,categories
   vecdb build --vectors base.f16.npy --attributes attributes.parquet --id-column id --out arxiv.vdb
   vecdb build more.parquet --out papers.vdb --append          # add rows, then update the index
+  vecdb build papers/ --out papers.sharded --shards 4 --partition primary_category --ray   # vecdb.distributed
 """
 
 
@@ -64,6 +65,14 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     mode.add_argument("--append", action="store_true", help="add the rows to the existing collection at --out")
     mode.add_argument("--overwrite", action="store_true", help="replace --out once the new collection is complete")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    sharded = p.add_argument_group("sharded collections (vecdb.distributed; see vecdb/cli/shards.py)")
+    sharded.add_argument("--shards", type=int, metavar="N", help="build a sharded collection of N shards from SOURCE")
+    sharded.add_argument("--partition", metavar="COLUMN",
+                         help="route rows by this column (by value, or by range for numbers and dates) "
+                              "instead of by a hash of the id")
+    sharded.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                         help="build with Ray: a local Ray (no value) or the cluster at ADDRESS; default: "
+                              "in this process")
     p.set_defaults(run=run)
 
 
@@ -122,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size <= 0:
         raise CliError(f"--batch-size must be a positive integer; got {args.batch_size}")
+    if args.shards is not None or args.partition or args.ray:
+        from .shards import run_sharded
+
+        return run_sharded(args)
     out = Path(args.out)
     exists = out.exists() or out.is_symlink()
     if exists and not (args.append or args.overwrite):
