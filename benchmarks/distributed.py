@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="batch passes per band (the best is kept)")
     ap.add_argument("--single-queries", type=int, default=50, help="one-query calls for the latency of the hop")
     ap.add_argument("--local-build", action="store_true", help="build in-process instead of with Ray")
+    ap.add_argument("--partition", default=None, help="shard by this attribute column instead of the id hash")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--data-dir", type=Path, default=None)
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     hnsw = {"M": args.M, "ef_construction": args.ef_construction}
     bands = ds.bands
     k = args.k
-    out: dict = {"dataset": ds.name, "n": ds.n, "dim": ds.dim, "nq": ds.nq, "k": k, "cpus": args.cpus,
+    out: dict = {"dataset": ds.name, "partition": args.partition, "n": ds.n, "dim": ds.dim, "nq": ds.nq, "k": k, "cpus": args.cpus,
                  "machine_cpus": os.cpu_count(), "hnsw": hnsw, "runs": []}
     try:
         attrs = ds.attributes if ds.attributes is not None else pa.table({})
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         for shards in [int(s) for s in args.shards.split(",")]:
             path = work / f"sharded-{shards}"
             report = vd.build(source, path, shards=shards, metric=ds.metric, index="hnsw", index_options=hnsw,
-                              ray=not args.local_build, progress=lambda *a: None)
+                              ray=not args.local_build, partition=args.partition,
+                              progress=lambda *a: None)
             log.info("%d shard(s) built in %.1f s", shards, report.seconds["total"])
             run = {"shards": shards, "build": report.seconds, "shard_seconds": list(report.shard_seconds),
                    "shard_rows": list(report.shard_rows), "build_mode": report.mode}
