@@ -73,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list datasets and engines")
     mv = sub.add_parser("multivector", help="MUVERA vs exact Chamfer on a multi-vector data set", add_help=False)
     mv.add_argument("rest", nargs=argparse.REMAINDER)
+    dist = sub.add_parser("distributed", help="sharded collections (vecdb.distributed, Ray) against one collection",
+                          add_help=False)
+    dist.add_argument("rest", nargs=argparse.REMAINDER)
     return ap
 
 
@@ -99,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         from .multivector import main as multivector_main
 
         return multivector_main(words[1:])
+    if words[:1] == ["distributed"]:  # needs the ray extra
+        from .distributed import main as distributed_main
+
+        return distributed_main(words[1:])
     args = parser().parse_args(argv)
     # faiss logs every CPU build it tries at import (INFO, with a ModuleNotFoundError line per absent one):
     # shown with --verbose only (vecdb leaves the level alone once it is set: vecdb/indexes/_faiss.py)

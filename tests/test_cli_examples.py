@@ -68,3 +68,12 @@ def test_search_help_explains_the_vector_length(capsys):
         main(["search", "--help"])
     text = capsys.readouterr().out
     assert "'[0.1, 0.2, 0.3]'" not in text and "dim numbers" in text
+
+
+def test_maintenance_examples_run_as_written(repo_copy, capsys):
+    from vecdb.cli import maintain
+
+    _run(_examples(build.EPILOG)[0], capsys)  # scratch/arxiv.vdb
+    outputs = [_run(words, capsys) for name in ("delete", "upsert", "compact", "versions", "verify")
+               for words in _examples(maintain.EPILOG[name])]
+    assert "deleted" in outputs[0] and "upserted 5,000 rows" in outputs[2] and "files verified" in outputs[-1]

@@ -30,6 +30,8 @@ EPILOG = """examples: from the repository root, on the bundled slice (scratch/ i
   vecdb build scratch/hits.parquet --out scratch/hits.vdb --vector-column vector --columns title,year,categories --index flat
   vecdb build --vectors data/arxiv-slice/base.f16.npy --out scratch/plain.vdb --index hnsw --index-param M=32,ef_search=128
   vecdb build --vectors data/arxiv-slice/base.f16.npy --out scratch/plain.vdb --append    # rows with new ids; the index is updated
+  # sharded (vecdb.distributed; --ray [ADDRESS] builds on a Ray cluster):
+  #   vecdb build scratch/hits.parquet --out scratch/hits.sharded --vector-column vector --shards 2
 """
 
 
@@ -67,6 +69,14 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     mode.add_argument("--append", action="store_true", help="add the rows to the existing collection at --out")
     mode.add_argument("--overwrite", action="store_true", help="replace --out once the new collection is complete")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    sharded = p.add_argument_group("sharded collections (vecdb.distributed; see vecdb/cli/shards.py)")
+    sharded.add_argument("--shards", type=int, metavar="N", help="build a sharded collection of N shards from SOURCE")
+    sharded.add_argument("--partition", metavar="COLUMN",
+                         help="route rows by this column (by value, or by range for numbers and dates) "
+                              "instead of by a hash of the id")
+    sharded.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                         help="build with Ray: a local Ray (no value) or the cluster at ADDRESS; default: "
+                              "in this process")
     p.set_defaults(run=run)
 
 
@@ -118,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size <= 0:
         raise CliError(f"--batch-size must be a positive integer; got {args.batch_size}")
+    if args.shards is not None or args.partition or args.ray:
+        from .shards import run_sharded
+
+        return run_sharded(args)
     out = Path(args.out)
     exists = out.exists() or out.is_symlink()
     if exists and not (args.append or args.overwrite):
