@@ -95,3 +95,8 @@ class ClosedCollectionError(VecdbError, ValueError):
 
 class ReadOnlyCollectionError(VecdbError, PermissionError):
     """A write on a handle opened read-only (an older version: ``vecdb.open(path, version=N)``)."""
+
+
+class IngestError(VecdbError, ValueError):
+    """Input rows that cannot be read: a missing or unreadable file, an unknown or mistyped column, a null
+    or ragged vector, a null id. The message names the file (or table) and the row."""

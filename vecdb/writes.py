@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import changes
+from . import changes, ingest
 from .errors import InvalidParameterError, SchemaError, UnknownIdError
 from .filters import Expr
 from .filters.builder import Column
@@ -52,14 +52,23 @@ class Writes:
             schema = attrs_mod.merge_schema(schema, table)
         return batch, attrs_mod.conform(table, schema), schema, new_ids
 
-    def add(self: "Collection", vectors: Any, attributes: Any = None, ids: Any = None) -> np.ndarray:
+    def add(self: "Collection", vectors: Any, attributes: Any = None, ids: Any = None, *,
+            vector_column: str | None = None, id_column: str | None = None,
+            batch_size: int = 65536) -> np.ndarray:
         """Append rows; returns their ids (default: the next free ones). An id may not be live already
         (``upsert`` replaces rows); a deleted id may be used again. Validates everything before writing.
 
         ``vectors``: an ``(n, dim)`` array (a 1-D array is one row); in a multi-vector collection, the
         rows' sets: a list of ``(n_i, dim)`` arrays, ``(vectors, offsets)``, one ``(n, dim)`` array (one
-        row) or an ``(rows, n, dim)`` array.
+        row) or an ``(rows, n, dim)`` array. Or a table holding everything: an Arrow table, record batch
+        or reader, a ``pyarrow.dataset.Dataset``, a pandas or polars DataFrame, or the path of a Parquet /
+        Arrow file or directory, with ``vector_column=`` (a list-of-floats column or a column of arrays;
+        found by itself when there is one) and ``id_column=`` (default: a column named ``id``, if any);
+        its other columns are the attributes. A table is read in batches of ``batch_size`` rows, each
+        committed as it comes under one writer lock; if one fails, the version from before is restored.
         """
+        if vector_column is not None or id_column is not None or ingest.is_table(vectors):
+            return self._add_table(vectors, attributes, ids, vector_column, id_column, batch_size, replace=False)
         with self._writing() as snap:
             batch, table, schema, new_ids = self._rows(snap, vectors, attributes, ids, replace=False)
             if batch.n:
@@ -68,9 +77,14 @@ class Writes:
 
     add_multi = add  # the multi-vector spelling of earlier releases
 
-    def upsert(self: "Collection", vectors: Any, attributes: Any = None, ids: Any = None) -> np.ndarray:
+    def upsert(self: "Collection", vectors: Any, attributes: Any = None, ids: Any = None, *,
+               vector_column: str | None = None, id_column: str | None = None,
+               batch_size: int = 65536) -> np.ndarray:
         """Insert or replace whole rows by id, atomically: in one commit the old rows stop being returned
-        by every plan and the new ones appear. ``ids`` are required; returns them."""
+        by every plan and the new ones appear. ``ids`` are required; returns them. Takes a table as
+        ``add`` does (its id column is then required)."""
+        if vector_column is not None or id_column is not None or ingest.is_table(vectors):
+            return self._add_table(vectors, attributes, ids, vector_column, id_column, batch_size, replace=True)
         if ids is None:
             raise InvalidParameterError("upsert needs ids=...: the rows to insert or replace")
         with self._writing() as snap:
@@ -80,6 +94,29 @@ class Writes:
                 self._apply(snap, changes.append(snap, batch, table, schema, new_ids, replaces=rows[found],
                                                  operation="upsert"))
             return new_ids
+
+    def _add_table(self: "Collection", data: Any, attributes: Any, ids: Any, vector_column: str | None,
+                   id_column: str | None, batch_size: int, *, replace: bool) -> np.ndarray:
+        if attributes is not None or ids is not None:
+            raise InvalidParameterError("a table carries its own attributes and ids; name its columns with "
+                                        "vector_column= and id_column= instead of passing attributes= / ids=")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise InvalidParameterError(f"batch_size must be a positive integer; got {batch_size!r}")
+        source = ingest.open_source(data, vector_column=vector_column, id_column=id_column)
+        if replace and source.id_column is None:
+            raise InvalidParameterError("upsert needs an id column: give id_column=")
+        write = self.upsert if replace else self.add
+        out = []
+        with self.locked():
+            before = self.version
+            try:
+                for batch in ingest.rebatch(source.batches(batch_size), batch_size):
+                    out.append(write(batch.vectors, batch.attributes, ids=batch.ids))
+            except BaseException:
+                if self.version != before:
+                    self.restore(before)
+                raise
+        return np.concatenate(out) if out else np.empty(0, np.int64)
 
     def update_vectors(self: "Collection", ids: Any, vectors: Any) -> None:
         """New vectors for existing rows, attributes kept (an upsert of the same rows)."""

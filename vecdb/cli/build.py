@@ -81,7 +81,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _open_source(args: argparse.Namespace) -> Any:
-    from .sources import NpySource, TableSource
+    from ..ingest import NpySource, TableSource
 
     columns = split_columns(args.columns)
     if args.source and args.vectors:
@@ -242,7 +242,7 @@ def _index_progress(kind: str, quiet: bool) -> Iterator[None]:
 def _add_all(source: Any, coll: Any, tmp: Path, args: argparse.Namespace, progress: Progress) -> Any:
     """Stream the source's batches into ``coll`` (created at ``tmp`` from the first batch when None)."""
     import vecdb
-    from .sources import rebatch
+    from ..ingest import rebatch
 
     first = 0
     for batch in rebatch(source.batches(args.batch_size), args.batch_size):

@@ -98,7 +98,7 @@ def run_upsert(args: argparse.Namespace) -> int:
     import vecdb
 
     from .build import _open_source
-    from .sources import rebatch
+    from ..ingest import rebatch
 
     if args.batch_size <= 0:
         raise CliError(f"--batch-size must be a positive integer; got {args.batch_size}")

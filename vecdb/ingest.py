@@ -1,5 +1,7 @@
-"""Input for ``vecdb build``: Parquet / Arrow IPC files (or directories of them) and ``.npy`` vectors,
-read in record batches so that memory follows the batch size, not the file size.
+"""Reading rows from tables: Parquet / Arrow IPC files (or directories of them), ``.npy`` vectors, and
+in-memory tables (Arrow tables, record batches and readers, datasets, pandas and polars DataFrames),
+read in record batches so that memory follows the batch size, not the input size. ``Collection.add`` /
+``upsert`` (``vector_column=``, ``id_column=``) and ``vecdb build`` share this one reader.
 
 A source yields ``Batch`` objects (vectors, attribute table, optional ids), validated per batch with
 messages that name the file and row: a null vector, vectors of mixed length, a null id.
@@ -10,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from .common import CliError
+from .errors import IngestError as CliError  # one error type for every input problem
 
 TABLE_SUFFIXES = (".parquet", ".pq", ".arrow", ".feather", ".ipc", ".arrows")
 
@@ -315,3 +317,67 @@ class NpySource:
                 yield Batch(vectors, attrs, ids)
         if offset != n:
             raise CliError(f"{str(self.path)!r} has {n} vectors but the attributes have {offset} rows")
+
+
+class ArrowSource:
+    """Vectors in a list column of an in-memory table (or a stream of record batches), beside the
+    attribute columns; ``what`` names it in messages."""
+
+    def __init__(self, schema: pa.Schema, batches: Callable[[int], Iterator[pa.RecordBatch]], total: int | None, *,
+                 vector_column: str | None, id_column: str | None, columns: Sequence[str] | None,
+                 what: str = "the table"):
+        self.schema, self._batches, self.total_rows, self.where = schema, batches, total, what
+        self.vector_column = detect_vector_column(schema, vector_column, what)
+        self.id_column = _id_column(schema, id_column, what)
+        if self.id_column == self.vector_column:
+            raise CliError(f"id column {id_column!r} is the vector column")
+        self.columns = _attribute_columns(schema, columns, {self.vector_column, self.id_column or ""}, what)
+        self.read = [self.vector_column] + ([self.id_column] if self.id_column else []) + self.columns
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        dim: int | None = None
+        row0 = 0
+        for rb in self._batches(batch_size):
+            rb = rb.select(self.read)
+            vectors = vectors_of(rb.column(self.vector_column), self.vector_column, self.where, row0, dim)
+            dim = vectors.shape[1]
+            ids = ids_of(rb.column(self.id_column), self.id_column, self.where) if self.id_column else None
+            attrs = pa.Table.from_batches([rb.select(self.columns)]) if self.columns else None
+            row0 += rb.num_rows
+            yield Batch(vectors, attrs, ids)
+
+
+def is_table(data: Any) -> bool:
+    """Whether ``data`` is a table ``open_source`` reads (rather than vectors)."""
+    import pyarrow.dataset as ds
+
+    return (isinstance(data, (str, Path, pa.Table, pa.RecordBatch, pa.RecordBatchReader, ds.Dataset))
+            or type(data).__module__.split(".")[0] in ("pandas", "polars") and type(data).__name__ == "DataFrame")
+
+
+def open_source(data: Any, *, vector_column: str | None = None, id_column: str | None = None,
+                columns: Sequence[str] | None = None) -> "TableSource | ArrowSource":
+    """A source over a Parquet / Arrow file or directory (a path), an Arrow table, record batch or reader,
+    a ``pyarrow.dataset.Dataset``, or a pandas / polars DataFrame."""
+    import pyarrow.dataset as ds
+
+    if isinstance(data, (str, Path)):
+        return TableSource(Path(data), vector_column=vector_column, id_column=id_column, columns=columns)
+    if isinstance(data, ds.Dataset):
+        return ArrowSource(data.schema, lambda n: data.to_batches(batch_size=n), data.count_rows(),
+                           vector_column=vector_column, id_column=id_column, columns=columns, what="the dataset")
+    if isinstance(data, pa.RecordBatchReader):
+        return ArrowSource(data.schema, lambda n: (b.slice(i, n) for b in data for i in range(0, b.num_rows, n)),
+                           None, vector_column=vector_column, id_column=id_column, columns=columns,
+                           what="the record batches")
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    elif not isinstance(data, pa.Table):  # pandas / polars
+        try:
+            data = data.to_arrow() if type(data).__module__.startswith("polars") else \
+                pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise CliError(f"cannot turn the DataFrame into Arrow: {exc}") from exc
+    table = data
+    return ArrowSource(table.schema, lambda n: iter(table.to_batches(max_chunksize=n)), table.num_rows,
+                       vector_column=vector_column, id_column=id_column, columns=columns)
