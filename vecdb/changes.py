@@ -86,8 +86,9 @@ def append(snap: Snapshot, batch: Batch, table: pa.Table, schema: pa.Schema, ids
         deleted = draft.deleted
         if replaces is not None and replaces.size:
             deleted = write_deleted(snap.root, draft.version, live, written)
+        next_id = draft.next_id if ids.dtype.kind == "U" else int(max(draft.next_id, int(ids.max()) + 1))
         return dataclasses.replace(draft, segments=(*draft.segments, segment), deleted=deleted, schema=schema,
-                                   next_id=int(max(draft.next_id, int(ids.max()) + 1)), index=index)
+                                   next_id=next_id, index=index)
 
     def after(manifest: Manifest) -> Snapshot:
         return snap.successor(manifest, ids=np.concatenate([snap.ids, ids]), live=live,

@@ -348,7 +348,7 @@ class Collection(Writes):
             below = scores < np.float32(limit)
             scores, rows = np.where(below, -np.inf, scores).astype(np.float32), np.where(below, -1, rows)
         found = rows >= 0
-        ids = np.full(rows.shape, -1, dtype=np.int64)
+        ids = np.full(rows.shape, None, dtype=object) if snap.string_ids else np.full(rows.shape, -1, dtype=np.int64)
         ids[found] = snap.ids[rows[found]]
         if self.metric == "l2":
             scores = np.where(found, -scores, np.inf).astype(np.float32)
@@ -441,7 +441,7 @@ def _load(root: Path, manifest: Manifest, known: set[str]) -> Snapshot:
     for seg in manifest.segments:
         ids.append(read_npy(root, seg.ids, mmap=False))
         tables.append(attrs_mod.conform(attrs_mod.to_table(read_arrow(root, seg.attributes), seg.rows), manifest.schema))
-    all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+    all_ids = np.concatenate(ids) if ids else np.empty(0, "<U1" if manifest.id_type == "string" else np.int64)
     table = pa.concat_tables(tables) if tables and len(manifest.schema) else \
         attrs_mod.null_table(manifest.schema, len(all_ids))
     live = np.ones(len(all_ids), dtype=bool)
@@ -461,8 +461,11 @@ def _load(root: Path, manifest: Manifest, known: set[str]) -> Snapshot:
 
 
 def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Schema | None = None,
-           multivector: bool = False) -> Collection:
+           multivector: bool = False, id_type: str = "int64") -> Collection:
     """Make a new, empty collection directory at ``path`` (which must not exist).
+
+    ``id_type``: ``"int64"`` (ids default to the next free integers) or ``"string"`` (any non-empty
+    strings, e.g. document keys or UUIDs, given with every add; results carry them, padded with None).
 
     ``multivector=True``: each row holds a set of vectors (late interaction), searched with MUVERA
     encodings and an exact Chamfer rerank (metrics ``ip`` and ``cosine``).
@@ -474,11 +477,13 @@ def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Sch
     if multivector and metric not in MULTI_METRICS:  # Chamfer sums inner products
         raise InvalidParameterError(f"metric {metric!r} is not supported for multi-vector collections; "
                                     f"expected one of {', '.join(MULTI_METRICS)} (Chamfer sums inner products)")
+    if id_type not in ("int64", "string"):
+        raise InvalidParameterError(f"id_type must be 'int64' or 'string'; got {id_type!r}")
     if root.exists():
         raise CollectionExistsError(f"{str(root)!r} already exists; open it with vecdb.open or choose a new path")
     root.mkdir(parents=True)
     manifest = Manifest(version=0, dim=int(dim), metric=metric, schema=schema if schema is not None else pa.schema([]),
-                        multivector=bool(multivector), timestamp=time.time())
+                        multivector=bool(multivector), timestamp=time.time(), id_type=id_type)
     write_manifest(root, manifest)
     known: set[str] = set()
     return Collection(root, _load(root, manifest, known), known)

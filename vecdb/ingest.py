@@ -158,9 +158,13 @@ def vectors_of(column: pa.Array | pa.ChunkedArray, name: str, where: str, row0: 
 
 
 def ids_of(column: pa.ChunkedArray | pa.Array, name: str, where: str) -> np.ndarray:
-    """Integer ids from the id column (the library checks uniqueness and range)."""
+    """Integer or string ids from the id column (the collection checks their type, uniqueness, range)."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        if column.null_count:
+            raise CliError(f"id column {name!r} in {where} holds {column.null_count} null id(s)")
+        return np.array(column.to_pylist(), dtype=str)
     if not pa.types.is_integer(column.type):
-        raise CliError(f"id column {name!r} in {where} has type {column.type}; ids must be integers")
+        raise CliError(f"id column {name!r} in {where} has type {column.type}; ids must be integers or strings")
     if column.null_count:
         raise CliError(f"id column {name!r} in {where} holds {column.null_count} null id(s)")
     return column.to_numpy(zero_copy_only=False) if isinstance(column, pa.Array) else \

@@ -41,9 +41,14 @@ class SearchResult:
     def __len__(self) -> int:
         return self.ids.shape[0]
 
+    @property
+    def found(self) -> np.ndarray:
+        """Where ``ids`` holds a hit (not padding: -1, or None for string ids)."""
+        return (self.ids != None) if self.ids.dtype == object else (self.ids >= 0)  # noqa: E711
+
     def to_arrow(self, columns: Sequence[str] | str | None = None) -> pa.Table:
         """One row per hit: ``query``, ``rank``, ``id``, ``score``, then the requested columns."""
-        q, rank = np.nonzero(self.ids >= 0)
+        q, rank = np.nonzero(self.found)
         ids = self.ids[q, rank]
         table = pa.table({
             "query": pa.array(q.astype(np.int32)),

@@ -19,13 +19,13 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from .errors import DuplicateIdError, SchemaError, UnknownIdError
+from .errors import DuplicateIdError, InvalidParameterError, SchemaError, UnknownIdError
 from .filters import Expr, parse
 from .filters.attribute_index import AttributeIndex, RowSet
 from .planner import PlannerConfig
 from .storage.files import Deferred
 from .storage.manifest import Manifest
-from .vectors import as_ids
+from .vectors import as_ids, as_string_ids
 from .vectorstore import VectorStore
 
 
@@ -171,12 +171,24 @@ class Snapshot:
         rows = self.id_order[pos]
         return rows, (self.id_sorted[pos] == ids) & self.live[rows]
 
+    @property
+    def string_ids(self) -> bool:
+        return self.manifest.id_type == "string"
+
+    def id_array(self, ids: Any) -> np.ndarray:
+        """User ids (one or several) in the collection's id type."""
+        if self.string_ids:
+            return as_string_ids(ids)
+        return np.atleast_1d(np.asarray(ids, dtype=np.int64))
+
     def new_ids(self, ids: Any, n: int, *, replace: bool = False) -> np.ndarray:
         """The ids of ``n`` new rows: the next free ones, or the caller's, checked unique within the call
         and (unless ``replace``: upsert) not live in the collection. Deleted ids may come back."""
         if ids is None:
+            if self.string_ids:
+                raise InvalidParameterError("this collection's ids are strings: give ids=...")
             return np.arange(self.manifest.next_id, self.manifest.next_id + n, dtype=np.int64)
-        new_ids = as_ids(ids, n)
+        new_ids = as_string_ids(ids, n) if self.string_ids else as_ids(ids, n)
         if not replace:
             _, present = self.rows_of(new_ids)
             if present.any():
@@ -193,7 +205,7 @@ class Snapshot:
 
     def get(self, ids: Any, columns: Sequence[str] | None = None, *, with_vectors: bool = True) -> pa.Table:
         """Rows by id, in the order given (``Collection.get``)."""
-        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        ids = self.id_array(ids)
         rows, found = self.rows_of(ids)
         if not found.all():
             raise UnknownIdError(f"unknown id(s): {ids[~found][:10].tolist()}")

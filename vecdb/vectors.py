@@ -82,6 +82,24 @@ def as_ids(data: Any, n: int) -> np.ndarray:
     return ids
 
 
+def as_string_ids(data: Any, n: int | None = None) -> np.ndarray:
+    """String ids as a numpy unicode array (one per row when ``n`` is given, unique within the call)."""
+    if isinstance(data, str):
+        data = [data]
+    values = data.to_pylist() if hasattr(data, "to_pylist") else list(np.atleast_1d(np.asarray(data, dtype=object)))
+    bad = [v for v in values if not isinstance(v, str) or not v]
+    if bad:
+        raise InvalidParameterError(f"ids of this collection are non-empty strings; got {bad[:5]!r}")
+    ids = np.array(values, dtype=str) if values else np.empty(0, dtype="<U1")
+    if n is not None:
+        if ids.shape[0] != n:
+            raise InvalidParameterError(f"expected {n} ids, got {ids.shape[0]}")
+        uniq, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise DuplicateIdError(f"ids repeated within the call: {uniq[counts > 1][:10].tolist()}")
+    return ids
+
+
 def check_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise InvalidParameterError(f"k must be a positive integer; got {k!r}")

@@ -121,7 +121,7 @@ class Writes:
     def update_vectors(self: "Collection", ids: Any, vectors: Any) -> None:
         """New vectors for existing rows, attributes kept (an upsert of the same rows)."""
         with self._writing() as snap:
-            ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+            ids = snap.id_array(ids)
             current = snap.get(ids, with_vectors=False).drop(["id"])
             self.upsert(vectors, current if current.num_columns else None, ids=ids)
 
@@ -168,7 +168,7 @@ class Writes:
             raise InvalidParameterError("give ids=... or where=..., exactly one of them")
         if where is not None:
             return snap.select(where).mask & snap.live
-        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        ids = snap.id_array(ids)
         rows, found = snap.rows_of(ids)
         if not missing_ok and not found.all():
             raise UnknownIdError(f"unknown id(s): {ids[~found][:10].tolist()}")

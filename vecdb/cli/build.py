@@ -247,7 +247,9 @@ def _add_all(source: Any, coll: Any, tmp: Path, args: argparse.Namespace, progre
     first = 0
     for batch in rebatch(source.batches(args.batch_size), args.batch_size):
         if coll is None:
-            coll = vecdb.create(tmp, dim=int(batch.vectors.shape[1]), metric=args.metric or "cosine")
+            strings = batch.ids is not None and batch.ids.dtype.kind == "U"  # e.g. --id-column arxiv_id
+            coll = vecdb.create(tmp, dim=int(batch.vectors.shape[1]), metric=args.metric or "cosine",
+                                id_type="string" if strings else "int64")
         try:
             coll.add(batch.vectors, batch.attributes, ids=batch.ids)
         except (vecdb.errors.InvalidVectorError, vecdb.errors.DimensionError) as exc:

@@ -37,6 +37,7 @@ FORMAT = "vecdb-collection"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 METRICS = ("cosine", "ip", "l2")
+ID_TYPES = ("int64", "string")
 # Files vecdb writes carry a version number; anything else in the directory is never touched.
 _OWNED = re.compile(r"^(seg|deleted|index)-\d{6}.*$|^manifest\.json\.tmp-\d+$|^manifest-\d{6}\.json$")
 _HISTORY = re.compile(r"^manifest-(\d{6})\.json$")
@@ -201,6 +202,7 @@ class Manifest:
     planner: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     timestamp: float = 0.0
     operation: str = "create"
+    id_type: str = "int64"  # or "string"
     format_version: int = FORMAT_VERSION
 
     @property
@@ -231,6 +233,8 @@ class Manifest:
         }
         if self.multivector:
             out["multivector"] = True
+        if self.id_type != "int64":
+            out["id_type"] = self.id_type
         if self.attributes_index is not None:
             out["attributes_index"] = self.attributes_index
         if self.planner:
@@ -258,6 +262,9 @@ class Manifest:
             r.fail(f"expected a positive dimension, got {dim}", "dim")
         if metric not in METRICS:
             r.fail(f"unknown metric {metric!r}", "metric")
+        id_type = r.get("id_type", str, default="int64")
+        if id_type not in ID_TYPES:
+            r.fail(f"unknown id type {id_type!r}", "id_type")
         attrs = r.get("attributes_index", (dict, type(None)), default=None)
         if attrs is not None:
             try:
@@ -273,7 +280,7 @@ class Manifest:
             index=None if r.get("index", (dict, type(None))) is None else IndexSpec.from_json(r.child("index")),
             attributes_index=attrs, planner=r.get("planner", dict, default={}),
             timestamp=float(r.get("timestamp", (int, float), default=0.0)),
-            operation=r.get("operation", str, default=""), format_version=fv)
+            operation=r.get("operation", str, default=""), id_type=id_type, format_version=fv)
 
 
 def checksum(data: dict[str, Any]) -> str:
