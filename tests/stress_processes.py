@@ -118,20 +118,20 @@ def writer_main(args) -> int:
     while time.monotonic() < deadline:
         r = rng.random() * (1.0 if args.all else 0.8)
         mine = own_live(coll, w)
-        if r < 0.5 or len(mine) < 20:
+        if r < 0.45 or len(mine) < 20:
             ids = batch_ids(w, next_batch, int(rng.integers(1, 40)))
             log.write(op="add", phase="try", batch=next_batch, ids=ids.tolist())
             next_batch += 1
             coll.add(vectors_of(ids), attributes_of(ids), ids=ids)
             log.write(op="add", phase="ack", batch=next_batch - 1, ids=ids.tolist(), version=coll.version)
-        elif r < 0.7:
+        elif r < 0.62:
             victims = rng.choice(mine, size=min(len(mine), int(rng.integers(1, 10))), replace=False)
             log.write(op="delete", phase="try", ids=victims.tolist())
             n = coll.delete(ids=victims)
             if n != len(victims):
                 raise AssertionError(f"delete(ids={victims.tolist()}) deleted {n}, expected {len(victims)}")
             log.write(op="delete", phase="ack", ids=victims.tolist(), version=coll.version)
-        elif r < 0.8:
+        elif r < 0.7:
             b = int((mine[int(rng.integers(0, len(mine)))] % SPAN) // BATCH)
             where = f"w = {w} AND batch = {b}"
             victims = mine[(mine % SPAN) // BATCH == b]
@@ -140,15 +140,43 @@ def writer_main(args) -> int:
             if n != len(victims):
                 raise AssertionError(f"delete(where={where!r}) deleted {n}, expected {len(victims)}")
             log.write(op="delete", phase="ack", where=where, ids=victims.tolist(), version=coll.version)
-        elif r < 0.9:
+        elif r < 0.8:
+            upserting = r < 0.75  # upsert / update of own rows: same content, new rows or attribute files
+            if upserting:
+                ids = rng.choice(mine, size=min(len(mine), int(rng.integers(1, 8))), replace=False)
+                log.write(op="upsert", phase="try", ids=ids.tolist())
+                coll.upsert(vectors_of(ids), attributes_of(ids), ids=ids)
+                log.write(op="upsert", phase="ack", ids=ids.tolist(), version=coll.version)
+            else:
+                g = int(mine[int(rng.integers(0, len(mine)))] % 10)
+                ids = mine[mine % 10 == g][:8]
+                log.write(op="update", phase="try", ids=ids.tolist())
+                if coll.update(ids=ids, values={"g": g}) != len(ids):
+                    raise AssertionError(f"update(ids={ids.tolist()}) changed a different number of rows")
+                log.write(op="update", phase="ack", ids=ids.tolist(), version=coll.version)
+        elif r < 0.86:
             kind, options = KINDS[int(rng.integers(0, len(KINDS)))]
             log.write(op="build_index", phase="try", kind=kind)
             coll.build_index(kind, **options)
             log.write(op="build_index", phase="ack", kind=kind, version=coll.version)
-        else:
+        elif r < 0.9:
             log.write(op="optimize", phase="try")
             coll.optimize()
             log.write(op="optimize", phase="ack", version=coll.version)
+        elif r < 0.94:
+            log.write(op="compact", phase="try")
+            coll.compact()
+            log.write(op="compact", phase="ack", version=coll.version)
+        elif r < 0.97:  # the newest version again, as a new one: the restore path without undoing writes
+            with coll.locked():
+                version = coll.version
+                log.write(op="restore", phase="try", to=version)
+                coll.restore(version)
+            log.write(op="restore", phase="ack", to=version, version=coll.version)
+        else:
+            log.write(op="cleanup", phase="try")
+            coll.cleanup(keep_last=2)
+            log.write(op="cleanup", phase="ack", version=coll.version)
     return 0
 
 
