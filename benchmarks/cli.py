@@ -76,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
     dist = sub.add_parser("distributed", help="sharded collections (vecdb.distributed, Ray) against one collection",
                           add_help=False)
     dist.add_argument("rest", nargs=argparse.REMAINDER)
+    ch = sub.add_parser("changes", help="upsert throughput and compaction against a fresh build", add_help=False)
+    ch.add_argument("rest", nargs=argparse.REMAINDER)
     return ap
 
 
@@ -102,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         from .multivector import main as multivector_main
 
         return multivector_main(words[1:])
+    if words[:1] == ["changes"]:
+        from .changes import main as changes_main
+
+        return changes_main(words[1:])
     if words[:1] == ["distributed"]:  # needs the ray extra
         from .distributed import main as distributed_main
 
