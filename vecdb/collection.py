@@ -34,15 +34,13 @@ from .errors import (ClosedCollectionError, CollectionExistsError, CorruptCollec
 from .filters import Expr, parse
 from .indexes.base import Hits, check_metric
 from .result import SearchResult
-from .snapshot import Pending, Snapshot
+from .snapshot import Snapshot
 from .storage import attribute_indexes as attr_files
-from .storage import attributes as attrs_mod
-from .storage.files import read_arrow, read_npy, verify
+from .storage.files import verify
 from .storage.lock import WriterLock
 from .storage import manifest as manifests
 from .storage.manifest import MANIFEST, Manifest, collect_garbage, read_manifest, retained_files, write_manifest
 from .vectors import check_k
-from .vectorstore import DenseStore
 from .writes import Writes
 
 log = logging.getLogger(__name__)
@@ -101,7 +99,7 @@ class Collection(Writes):
             latest = read_manifest(self.root)
             moved = latest.version != self._snapshot.version
             if moved:
-                self._publish(_load(self.root, latest, self._known))
+                self._publish(Snapshot.load(self.root, latest, self._known))
             self._stamp = stamp
             return moved
 
@@ -209,7 +207,7 @@ class Collection(Writes):
         with self._write_lock, self._writer.held():
             latest = read_manifest(self.root)
             if latest.version != self._snapshot.version:
-                self._publish(_load(self.root, latest, self._known))
+                self._publish(Snapshot.load(self.root, latest, self._known))
             yield self._snapshot.verified()
 
     @contextlib.contextmanager
@@ -291,8 +289,7 @@ class Collection(Writes):
         q = store.prepare_queries(queries)
         nq = len(q)
         want = k + int(offset)
-        if where is None and not params and planner is None and isinstance(store, DenseStore) \
-                and store.plain_ready(want, snap.n_live):
+        if where is None and not params and planner is None and store.plain_ready(want, snap.n_live):
             hits = store.index.search(q, want)  # what the planner would run: skip its bookkeeping
             last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
             if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
@@ -352,12 +349,7 @@ class Collection(Writes):
         ids[found] = snap.ids[rows[found]]
         if self.metric == "l2":
             scores = np.where(found, -scores, np.inf).astype(np.float32)
-        vectors = None
-        if with_vectors:
-            vectors = [snap.store.vectors_of(r[r >= 0]).to_pylist() for r in rows]
-            if isinstance(snap.store, DenseStore):
-                vectors = np.full((*rows.shape, snap.manifest.dim), np.nan, dtype=np.float32)
-                vectors[found] = snap.store.vectors[rows[found]]
+        vectors = snap.store.hit_vectors(rows) if with_vectors else None
         return SearchResult(ids, scores, found.sum(axis=1).astype(np.int64), plans, snap, vectors=vectors)
 
     # ----------------------------------------------------------------- filter-only access
@@ -434,32 +426,6 @@ def _stamp(root: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def _load(root: Path, manifest: Manifest, known: set[str]) -> Snapshot:
-    """The snapshot of a committed version: rows, attributes, deletions, the vector store and its index.
-    Files read whole are hashed now; memory-mapped ones before their first use (``Snapshot.verified``)."""
-    ids, tables = [], []
-    for seg in manifest.segments:
-        ids.append(read_npy(root, seg.ids, mmap=False))
-        tables.append(attrs_mod.conform(attrs_mod.to_table(read_arrow(root, seg.attributes), seg.rows), manifest.schema))
-    all_ids = np.concatenate(ids) if ids else np.empty(0, "<U1" if manifest.id_type == "string" else np.int64)
-    table = pa.concat_tables(tables) if tables and len(manifest.schema) else \
-        attrs_mod.null_table(manifest.schema, len(all_ids))
-    live = np.ones(len(all_ids), dtype=bool)
-    if manifest.deleted:
-        live[read_npy(root, manifest.deleted, mmap=False)] = False
-    lazy: list = []
-    if manifest.multivector:  # numba's Chamfer kernels load only for collections that need them
-        from .multivector.store import MultiStore
-
-        store = MultiStore.load(root, manifest, lazy)
-    else:
-        store = DenseStore.load(root, manifest, lazy)
-    # attribute indexes saved with the vector index: mapped when they cover exactly these rows,
-    # otherwise (rows added since, or none saved) built in memory on the first filter
-    saved = attr_files.load(root, manifest.attributes_index, table, manifest.segments)
-    return Snapshot.make(root, manifest, all_ids, live, table, store, Pending(lazy, known), attributes=saved)
-
-
 def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Schema | None = None,
            multivector: bool = False, id_type: str = "int64") -> Collection:
     """Make a new, empty collection directory at ``path`` (which must not exist).
@@ -486,7 +452,7 @@ def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Sch
                         multivector=bool(multivector), timestamp=time.time(), id_type=id_type)
     write_manifest(root, manifest)
     known: set[str] = set()
-    return Collection(root, _load(root, manifest, known), known)
+    return Collection(root, Snapshot.load(root, manifest, known), known)
 
 
 def open_collection(path: str | Path, *, version: int | None = None, refresh: str = "manual",
@@ -505,7 +471,7 @@ def open_collection(path: str | Path, *, version: int | None = None, refresh: st
     for attempt in range(OPEN_RETRIES):
         manifest = read_manifest(root, version)
         try:
-            snapshot = _load(root, manifest, known)
+            snapshot = Snapshot.load(root, manifest, known)
             break
         except CorruptCollectionError:
             if version is not None or attempt == OPEN_RETRIES - 1 or read_manifest(root).version == manifest.version:

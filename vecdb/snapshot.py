@@ -127,6 +127,39 @@ class Snapshot:
         return cls(root, manifest, ids, live, table, store, PlannerConfig(**manifest.planner),
                    _Attributes(table, attributes, {} if bound is None else bound), pending)
 
+    @classmethod
+    def load(cls, root: Path, manifest: Manifest, known: set[str]) -> "Snapshot":
+        """The snapshot of a committed version: rows, attributes, deletions, the vector store and its index.
+        Files read whole are hashed now; memory-mapped ones before their first use (``verified``);
+        ``known``: the files the handle has checked already."""
+        from .storage import attribute_indexes as attr_files
+        from .storage import attributes as attrs_mod
+        from .storage.files import read_arrow, read_npy
+        from .vectorstore import DenseStore
+
+        ids, tables = [], []
+        for seg in manifest.segments:
+            ids.append(read_npy(root, seg.ids, mmap=False))
+            tables.append(attrs_mod.conform(attrs_mod.to_table(read_arrow(root, seg.attributes), seg.rows),
+                                            manifest.schema))
+        all_ids = np.concatenate(ids) if ids else np.empty(0, "<U1" if manifest.id_type == "string" else np.int64)
+        table = pa.concat_tables(tables) if tables and len(manifest.schema) else \
+            attrs_mod.null_table(manifest.schema, len(all_ids))
+        live = np.ones(len(all_ids), dtype=bool)
+        if manifest.deleted:
+            live[read_npy(root, manifest.deleted, mmap=False)] = False
+        lazy: list = []
+        if manifest.multivector:  # numba's Chamfer kernels load only for collections that need them
+            from .multivector.store import MultiStore
+
+            store: VectorStore = MultiStore.load(root, manifest, lazy)
+        else:
+            store = DenseStore.load(root, manifest, lazy)
+        # attribute indexes saved with the vector index: mapped when they cover exactly these rows,
+        # otherwise (rows added since, or none saved) built in memory on the first filter
+        saved = attr_files.load(root, manifest.attributes_index, table, manifest.segments)
+        return cls.make(root, manifest, all_ids, live, table, store, Pending(lazy, known), attributes=saved)
+
     def successor(self, manifest: Manifest, *, ids: np.ndarray | None = None, live: np.ndarray | None = None,
                   table: pa.Table | None = None, store: VectorStore | None = None,
                   attributes: AttributeIndex | None = None, rewritten: bool = False) -> "Snapshot":

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from .errors import DimensionError, DuplicateIdError, InvalidParameterError, InvalidVectorError
 
@@ -86,7 +87,8 @@ def as_string_ids(data: Any, n: int | None = None) -> np.ndarray:
     """String ids as a numpy unicode array (one per row when ``n`` is given, unique within the call)."""
     if isinstance(data, str):
         data = [data]
-    values = data.to_pylist() if hasattr(data, "to_pylist") else list(np.atleast_1d(np.asarray(data, dtype=object)))
+    values = data.to_pylist() if isinstance(data, (pa.Array, pa.ChunkedArray)) else \
+        list(np.atleast_1d(np.asarray(data, dtype=object)))
     bad = [v for v in values if not isinstance(v, str) or not v]
     if bad:
         raise InvalidParameterError(f"ids of this collection are non-empty strings; got {bad[:5]!r}")

@@ -82,6 +82,12 @@ class VectorStore(Protocol):
 
     def index_info(self, spec: IndexSpec | None) -> dict[str, Any] | None: ...
 
+    def hit_vectors(self, rows: np.ndarray) -> Any:
+        """The stored vectors of search hits ``rows`` (``(nq, k)``, -1 = none) for ``with_vectors=True``."""
+
+    def plain_ready(self, k: int, n_live: int) -> bool:
+        """Whether an unfiltered search may go straight to the index (the search's fast path)."""
+
     def prepare_queries(self, queries: Any) -> Any:
         """Validated queries; ``len()`` of the result is the number of queries."""
 
@@ -215,6 +221,13 @@ class DenseStore:
 
     def prepare_queries(self, queries: Any) -> np.ndarray:
         return as_matrix(queries, self.dim, what="queries", unit=self.metric == "cosine")
+
+    def hit_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """``(nq, k, dim)`` float32, NaN where there is no hit."""
+        out = np.full((*rows.shape, self.dim), np.nan, dtype=np.float32)
+        found = rows >= 0
+        out[found] = self.vectors[rows[found]]
+        return out
 
     def search_params(self, params: Mapping[str, Any]) -> planner.SearchParams:
         return planner.SearchParams.parse(params, self.index)

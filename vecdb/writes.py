@@ -261,14 +261,12 @@ class Writes:
     def restore(self: "Collection", version: int) -> int:
         """Make a retained older ``version`` current again, as a new version (returned); nothing in
         between is lost from history while it is retained."""
-        from .collection import _load
-
         with self._writing() as snap:
             old = read_manifest(self.root, version)
             manifest = self._commit(snap, f"restore {version}", lambda draft, written: dataclasses.replace(
                 old, version=draft.version, timestamp=draft.timestamp, operation=draft.operation,
                 format_version=draft.format_version, next_id=max(old.next_id, snap.manifest.next_id)))
-            self._publish(_load(self.root, manifest, self._known))
+            self._publish(Snapshot.load(self.root, manifest, self._known))
             return manifest.version
 
     def cleanup(self: "Collection", *, keep_last: int = KEEP_VERSIONS, older_than: float = 0.0) -> int:

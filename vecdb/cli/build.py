@@ -80,7 +80,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=run)
 
 
-def _open_source(args: argparse.Namespace) -> Any:
+def open_source(args: argparse.Namespace) -> Any:
     from ..ingest import NpySource, TableSource
 
     columns = split_columns(args.columns)
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     index_params = parse_key_values(args.index_param, "--index-param")
     if args.offsets or args.index == "muvera":
         return _run_multivector(args, out, exists, index_params)
-    source = _open_source(args)  # every input is checked before anything is written
+    source = open_source(args)  # every input is checked before anything is written
 
     appending = args.append and exists
     kind = args.index if args.index is not None else (None if appending else "hnsw")

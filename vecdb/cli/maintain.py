@@ -97,12 +97,12 @@ def run_delete(args: argparse.Namespace) -> int:
 def run_upsert(args: argparse.Namespace) -> int:
     import vecdb
 
-    from .build import _open_source
+    from .build import open_source
     from ..ingest import rebatch
 
     if args.batch_size <= 0:
         raise CliError(f"--batch-size must be a positive integer; got {args.batch_size}")
-    source = _open_source(args)
+    source = open_source(args)
     coll = vecdb.open(args.path)
     n = 0
     with coll.locked():

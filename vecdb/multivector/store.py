@@ -191,6 +191,13 @@ class MultiStore:
                 "candidates": spec.candidates, "inner": {"kind": spec.inner.kind, "config": dict(spec.inner.config)},
                 "rows": spec.rows}
 
+    def hit_vectors(self, rows: np.ndarray) -> list:
+        """Per query, each hit's set of vectors (lists of lists of floats)."""
+        return [self.vectors_of(r[r >= 0]).to_pylist() for r in rows]
+
+    def plain_ready(self, k: int, n_live: int) -> bool:
+        return False  # every search reranks: always through the planner
+
     def prepare_queries(self, queries: Any) -> QuerySets:
         """One ``(n, dim)`` array is one query set (as in LanceDB); a list of them, ``(vectors, offsets)``
         or an ``(n_sets, n, dim)`` array are several."""
