@@ -95,3 +95,8 @@ class ClosedCollectionError(VecdbError, ValueError):
 
 class ReadOnlyCollectionError(VecdbError, PermissionError):
     """A write on a handle opened read-only (an older version: ``vecdb.open(path, version=N)``)."""
+
+
+class DeviceError(VecdbError, RuntimeError):
+    """``device="gpu"`` where it cannot run: FAISS sees no GPU (the CPU build, or no driver), or the index
+    kind has no GPU form in the installed FAISS (HNSW; CAGRA without cuVS)."""
