@@ -215,3 +215,21 @@ def test_gpu_copy_search_checks_every_hit_against_the_mask(fake_gpu):
     assert allow[cpu.rows[cpu.rows >= 0]].all() and (cpu.rows >= 0).all()
     with pytest.raises(errors.InvalidParameterError):
         index.search(x[:1], 5, device="tpu")
+
+
+@no_gpu
+def test_cli_reports_devices_and_refuses_gpu_searches_without_one(tmp_path, capsys):
+    from vecdb.cli import main
+
+    assert main(["info"]) == 0
+    assert "devices: faiss" in capsys.readouterr().out
+    coll = collection(tmp_path)
+    coll.build_index("ivf", nlist=8)
+    np.save(tmp_path / "q.npy", np.ones(16, np.float32))
+    assert main(["info", str(coll.root)]) == 0
+    assert "device='auto' runs on the CPU" in capsys.readouterr().out
+    assert main(["search", str(coll.root), "--vector-file", str(tmp_path / "q.npy"), "--device", "cpu",
+                 "--format", "json"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(coll.root), "--vector-file", str(tmp_path / "q.npy"), "--device", "gpu"]) != 0
+    assert "no GPU" in capsys.readouterr().err
