@@ -20,6 +20,7 @@ otherwise the planner's ``exact`` plan (few matches: ``gathered_exact`` on the G
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -32,6 +33,8 @@ from .base import Hits, pop_params, register
 from .device import GPU_MAX_K, cagra_available, gpu_lock, gpu_selectors, resolve_device, to_gpu
 from .device_costs import place
 from .faiss_indexes import HNSWIndex, IVFIndex, _faiss_metric, _Selector
+
+log = logging.getLogger(__name__)
 
 # FAISS' GPU IVF-PQ: sub-quantizer counts it implements, and dimensions per sub-quantizer
 GPU_PQ_M = (1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96)
@@ -74,7 +77,7 @@ def default_pq_m(dim: int) -> int:
 class IVFPQIndex(IVFIndex):
     """IVF with product-quantized rows (FAISS ``IndexIVFPQ`` / ``GpuIndexIVFPQ``). Options: ``nlist``,
     ``nprobe``, ``m`` (sub-quantizers; default ~dim/4 among the GPU's counts), ``nbits`` (8), ``device``.
-    Scores are PQ approximations (the planner's exact refill and scans use the float32 rows)."""
+    Hits are found on PQ codes and rescored with the collection's float32 rows (exact scores and order)."""
 
     kind: ClassVar[str] = "ivf_pq"
     _float16_tables: ClassVar[bool] = True  # the GPU keeps lookup tables in half precision (m up to 96)
@@ -90,9 +93,40 @@ class IVFPQIndex(IVFIndex):
             raise DeviceError(f"ivf_pq: FAISS' GPU IVF-PQ has no m={m} over dim {dim} with nbits={nbits} "
                               f"(m in {GPU_PQ_M}, dim/m in {GPU_PQ_DSUB}, nbits 8)")
         self.m, self.nbits = int(m), int(nbits)
+        self._float = np.empty((0, dim), dtype=np.float32)  # the collection's rows, for exact rescoring
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "m": self.m, "nbits": self.nbits}
+
+    def build(self, vectors: np.ndarray) -> None:
+        n = vectors.shape[0]
+        if 0 < n < (1 << self.nbits):  # PQ's k-means needs a point per centroid
+            nbits = max(1, int(np.log2(n)))
+            log.warning("ivf_pq: nbits=%d lowered to %d for the %d rows there are%s", self.nbits, nbits, n,
+                        "; built on the CPU (the GPU takes nbits=8 only)" if self.device == "gpu" else "")
+            self.nbits = nbits
+            if self.device == "gpu":
+                self.device, self.filters_inside = "cpu", True
+        self._float = np.asarray(vectors)
+        super().build(vectors)
+
+    def add(self, vectors: np.ndarray) -> None:
+        super().add(vectors)
+        self._float = np.concatenate([self._float, vectors]) if len(self._float) else np.asarray(vectors)
+
+    def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
+        """The PQ hits rescored with the float32 rows: exact scores, in exact order."""
+        from ..kernels.exact import rescore_rows
+
+        hits = super().search(queries, k, allow=allow, **params)
+        return Hits(*rescore_rows(self._float, hits.rows, np.ascontiguousarray(queries, dtype=np.float32),
+                                  self.metric == "l2"))
+
+    @classmethod
+    def load(cls, paths: list[Path], dim: int, metric: str, config: dict[str, Any], vectors: np.ndarray) -> "IVFPQIndex":
+        index = super().load(paths, dim, metric, config, vectors)
+        index._float = np.asarray(vectors[: index.ntotal])
+        return index
 
     def _new(self, nlist: int) -> "faiss.Index":
         quantizer = faiss.IndexFlat(self.dim, _faiss_metric(self.metric))
