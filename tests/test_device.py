@@ -1,4 +1,5 @@
-"""The device seam: GPU requests fall back to the CPU (with a warning) where FAISS sees no GPU."""
+"""The device seam: ``auto`` falls back to the CPU where FAISS sees no GPU; ``gpu`` raises ``DeviceError``
+there (building), and a saved ``gpu`` request opens on the CPU (loading)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from vecdb.indexes import gpu_count, resolve_device
 def test_resolve_device_falls_back_to_cpu_without_a_gpu(caplog):
     if gpu_count() > 0:
         pytest.skip("a GPU is visible: the fallback path does not run here")
-    with caplog.at_level(logging.WARNING):
-        assert resolve_device("gpu") == "cpu"
-    assert "falling back to the CPU" in caplog.text
+    with pytest.raises(errors.DeviceError, match="FAISS sees no GPU"):
+        resolve_device("gpu")
+    assert isinstance(errors.DeviceError("x"), RuntimeError)
+    with caplog.at_level(logging.INFO):
+        assert resolve_device("gpu", strict=False) == "cpu"  # how a saved index opens
+    assert "opened on the CPU" in caplog.text
     assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
     with pytest.raises(errors.InvalidParameterError):
         resolve_device("tpu")
@@ -25,6 +29,8 @@ def test_resolve_device_falls_back_to_cpu_without_a_gpu(caplog):
 
 @pytest.mark.parametrize("device", ["auto", "gpu", "cpu"])
 def test_ivf_on_any_device_request_answers_like_the_cpu(tmp_path, device):
+    if device == "gpu" and gpu_count() == 0:
+        pytest.skip("no GPU: device='gpu' raises (test_gpu.py)")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 16)).astype(np.float32)
     coll = vecdb.create(tmp_path / "c", dim=16, metric="l2")
@@ -39,10 +45,12 @@ def test_ivf_on_any_device_request_answers_like_the_cpu(tmp_path, device):
     np.testing.assert_array_equal(reopened.search(x[:5], k=3).ids, res.ids)
 
 
-def test_hnsw_asked_for_gpu_runs_on_cpu(tmp_path):
+def test_hnsw_asked_for_gpu_raises(tmp_path):
     coll = vecdb.create(tmp_path / "c", dim=8)
     coll.add(np.random.default_rng(1).normal(size=(300, 8)))
-    coll.build_index("hnsw", M=8, device="gpu")
+    with pytest.raises(errors.DeviceError):  # no GPU here, or FAISS has no GPU HNSW there
+        coll.build_index("hnsw", M=8, device="gpu")
+    coll.build_index("hnsw", M=8, device="auto")
     assert coll.index_info["device"] == "cpu"
     with pytest.raises(errors.InvalidParameterError):
         coll.build_index("hnsw", device="quantum")

@@ -100,3 +100,8 @@ class ReadOnlyCollectionError(VecdbError, PermissionError):
 class IngestError(VecdbError, ValueError):
     """Input rows that cannot be read: a missing or unreadable file, an unknown or mistyped column, a null
     or ragged vector, a null id. The message names the file (or table) and the row."""
+
+
+class DeviceError(VecdbError, RuntimeError):
+    """``device="gpu"`` where it cannot run: FAISS sees no GPU (the CPU build, or no driver), or the index
+    kind has no GPU form in the installed FAISS (HNSW; CAGRA without cuVS)."""

@@ -13,10 +13,11 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from .errors import InvalidParameterError
+from .errors import DeviceError, InvalidParameterError
 from .filters.attribute_index import RowSet
 from .calibration import ef_for
 from .indexes.base import BeamIndex, FilteredGraphIndex, Hits, pop_params
+from .indexes.device_costs import DeviceCosts, DeviceIndex, check_requested, place
 from .indexes.flat import exact_search
 from .topk import finish, merge
 
@@ -111,8 +112,9 @@ class SearchParams:
     candidates: int | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     config: PlannerConfig | None = None  # this search's planner settings (default: the collection's)
+    device: str = "auto"  # "auto" | "cpu" | "gpu": where the batch runs (``device_costs.place``)
 
-    GENERAL: ClassVar[tuple[str, ...]] = ("plan", "target_recall")
+    GENERAL: ClassVar[tuple[str, ...]] = ("plan", "target_recall", "device")
     # taken by ``Collection.search`` itself; listed with the rest when an option is unknown
     RESULT: ClassVar[tuple[str, ...]] = ("offset", "score_threshold", "with_vectors", "planner")
 
@@ -123,7 +125,7 @@ class SearchParams:
         allowed: dict[str, type] = dict(index.search_options) if index is not None else {}
         accepted = sorted({*cls.GENERAL, *cls.RESULT, *extra, *allowed})
         options: dict[str, Any] = {}
-        plan, target, candidates = "auto", None, None
+        plan, target, candidates, device = "auto", None, None, "auto"
         for name, value in params.items():
             if name == "plan":
                 if value not in ("auto", *plans):
@@ -135,6 +137,8 @@ class SearchParams:
                                           or not 0 < value <= 1):
                     raise InvalidParameterError(f"target_recall must be in (0, 1]; got {value!r}")
                 target = None if value is None else float(value)
+            elif name == "device":
+                device = check_requested(value)
             elif name == "candidates" and "candidates" in extra:
                 if value is not None:
                     candidates = pop_params({name: value}, {name: int}, "search")[name]
@@ -144,13 +148,13 @@ class SearchParams:
                 on = f" with index {index.kind!r}" if index is not None else ""
                 raise InvalidParameterError(
                     f"unknown option {name!r} for search{on}; expected one of {', '.join(accepted)}")
-        return cls(plan, target, candidates, options)
+        return cls(plan, target, candidates, options, device=device)
 
 
 def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, params: SearchParams,
            config: PlannerConfig, calibration: Mapping[str, Any] | None = None,
            deleted_share: float | None = None, filter: str | None = None, tail_rows: int = 0,
-           estimated_matches: int | None = None) -> Plan:
+           estimated_matches: int | None = None, nq: int = 1, costs: DeviceCosts | None = None) -> Plan:
     """Pick a plan from exact counts (the filter is already evaluated). ``deleted_share``: when the only
     rows left out are deleted ones (no filter), their share of the stored rows. ``filter``,
     ``tail_rows`` and ``estimated_matches`` only describe the plan (``explain``)."""
@@ -159,6 +163,7 @@ def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, para
         ef = ef_for(calibration or {}, plan.name, params.target_recall)
         if ef is not None:
             plan = dataclasses.replace(plan, params={**plan.params, "ef": ef})
+    plan = _place(plan, index, nq, k, params.device, config, costs)
     return dataclasses.replace(plan, filter=filter, tail_rows=tail_rows, estimated_matches=estimated_matches)
 
 
@@ -218,6 +223,28 @@ def _choose(index: Any, matches: int, total: int, k: int, filtered: bool, params
                 _plan_params("post_filter", index, sel, params.options, config))
 
 
+def _place(plan: Plan, index: Any, nq: int, k: int, requested: str, config: PlannerConfig,
+           costs: DeviceCosts | None) -> Plan:
+    """Put the batch on the GPU or the CPU (``params["device"]``): a GPU index's plain or over-fetching
+    search, or an exact plan gathering the passing rows into one GPU brute-force call, when the cost
+    model says the GPU is faster for ``nq`` queries (small batches stay on the CPU)."""
+    if index is None:
+        if requested == "gpu":
+            raise DeviceError("device='gpu' asked for, but the collection has no index built on a GPU")
+        return plan
+    if requested != "gpu" and getattr(index, "device", "cpu") != "gpu":
+        return plan  # nothing to place (test doubles may leave ``device`` out)
+    fetch = None
+    if plan.name == "post_filter":
+        fetch = min(index.ntotal, config.max_fetch, math.ceil(k / max(plan.selectivity, 1e-9) * config.overfetch) + k)
+    device, why = place(plan=plan.name, index=index, nq=nq, k=k, matches=plan.matches, dim=index.dim,
+                        requested=requested, fetch=fetch, costs=costs)
+    if device == "gpu" or (isinstance(index, DeviceIndex) and plan.name in ("index", "post_filter")):
+        return dataclasses.replace(plan, params={**plan.params, "device": device},
+                                   reason=f"{plan.reason}; on the {device.upper()}: {why}")
+    return plan
+
+
 def _plan_params(name: str, index: Any, sel: float, params: Mapping[str, Any], config: PlannerConfig) -> dict:
     out = dict(params)
     if name == "exact" or index is None:
@@ -238,6 +265,10 @@ def run(plan: Plan, *, vectors: np.ndarray, index: Any, index_rows: int, queries
     """Execute ``plan`` for ``queries``, all sharing ``selection`` (the passing rows, a ``RowSet`` or a
     bool mask; ``None`` = every row passes)."""
     if plan.name == "exact":
+        if plan.params.get("device") == "gpu":
+            from .indexes.gpu import gathered_exact
+
+            return gathered_exact(vectors, queries, k, metric, _rows_of(selection))
         return _scan(vectors, queries, k, metric, selection)
     mask = selection.mask if isinstance(selection, RowSet) else selection
     head_mask = None if mask is None else mask[:index_rows]
@@ -294,6 +325,14 @@ def _refill_short(hits: Hits, *, vectors: np.ndarray, queries: np.ndarray, k: in
         hits.scores[short] = exact.scores
         hits.rows[short] = exact.rows
     return hits
+
+
+def _rows_of(selection: RowSet | np.ndarray | None) -> np.ndarray | None:
+    if selection is None:
+        return None
+    if isinstance(selection, RowSet):
+        return np.sort(selection.any_order) if selection.sparse else np.flatnonzero(selection.mask)
+    return np.flatnonzero(selection)
 
 
 def _scan(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str,

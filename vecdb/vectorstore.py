@@ -243,7 +243,7 @@ class DenseStore:
         plan = planner.choose(index=self.index, matches=matches, total=snapshot.n_live, k=k,
                               filtered=selection is not None, params=params, config=params.config or snapshot.planner,
                               deleted_share=1 - snapshot.n_live / snapshot.stored if deleted_only else None,
-                              calibration=self.calibration, **(describe or {}))
+                              calibration=self.calibration, nq=len(members), **(describe or {}))
         if describe is not None:
             return plan, Hits.empty(0, k)
         hits = planner.run(plan, vectors=self.vectors, index=self.index, index_rows=self.index_rows,

@@ -29,7 +29,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                        description="Describe a collection: rows, dim, metric, schema with per-column statistics "
                                    "(nulls, min/max, distinct counts, top values), index, size on disk.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("path", metavar="PATH", help="the collection directory")
+    p.add_argument("path", metavar="PATH", nargs="?",
+                   help="the collection directory (without it: what FAISS sees, GPUs and build)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     p.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(run=run)
@@ -145,6 +146,7 @@ def render_text(d: dict[str, Any]) -> str:
         f"index: {describe_index(index)}" + ("" if index is None else
                                              f", covers {index['rows']:,} rows, device {index['device']}"),
         f"size on disk: {human_bytes(size['total'])} ({parts})",
+        *([f"devices: {render_devices(d['devices'])}"] if "devices" in d else []),
         f"columns ({len(d['columns'])}):",
     ]
     rows = [[c["name"], c["type"].replace("<element: ", "<"), f"{c['nulls']:,}", _stat_text(c)] for c in d["columns"]]
@@ -152,7 +154,23 @@ def render_text(d: dict[str, Any]) -> str:
     return text + (align(["name", "type", "nulls", "statistics"], rows, indent="  ") if rows else "  (none)\n")
 
 
+def render_devices(d: dict[str, Any]) -> str:
+    gpus = "; ".join(f"{g['id']}: {g.get('name', 'GPU')}" + (f" {g['memory_total_mib']:,} MiB" if "memory_total_mib" in g
+                                                             else "") for g in d["gpus"]) or "none"
+    return (f"faiss {d['faiss_version']} ({d['faiss_build']} build{', cuVS' if d['cuvs'] else ''}); GPUs: {gpus}; "
+            f"device='auto' runs on the {d['auto_device'].upper()}"
+            + ("; CAGRA available" if d["cagra"] else ""))
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..indexes.device import device_info
+
+    if args.path is None:
+        info = device_info()
+        write_text(json.dumps(info, indent=2) + "\n" if args.format == "json" else
+                   f"devices: {render_devices(info)}\n", args.output)
+        return 0
     d = describe(args.path)
+    d["devices"] = device_info()
     write_text(json.dumps(d, indent=2) + "\n" if args.format == "json" else render_text(d), args.output)
     return 0

@@ -48,6 +48,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--params", action="append", metavar="KEY=VALUE",
                    help="search options, repeatable or comma-separated: ef=128 (hnsw), nprobe=16 (ivf)")
     p.add_argument("--plan", choices=PLANS, help="force a plan instead of the planner's choice")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"),
+                   help="where the search runs: auto (the planner's cost model), cpu, or gpu (an index built on a GPU)")
     p.set_defaults(run=run)
 
 
@@ -89,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     params = parse_key_values(args.params, "--params")
     if args.plan:
         params["plan"] = args.plan
+    if args.device:
+        params["device"] = args.device
     coll = vecdb.open(args.path)
     # the semantics of SearchResult.to_arrow: '*' every attribute column, 'vector' the stored vector(s)
     columns = [c for c in split_columns(args.columns) or [] if c not in ("id", "score")]

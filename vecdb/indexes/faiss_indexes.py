@@ -1,7 +1,8 @@
 """FAISS indexes: HNSW (``IndexHNSWFlat``) and IVF (``IndexIVFFlat``).
 
 Filters reach FAISS as an ``IDSelectorBitmap`` over rows, so no Python runs per candidate.
-IVF goes through the device seam (GPU when present); FAISS has no GPU HNSW, so HNSW stays on the CPU.
+IVF goes through the device seam (GPU when present); FAISS has no GPU HNSW, so HNSW stays on the CPU
+(``indexes.gpu``: IVF-PQ and CAGRA).
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 from ._faiss import faiss
 import numpy as np
 
-from ..errors import InvalidParameterError, StorageError
+from ..errors import DeviceError, InvalidParameterError, StorageError
 from ..storage.files import write_stream_durable
 from .base import Hits, check_metric, pop_params, register
 from .build_progress import add_in_chunks
-from .device import resolve_device, to_cpu, to_gpu
+from .device import GPU_MAX_K, gpu_lock, gpu_selectors, resolve_device, to_cpu, to_gpu
+from .device_costs import place
 
 
 log = logging.getLogger(__name__)
@@ -241,21 +243,28 @@ def default_nlist(n: int) -> int:
 
 @register
 class IVFIndex(_FaissIndex):
-    """Inverted-file index on FAISS. Options: ``nlist`` (default ~4*sqrt(n)), ``nprobe``, ``device``."""
+    """Inverted-file index on FAISS. Options: ``nlist`` (default ~4*sqrt(n)), ``nprobe``, ``device``.
+
+    On a GPU it is trained and filled there, and keeps the GPU copy beside the CPU form (the one saved):
+    each search runs where ``device`` says (``auto``: the cost model of ``device_costs.place``). The GPU
+    copy takes a row bitmap only where FAISS' cuVS kernels honour it (``device.gpu_selectors``); elsewhere
+    ``filters_inside`` is False and the planner post-filters or gathers the passing rows."""
 
     kind: ClassVar[str] = "ivf"
-    search_options: ClassVar[dict[str, type]] = {"nprobe": int}
+    search_options: ClassVar[dict[str, type]] = {"nprobe": int, "device": str}
+    _float16_tables: ClassVar[bool] = False
 
     def __init__(self, dim: int, metric: str, *, nlist: int | None = None, nprobe: int = 32,
                  device: str = "auto", seed: int = 1234):
         opts = {"nprobe": nprobe, "seed": seed} | ({"nlist": nlist} if nlist is not None else {})
-        pop_params(opts, {"nlist": int, "nprobe": int, "seed": int}, "the ivf index")
+        pop_params(opts, {"nlist": int, "nprobe": int, "seed": int}, f"the {self.kind} index")
         self.dim, self.metric = dim, check_metric(metric)
         self.nlist, self.nprobe, self.seed = nlist, int(nprobe), int(seed)
         self.requested_device = device
-        self.device = resolve_device(device)
-        self.filters_inside = self.device != "gpu"  # GPU IVF takes no selector: the planner post-filters
-        self.index = None
+        self.device = resolve_device(device, what=f"index {self.kind!r}")
+        self.filters_inside = self.device != "gpu" or gpu_selectors()
+        self.index = None       # the CPU form: saved, and searched on the CPU
+        self.gpu_index = None   # the GPU copy (device == "gpu")
 
     def config(self) -> dict[str, Any]:
         return {"nlist": self.nlist, "nprobe": self.nprobe, "seed": self.seed, "device": self.requested_device}
@@ -271,40 +280,80 @@ class IVFIndex(_FaissIndex):
     def build(self, vectors: np.ndarray) -> None:
         n = vectors.shape[0]
         if n == 0:
-            raise InvalidParameterError("cannot build an ivf index over an empty collection")
+            raise InvalidParameterError(f"cannot build an {self.kind} index over an empty collection")
         if self.nlist is None:
             self.nlist = default_nlist(n)
         elif self.nlist > n:  # k-means needs a point per list (e.g. compaction left few rows)
-            log.warning("ivf: nlist=%d lowered to the %d rows there are", self.nlist, n)
+            log.warning("%s: nlist=%d lowered to the %d rows there are", self.kind, self.nlist, n)
             self.nlist = n
         index = self._new(self.nlist)
         rng = np.random.default_rng(self.seed)
         sample_size = min(n, 256 * self.nlist)
         sample = vectors if sample_size == n else vectors[np.sort(rng.choice(n, sample_size, replace=False))]
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
-        self.index = to_gpu(index) if self.device == "gpu" else index
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        if self.device == "gpu":  # k-means and the adds on the GPU; the CPU form copied back once
+            with gpu_lock:
+                self.gpu_index = to_gpu(index, float16_tables=self._float16_tables)
+                self.gpu_index.train(sample)
+            add_in_chunks(self._add_gpu, vectors)
+            with gpu_lock:
+                self.index = to_cpu(self.gpu_index)
+            return
+        index.train(sample)
+        self.index = index
         add_in_chunks(self.add, vectors)
 
+    def _add_gpu(self, vectors: np.ndarray) -> None:
+        with gpu_lock:
+            self.gpu_index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def add(self, vectors: np.ndarray) -> None:
+        super().add(vectors)
+        if self.gpu_index is not None:
+            self._add_gpu(vectors)
+
+    def work_per_query(self, k: int, params: Mapping[str, Any]) -> float:
+        """Coarse assignment over ``nlist`` centroids, then the rows of ``nprobe`` lists."""
+        nlist = self.nlist or 1
+        nprobe = min(params.get("nprobe", self.nprobe), nlist)
+        return 2.0 * self.dim * (nlist + self.ntotal * nprobe / nlist)
+
     def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
-        p = pop_params(params, self.search_options, "ivf search")
+        p = pop_params(params, self.search_options, f"{self.kind} search")
         nprobe = min(p.get("nprobe", self.nprobe), self.nlist or 1)
-        if self.device == "gpu":
-            # GPU IVF takes no selector: over-fetching and filtering is the planner's job there.
-            self.index.nprobe = nprobe
-            D, I = self.index.search(queries, k)
-            hits = self._hits(D, I)
-            if allow is not None:
-                ok = (hits.rows >= 0) & allow[np.maximum(hits.rows, 0)]
-                hits = Hits(np.where(ok, hits.scores, -np.inf).astype(np.float32), np.where(ok, hits.rows, -1))
-            return hits
+        device = p.get("device", "auto")
+        if device == "auto":
+            device, _ = place(plan="index", index=self, nq=len(queries), k=k, matches=self.ntotal, dim=self.dim)
+        elif device == "gpu" and self.gpu_index is None:
+            raise DeviceError(f"device='gpu' asked for, but this {self.kind} index has no GPU copy "
+                              f"(built or opened on the CPU)")
+        elif device not in ("cpu", "gpu"):
+            raise InvalidParameterError(f"unknown device {device!r}; expected one of auto, cpu, gpu")
+        if device == "gpu" and max(k, nprobe) <= GPU_MAX_K:
+            return self._search_gpu(queries, k, allow, nprobe)
         sel = _Selector(allow) if allow is not None else None
         sp = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel.sel if sel else None)
         D, I = self.index.search(queries, k, params=sp)
         return self._hits(D, I)
 
+    def _search_gpu(self, queries: np.ndarray, k: int, allow: np.ndarray | None, nprobe: int) -> Hits:
+        sel = _Selector(allow) if allow is not None and gpu_selectors() else None
+        sp = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel.sel if sel else None)
+        with gpu_lock:
+            D, I = self.gpu_index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=sp)
+        hits = self._hits(D, I)
+        if allow is not None:  # every hit is checked: without cuVS the GPU kernels ignore the selector
+            ok = (hits.rows >= 0) & allow[np.maximum(hits.rows, 0)]
+            hits = Hits(np.where(ok, hits.scores, -np.inf).astype(np.float32), np.where(ok, hits.rows, -1))
+        return hits
+
     @classmethod
     def load(cls, paths: list[Path], dim: int, metric: str, config: dict[str, Any], vectors: np.ndarray) -> "IVFIndex":
-        index = cls(dim, metric, **config)
-        cpu = cls._read(paths)
-        index.index = to_gpu(cpu) if index.device == "gpu" else cpu
+        requested = config.get("device", "auto")  # saved on a GPU machine, opened anywhere:
+        index = cls(dim, metric, **{**config, "device": resolve_device(requested, strict=False)})
+        index.requested_device = requested
+        index.index = cls._read(paths)
+        if index.device == "gpu":
+            with gpu_lock:
+                index.gpu_index = to_gpu(index.index, float16_tables=cls._float16_tables)
         return index

@@ -72,10 +72,14 @@ class FlatIndex:
     search_options: ClassVar[dict[str, type]] = {}
     exact: ClassVar[bool] = True
 
-    def __init__(self, dim: int, metric: str, *, device: str = "cpu"):
+    def __init__(self, dim: int, metric: str, *, device: str = "auto"):
+        from .device import resolve_device
+
         self.dim = dim
         self.metric = check_metric(metric)
-        self.device = "cpu"
+        self.requested_device = device
+        # on a GPU the planner's exact plan may gather the passing rows into one FAISS GPU call
+        self.device = resolve_device(device, what="index 'flat'")
         self._vectors = np.empty((0, dim), dtype=np.float32)
 
     @property
@@ -83,7 +87,7 @@ class FlatIndex:
         return self._vectors.shape[0]
 
     def config(self) -> dict[str, Any]:
-        return {}
+        return {} if self.requested_device == "auto" else {"device": self.requested_device}
 
     def build(self, vectors: np.ndarray) -> None:
         """Use the collection's row-aligned vectors (shared, not copied)."""
@@ -101,6 +105,10 @@ class FlatIndex:
 
     @classmethod
     def load(cls, paths: list[Path], dim: int, metric: str, config: dict[str, Any], vectors: np.ndarray) -> "FlatIndex":
-        index = cls(dim, metric, **config)
+        from .device import resolve_device
+
+        requested = config.get("device", "auto")  # saved on a GPU machine, opened anywhere
+        index = cls(dim, metric, device=resolve_device(requested, strict=False))
+        index.requested_device = requested
         index.build(vectors)
         return index
