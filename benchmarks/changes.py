@@ -145,7 +145,7 @@ def compaction(name: str, queries: int, workdir: Path) -> dict:
     t = time.perf_counter()
     coll.compact()
     out["compact_s"] = time.perf_counter() - t
-    coll.cleanup(keep_last=1)
+    coll.cleanup(keep_last=1, older_than=0)
     index_bytes = sum(e.bytes for e in coll.snapshot.manifest.index.all_files())
     out["compacted"] = {**coll.stats(), **_quality(coll, ds.queries), "rss": _rss(coll.root, ds.queries, workdir),
                         "index_bytes": index_bytes}

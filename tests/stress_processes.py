@@ -198,9 +198,12 @@ class Expected:
         self.acks = sum(1 for records in logs for r in records if r["phase"] == "ack")
 
 
-def check_collection(path: Path, expected: Expected, *, exact: bool, rng: np.random.Generator) -> dict:
+def check_collection(path: Path, expected: Expected, *, exact: bool, rng: np.random.Generator,
+                     logs: list[Path] | None = None) -> dict:
     """Open the collection and check it against ``expected`` (read before opening). ``exact``: no write
-    is in doubt (every writer finished), so the live ids must be exactly the acknowledged ones."""
+    is in doubt (every writer finished), so the live ids must be exactly the acknowledged ones. ``logs``:
+    writers may still run; their logs are read again once the collection is open, so that a write tried
+    between the two reads is in doubt rather than lost or unknown."""
     out = {"failed_opens": 0, "lost": 0, "resurrected": 0, "unknown": 0, "wrong_rows": 0, "bad_searches": 0,
            "failed_verify": 0, "problems": []}
     try:
@@ -211,6 +214,10 @@ def check_collection(path: Path, expected: Expected, *, exact: bool, rng: np.ran
         return out
     snap = coll.snapshot
     live = set(snap.ids[snap.live].tolist())
+    if logs is not None:  # what a still running writer tried meanwhile is in doubt, not wrong
+        later = Expected([read_log(log) for log in logs])
+        expected.tried_add |= later.tried_add
+        expected.tried_del |= later.tried_del
     must = expected.acked_add - (expected.tried_del if not exact else expected.acked_del)
     lost = must - live
     resurrected = expected.acked_del & live
@@ -299,7 +306,7 @@ def run_writers(args) -> dict:
             (base / "go").touch()
             while any(p.poll() is None for p in procs):  # meanwhile: open and check what is acknowledged
                 expected = Expected([read_log(log) for log in logs])
-                part = check_collection(path, expected, exact=False, rng=rng)
+                part = check_collection(path, expected, exact=False, rng=rng, logs=logs)
                 total["monitor_opens"] += 1
                 merge(total, part)
                 time.sleep(0.2)
@@ -350,7 +357,7 @@ def run_kills(args) -> dict:
                                                             f"{errs[w].read_text()[-2000:]}")
                 total["kills"] += 1
             expected = Expected([read_log(log) for log in logs])  # the logs first, then the collection
-            merge(total, check_collection(path, expected, exact=False, rng=rng))
+            merge(total, check_collection(path, expected, exact=False, rng=rng, logs=logs))
             total["rounds"] += 1
             for w in victims:
                 procs[w] = start(w)

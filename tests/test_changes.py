@@ -263,7 +263,7 @@ def test_compact_reclaims_disk_and_memory_and_rebuilds_the_index(tmp_path):
     plan = coll.explain(rng.normal(size=dim))
     assert plan.name in ("exact", "filtered_graph")  # too many dead rows for the plain walk
     coll.compact()
-    coll.cleanup(keep_last=1)
+    coll.cleanup(keep_last=1, older_than=0)
     after = coll.stats()
     assert after["rows"] == after["index_rows"] == n // 10 and after["deleted_rows"] == 0 and after["segments"] == 1
     index_bytes = sum(e.bytes for e in coll.snapshot.manifest.index.files)
@@ -334,7 +334,7 @@ def test_versions_time_travel_restore_and_cleanup(tmp_path):
     restored = coll.restore(v_del)
     assert restored == v_del + 2 and len(coll) == 47 and coll.get([4], columns=["g"]).column("g").to_pylist() == [4]
     assert len(vecdb.open(coll.root)) == 47
-    assert coll.cleanup(keep_last=1) > 0
+    assert coll.cleanup(keep_last=1, older_than=0) > 0
     assert [h["version"] for h in coll.versions()] == [restored]
     with pytest.raises(errors.NotACollectionError, match="keeps no version"):
         vecdb.open(coll.root, version=v_add)
@@ -348,7 +348,7 @@ def test_a_handle_keeps_its_version_after_cleanup_removed_its_files(tmp_path):
     writer = vecdb.open(coll.root)
     writer.delete(ids=want[0].tolist())
     writer.compact()
-    assert writer.cleanup(keep_last=1) > 0  # the files of idle's version are gone from the directory
+    assert writer.cleanup(keep_last=1, older_than=0) > 0  # the files of idle's version are gone from the directory
     assert not (coll.root / idle.snapshot.manifest.segments[0].vectors["vectors"].file).exists()
     np.testing.assert_array_equal(idle.search(np.ones(8), k=5).ids, want)  # still its version, checked
     assert idle.refresh() and len(idle) == 95 and not np.isin(idle.search(np.ones(8), k=5).ids, want).any()

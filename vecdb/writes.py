@@ -20,7 +20,7 @@ from .filters import Expr
 from .filters.builder import Column
 from .snapshot import Snapshot
 from .storage import attributes as attrs_mod
-from .storage.manifest import KEEP_VERSIONS, collect_garbage, read_manifest, retained_files
+from .storage.manifest import GRACE_SECONDS, KEEP_VERSIONS, collect_garbage, read_manifest, retained_files
 from .vectorstore import Batch
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ class Writes:
     def compact(self: "Collection") -> None:
         """Rewrite the live rows as one segment (dropping deleted rows, merging small segments) and rebuild
         the index with the same options. Handles reading the previous version keep working until they
-        refresh; its files go once no retained version needs them (``cleanup()`` reclaims them now)."""
+        refresh; its files go once no retained version needs them (``cleanup(keep_last=1, older_than=0)`` reclaims them now)."""
         with self._writing() as snap:
             self._apply(snap, changes.compact(snap))
 
@@ -269,10 +269,11 @@ class Writes:
             self._publish(Snapshot.load(self.root, manifest, self._known))
             return manifest.version
 
-    def cleanup(self: "Collection", *, keep_last: int = KEEP_VERSIONS, older_than: float = 0.0) -> int:
+    def cleanup(self: "Collection", *, keep_last: int = KEEP_VERSIONS, older_than: float = GRACE_SECONDS) -> int:
         """Remove the files of versions no longer kept: all but the newest ``keep_last``, except those
-        superseded less than ``older_than`` seconds ago (readers may still hold them). Returns how many
-        files were removed. Every commit already does this with the defaults of ``storage/manifest.py``."""
+        superseded less than ``older_than`` seconds ago (the default keeps what readers in flight may still
+        open; ``older_than=0`` removes them now). Returns how many files were removed. Every commit already
+        does this with the defaults of ``storage/manifest.py``."""
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
             raise InvalidParameterError(f"keep_last must be a positive integer; got {keep_last!r}")
         with self._writing() as snap:

@@ -130,7 +130,7 @@ def run_compact(args: argparse.Namespace) -> int:
     coll = vecdb.open(args.path)
     before = coll.stats()
     coll.compact()
-    removed = coll.cleanup(keep_last=1) if args.cleanup else 0
+    removed = coll.cleanup(keep_last=1, older_than=0) if args.cleanup else 0
     after = coll.stats()
     emit_line(f"compacted {args.path}: {after['rows']:,} rows in {after['segments']} segment(s), "
               f"{before['deleted_rows']:,} deleted rows dropped; on disk {before['bytes_on_disk']:,} -> "
