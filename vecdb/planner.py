@@ -47,7 +47,8 @@ class PlannerConfig:
     more (up to ``max_fetch``) while a query is short; this measured both faster and more accurate
     than FAISS' bitmap-filtered traversal, whose beam fills with rejected nodes. Indexes that scan
     whole lists (IVF) take the bitmap directly (plan ``index``).
-    ``threads``: a batch whose queries carry different filters runs its filter groups on threads.
+    ``threads``: threads a batch runs on (0 = ``vecdb.set_threads``' setting, every core by default; see
+    ``vecdb/parallel.py``).
     ``ef_scale``: a forced filtered traversal widens its beam to ``ef / selectivity ** ef_scale``.
     ``deleted_max_fraction``: an unfiltered search on a graph index with at most this share of deleted
     rows runs the plain index search and drops the deleted hits (``post_filter``: it over-fetches about
@@ -114,7 +115,7 @@ class SearchParams:
 
     GENERAL: ClassVar[tuple[str, ...]] = ("plan", "target_recall")
     # taken by ``Collection.search`` itself; listed with the rest when an option is unknown
-    RESULT: ClassVar[tuple[str, ...]] = ("offset", "score_threshold", "with_vectors", "planner")
+    RESULT: ClassVar[tuple[str, ...]] = ("offset", "score_threshold", "with_vectors", "planner", "threads")
 
     @classmethod
     def parse(cls, params: Mapping[str, Any], index: Any, *, extra: tuple[str, ...] = (),
@@ -253,7 +254,16 @@ def run(plan: Plan, *, vectors: np.ndarray, index: Any, index_rows: int, queries
         hits.scores[~complete] = -np.inf
     else:
         hits = _post_filter(index, queries, k, head_mask, plan, config)
+    return completed(plan, hits, vectors=vectors, index_rows=index_rows, queries=queries, k=k, selection=selection,
+                     metric=metric)
+
+
+def completed(plan: Plan, hits: Hits, *, vectors: np.ndarray, index_rows: int, queries: np.ndarray, k: int,
+               selection: RowSet | np.ndarray | None, metric: str) -> Hits:
+    """An index plan's hits made whole: the rows added since the index was built scanned exactly and
+    merged in, and queries left short (or flagged ``-1`` by the walk) answered exactly."""
     if vectors.shape[0] > index_rows:  # rows added since the index was built: exact scan
+        mask = selection.mask if isinstance(selection, RowSet) else selection
         tail_rows = np.arange(index_rows, vectors.shape[0], dtype=np.int64)
         tail = exact_search(vectors, queries, k, metric, rows=tail_rows, allow=mask)
         s, r = merge(hits.scores, hits.rows, tail.scores, tail.rows, k)

@@ -227,16 +227,22 @@ class DenseStore:
     def search(self, snapshot: Any, queries: np.ndarray, members: Sequence[int], k: int, selection: RowSet | None,
                matches: int, params: planner.SearchParams, *, pool: bool, deleted_only: bool = False,
                describe: dict[str, Any] | None = None) -> tuple[planner.Plan, Hits]:
-        plan = planner.choose(index=self.index, matches=matches, total=snapshot.n_live, k=k,
-                              filtered=selection is not None, params=params, config=params.config or snapshot.planner,
-                              deleted_share=1 - snapshot.n_live / snapshot.stored if deleted_only else None,
-                              calibration=self.calibration, **(describe or {}))
+        plan = self.choose(snapshot, k, selection, matches, params, deleted_only=deleted_only, describe=describe)
         if describe is not None:
             return plan, Hits.empty(0, k)
         hits = planner.run(plan, vectors=self.vectors, index=self.index, index_rows=self.index_rows,
                            queries=queries[members], k=k, selection=selection, metric=self.metric,
                            config=params.config or snapshot.planner)
         return plan, hits
+
+
+    def choose(self, snapshot: Any, k: int, selection: RowSet | None, matches: int, params: planner.SearchParams, *,
+               deleted_only: bool = False, describe: dict[str, Any] | None = None) -> planner.Plan:
+        """The plan ``search`` would run for one filter group."""
+        return planner.choose(index=self.index, matches=matches, total=snapshot.n_live, k=k,
+                              filtered=selection is not None, params=params, config=params.config or snapshot.planner,
+                              deleted_share=1 - snapshot.n_live / snapshot.stored if deleted_only else None,
+                              calibration=self.calibration, **(describe or {}))
 
 
 def file_entry(described: Mapping[str, Any]) -> FileEntry:
