@@ -310,7 +310,8 @@ class Collection(Writes):
         if where is None and not params and planner is None and isinstance(store, DenseStore) \
                 and store.plain_ready(want, snap.n_live):
             with parallel.omp_threads(threads):  # FAISS' own parallel batch search
-                hits = store.index.search(q, want)  # what the planner would run: skip its bookkeeping
+                # what the planner would run: skip its bookkeeping
+                hits = store.index.search(q, want, **store.plain_params(snap.planner))
             last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
             if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
                 return self._result(snap, hits, ("index",) * nq, offset, score_threshold, with_vectors)

@@ -50,6 +50,9 @@ class PlannerConfig:
     ``threads``: threads a batch runs on (0 = ``vecdb.set_threads``' setting, every core by default; see
     ``vecdb/parallel.py``).
     ``ef_scale``: a forced filtered traversal widens its beam to ``ef / selectivity ** ef_scale``.
+    ``default_target_recall``: a search given neither ``ef`` nor ``target_recall`` runs the beam the
+    build-time calibration (``vecdb/calibration.py``) says reaches this recall, per plan and band of
+    selectivity (None: the index's fixed ``ef_search``, and ``ef_search * filtered_ef_ratio`` filtered).
     ``deleted_max_fraction``: an unfiltered search on a graph index with at most this share of deleted
     rows runs the plain index search and drops the deleted hits (``post_filter``: it over-fetches about
     3k with the usual beam, so it costs what a search without deletions costs), not the filtered walk.
@@ -66,6 +69,7 @@ class PlannerConfig:
     ef_scale: float = 1.0
     ef_max: int = 2048
     deleted_max_fraction: float = 0.1
+    default_target_recall: float | None = 0.95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,8 +160,12 @@ def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, para
     rows left out are deleted ones (no filter), their share of the stored rows. ``filter``,
     ``tail_rows`` and ``estimated_matches`` only describe the plan (``explain``)."""
     plan = _choose(index, matches, total, k, filtered, params, config, deleted_share)
-    if params.target_recall is not None and "ef" not in params.options and plan.name in ("index", "filtered_graph"):
-        ef = ef_for(calibration or {}, plan.name, params.target_recall)
+    target = params.target_recall
+    if target is None and (calibration or {}).get("method") and (
+            (plan.name == "filtered_graph" and filtered) or (plan.name == "index" and matches >= total)):
+        target = config.default_target_recall  # the default: a recall target on calibrated collections
+    if target is not None and "ef" not in params.options and plan.name in ("index", "filtered_graph"):
+        ef = ef_for(calibration or {}, plan.name, target, matches / total if total else 1.0)
         if ef is not None:
             plan = dataclasses.replace(plan, params={**plan.params, "ef": ef})
     return dataclasses.replace(plan, filter=filter, tail_rows=tail_rows, estimated_matches=estimated_matches)

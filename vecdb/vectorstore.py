@@ -219,6 +219,15 @@ class DenseStore:
     def search_params(self, params: Mapping[str, Any]) -> planner.SearchParams:
         return planner.SearchParams.parse(params, self.index)
 
+    def plain_params(self, config: planner.PlannerConfig) -> dict[str, Any]:
+        """The index options of a plain unfiltered search: the calibrated beam for the default recall
+        target (what ``planner.choose`` would pick), or none (the index's own default)."""
+        target = config.default_target_recall
+        if target is None or not self.calibration.get("method"):
+            return {}
+        ef = planner.ef_for(self.calibration, "index", target)
+        return {} if ef is None else {"ef": ef}
+
     def plain_ready(self, k: int, n_live: int) -> bool:
         """An unfiltered search would run the approximate index as is: nothing deleted, no rows beyond it."""
         return (self.index is not None and not self.index.exact and n_live == self.rows
