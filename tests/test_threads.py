@@ -130,3 +130,13 @@ def test_old_calibrations_keep_the_fixed_default_beam():
                                                                                                     [32, 0.96]]]]}
     assert ef_for(new, "filtered_graph", 0.95, 0.6) == 16 and ef_for(new, "filtered_graph", 0.95, 0.1) == 32
     assert ef_for(new, "filtered_graph", 0.95, 0.01) == 32  # below every band: the sparsest
+
+
+def test_footprint_reports_parts_on_disk_and_resident(coll):
+    foot = coll.footprint()
+    for part in ("vectors", "index", "attributes", "attribute indexes", "ids and deletions", "total", "process"):
+        assert part in foot
+    assert foot["index"]["on_disk"] > 0 and foot["vectors"]["on_disk"] > 0
+    assert foot["total"]["on_disk"] == sum(v["on_disk"] for k, v in foot.items() if k not in ("total", "process"))
+    # two segments (rows added after the index): the vectors are held in memory, all resident
+    assert foot["vectors"]["resident"] == coll.snapshot.store.vectors.nbytes

@@ -164,6 +164,13 @@ class Collection(Writes):
                 "index_rows": m.index.rows if m.index else 0, "bytes": mine,
                 "bytes_on_disk": sum(e.stat().st_size for e in os.scandir(self.root) if e.is_file())}
 
+    def footprint(self) -> dict[str, Any]:
+        """Bytes on disk and resident in this process, by part (vectors, index, attributes, attribute
+        indexes, ids and deletions), with totals and the process' resident set (``vecdb/footprint.py``)."""
+        from .footprint import footprint
+
+        return footprint(self._read())
+
     @property
     def snapshot(self) -> Snapshot:
         """The current version, immutable: hold it to keep reading one version while writers go on."""
