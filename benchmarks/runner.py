@@ -63,8 +63,9 @@ def search_grid(cls: type[eng.Engine], profile: str, overrides: dict[str, tuple]
     grid = [dict(p) for p in cls.search_grid[profile]]
     for name, values in overrides.items():
         if any(name in p for p in grid):
+            keep_default = grid[0] == {}  # the engine's own defaults (vecdb: its recall target) stay first
             base = {k: v for k, v in grid[0].items() if k != name}
-            grid = [{**base, name: v} for v in values]
+            grid = ([{}] if keep_default else []) + [{**base, name: v} for v in values]
     return grid
 
 
