@@ -316,7 +316,7 @@ class Collection(Writes):
         want = k + int(offset)
         if where is None and not params and planner is None and isinstance(store, DenseStore) \
                 and store.plain_ready(want, snap.n_live):
-            with parallel.omp_threads(threads):  # FAISS' own parallel batch search
+            with parallel.omp_threads(threads) if nq > 1 else contextlib.nullcontext():  # FAISS' batch threads
                 # what the planner would run: skip its bookkeeping
                 hits = store.index.search(q, want, **store.plain_params(snap.planner))
             last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
@@ -327,7 +327,7 @@ class Collection(Writes):
         groups = list(_groups(where, nq).items())
         if any(expr is not None for expr, _ in groups):
             snap.attribute_index()  # made once, before any thread needs it
-        if isinstance(store, DenseStore):  # kernels over chunks of queries on threads (vecdb/batch.py)
+        if isinstance(store, DenseStore) and nq > 1:  # kernels over chunks of queries on threads (vecdb/batch.py)
             done = batch.search_groups(snap, store, q, groups, want, search_params, threads)
             return self._assemble(snap, done, nq, want, offset, score_threshold, with_vectors)
 
