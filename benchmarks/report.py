@@ -178,13 +178,33 @@ def correctness_table(rows: list[dict]) -> list[str]:
 
 
 def builds_table(results: Results) -> list[str]:
-    lines = ["| family | build settings | engines | build s | RSS Δ MB | on disk MB | error |",
-             "|---|---|---|---:|---:|---:|---|"]
+    """``RSS after queries``: the most any of the build's runs held over the process before the build
+    (index, data it keeps, and what its searches touched or allocated), per engine."""
+    lines = ["| family | build settings | engines | build s | RSS Δ MB | RSS after queries Δ MB | on disk MB | error |",
+             "|---|---|---|---:|---:|---|---:|---|"]
     for b in results.builds:
+        after = {}
+        for r in results.runs:
+            if r.get("build_id") == b["build_id"] and r.get("rss_after_bytes") and b.get("rss_before_bytes"):
+                after[r["engine"]] = max(after.get(r["engine"], 0), r["rss_after_bytes"] - b["rss_before_bytes"])
+        cell = ", ".join(f"{e} {v / 2**20:.0f}" for e, v in after.items()) or "-"
         lines.append(f"| {b['family']} | {json.dumps(b['params'])} | {', '.join(b['engines'])} | "
-                     f"{_fmt(b.get('build_s'), 1)} | {_fmt((b.get('rss_delta_bytes') or 0) / 2**20, 0)} | "
+                     f"{_fmt(b.get('build_s'), 1)} | {_fmt((b.get('rss_delta_bytes') or 0) / 2**20, 0)} | {cell} | "
                      f"{_fmt((b.get('disk_bytes') or 0) / 2**20, 1)} | {b.get('error') or ''} |")
     return lines
+
+
+def batch_scaling_table(results: Results) -> list[str]:
+    """Batch QPS of each engine's default setting with every thread against one thread, per band."""
+    threads = results.meta.get("threads")
+    lines = [f"| engine | band | batch QPS, {threads} threads | batch QPS, 1 thread | ratio |", "|---|---|---:|---:|---:|"]
+    for r in results.runs:
+        one = r.get("batch_one_thread") or {}
+        for band, (n, wall) in (r.get("batch") or {}).items():
+            if band in one and wall > 0 and one[band][1] > 0:
+                many, single = n / wall, one[band][0] / one[band][1]
+                lines.append(f"| {r['engine']} | {band} | {many:.0f} | {single:.0f} | {many / single:.2f} |")
+    return lines if len(lines) > 2 else []
 
 
 def cost_points(results: Results, rows: list[dict]) -> list[dict]:
@@ -337,7 +357,11 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
     for k in ks[1:]:
         lines += [f"### k = {k} (default search settings)", "", *other_k_table(rows, k, multi), ""]
     lines += ["### Correctness (all runs; filter failures must be 0)", "", *correctness_table(rows), "",
-              "### Builds", "", *builds_table(results), "", "### Files", ""]
+              "### Builds", "", *builds_table(results), ""]
+    scaling = batch_scaling_table(results)
+    if scaling:
+        lines += ["### Batches: every thread against one (default settings)", "", *scaling, ""]
+    lines += ["### Files", ""]
     lines += [f"- `{f.relative_to(path)}`" for f in files]
     lines += ["- `metrics/aggregate.csv` (per run and band), `metrics/per_query.parquet` (per run and query)", ""]
     (path / "summary.md").write_text("# Benchmark summary\n\n" + "\n".join(lines))

@@ -63,8 +63,9 @@ def search_grid(cls: type[eng.Engine], profile: str, overrides: dict[str, tuple]
     grid = [dict(p) for p in cls.search_grid[profile]]
     for name, values in overrides.items():
         if any(name in p for p in grid):
+            keep_default = grid[0] == {}  # the engine's own defaults (vecdb: its recall target) stay first
             base = {k: v for k, v in grid[0].items() if k != name}
-            grid = [{**base, name: v} for v in values]
+            grid = ([{}] if keep_default else []) + [{**base, name: v} for v in values]
     return grid
 
 
@@ -216,6 +217,7 @@ def _run_build(cfg: RunConfig, ds: Dataset, writer: ResultWriter, family: str,
         record["build_s"] = time.perf_counter() - t0
         gc.collect()
         record["rss_delta_bytes"] = rss_bytes() - rss0
+        record["rss_before_bytes"] = rss0  # runs add rss_after_bytes: resident after their queries
         record["disk_bytes"] = disk_bytes(Path(tmp))
         record["error"] = None
         writer.add_build(record)
@@ -247,6 +249,9 @@ def _run_engine(cfg: RunConfig, ds: Dataset, writer: ResultWriter, engine: eng.E
             ids, scores, latency, errors = _latency_pass(engine, ds, k, params, cfg.warmup, cfg.run_timeout_s)
             timeouts = errors.count("timeout")
             batch = _batch_pass(engine, ds, k, params, cfg.threads) if cfg.batch and not timeouts else {}
+            # the default setting's batches on one thread too: how a batch scales with the cores
+            batch_one = _batch_pass(engine, ds, k, params, 1) \
+                if batch and cfg.threads > 1 and params == grid[0] and k == cfg.ks[0] else {}
         except Exception as exc:  # noqa: BLE001
             log.exception("%s %s k=%d failed", cls.name, params, k)
             writer.add_run({**record, "batch": {}, "error": f"{type(exc).__name__}: {exc}",
@@ -258,7 +263,9 @@ def _run_engine(cfg: RunConfig, ds: Dataset, writer: ResultWriter, engine: eng.E
         if timeouts:
             log.warning("%s %s k=%d: run timeout (%.0f s) after %d of %d queries", cls.name, params, k,
                         cfg.run_timeout_s, ds.nq - timeouts, ds.nq)
-        run_id = writer.add_run({**record, "batch": batch, "error": None, "wall_s": wall,
+        gc.collect()
+        run_id = writer.add_run({**record, "batch": batch, "batch_one_thread": batch_one, "error": None,
+                                 "wall_s": wall, "rss_after_bytes": rss_bytes(),
                                  "partial": ds.nq - timeouts if timeouts else None},
                                 ids, scores, latency, errors)
         log.info("%s %s %s k=%d: %.1f s, median latency %.3f ms", run_id, cls.name, params, k, wall,

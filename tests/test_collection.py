@@ -263,7 +263,9 @@ def test_build_index_calibrates_and_target_recall_picks_the_beam(tmp_path, rng):
     efs = [ef for ef, _ in curves["unfiltered"]]
     recalls = [r for _, r in curves["unfiltered"]]
     assert efs == sorted(efs) and all(0.0 <= r <= 1.0 for r in recalls) and recalls[-1] >= recalls[0]
-    assert "filtered_graph" in curves
+    assert curves["method"] and [sel for sel, _ in curves["filtered_bands"]] == sorted(
+        [sel for sel, _ in curves["filtered_bands"]], reverse=True)  # one curve per band of selectivity
+    assert coll.explain(x[0]).params["ef"] == coll.explain(x[0], target_recall=0.95).params["ef"]  # the default
     low = coll.explain(x[0], target_recall=0.5).params["ef"]
     high = coll.explain(x[0], target_recall=1.0).params["ef"]
     assert low <= high and low in efs and high in efs

@@ -14,9 +14,11 @@ from .collection import open_collection as open  # noqa: A001  (vecdb.open is th
 from .database import Database, connect
 from .filters import col
 from .indexes.device import device_info
+from .parallel import get_threads, set_threads
 from .planner import Plan, PlannerConfig
 from .result import SearchResult
 
 __version__ = "0.1.0"
 
-__all__ = ["Collection", "Database", "Plan", "PlannerConfig", "SearchResult", "col", "connect", "create", "device_info", "errors", "open", "__version__"]
+__all__ = ["Collection", "Database", "Plan", "PlannerConfig", "SearchResult", "col", "connect", "create",
+           "device_info", "errors", "get_threads", "open", "set_threads", "__version__"]

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
+from . import batch, parallel
 from . import planner as planner_mod
 from .errors import (ClosedCollectionError, CollectionExistsError, CorruptCollectionError, InvalidParameterError,
                      NotACollectionError, ReadOnlyCollectionError)
@@ -44,7 +45,6 @@ from .vectors import check_k
 from .writes import Writes
 
 log = logging.getLogger(__name__)
-_CPUS = os.cpu_count() or 1
 OPEN_RETRIES = 5
 MULTI_METRICS = ("ip", "cosine")  # metrics of multi-vector collections
 
@@ -79,6 +79,17 @@ class Collection(Writes):
         self._read_only = read_only
         self._stamp = _stamp(root)
         self._closed = False
+        self._threads: int | None = None
+
+    @property
+    def threads(self) -> int | None:
+        """Threads this handle's searches use when ``search`` gets no ``threads=`` (None: the planner
+        config's non-zero ``threads``, else ``vecdb.set_threads``, else every core)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, value: int | None) -> None:
+        self._threads = parallel.check_threads(value, "Collection.threads")
 
     # ----------------------------------------------------------------- versions
     def _read(self) -> Snapshot:
@@ -150,6 +161,13 @@ class Collection(Writes):
                 "segments": len(m.segments), "versions": len(manifests.versions(self.root)),
                 "index_rows": m.index.rows if m.index else 0, "bytes": mine,
                 "bytes_on_disk": sum(e.stat().st_size for e in os.scandir(self.root) if e.is_file())}
+
+    def footprint(self) -> dict[str, Any]:
+        """Bytes on disk and resident in this process, by part (vectors, index, attributes, attribute
+        indexes, ids and deletions), with totals and the process' resident set (``vecdb/footprint.py``)."""
+        from .footprint import footprint
+
+        return footprint(self._read())
 
     @property
     def snapshot(self) -> Snapshot:
@@ -274,6 +292,9 @@ class Collection(Writes):
         ``params``: ``plan="auto"|"exact"|"index"|"filtered_graph"|"post_filter"``; ``target_recall``
         (HNSW: the beam width calibrated at build time to reach it); ``candidates`` (multi-vector: rows
         reranked exactly); the index's search options (``ef`` for HNSW, ``nprobe`` for IVF).
+        ``threads``: threads this search may use (default: ``Collection.threads``, else the planner
+        config's, else ``vecdb.set_threads``, else every core; ``1`` for callers that parallelise
+        themselves). Exact plans return identical results for any thread count.
         The result has at most ``k`` columns and no more than there are rows.
         """
         snap = self._read()
@@ -286,20 +307,26 @@ class Collection(Writes):
             raise InvalidParameterError(f"score_threshold must be a number; got {score_threshold!r}")
         if planner is not None and not isinstance(planner, planner_mod.PlannerConfig):
             raise InvalidParameterError(f"planner must be a vecdb.PlannerConfig; got {type(planner).__name__}")
+        threads = parallel.resolve(parallel.check_threads(params.pop("threads", None)), self.threads,
+                                   (planner or snap.planner).threads)
         q = store.prepare_queries(queries)
         nq = len(q)
         want = k + int(offset)
         if where is None and not params and planner is None and store.plain_ready(want, snap.n_live):
-            hits = store.index.search(q, want)  # what the planner would run: skip its bookkeeping
+            with parallel.omp_threads(threads) if nq > 1 else contextlib.nullcontext():  # FAISS' batch threads
+                # what the planner would run: skip its bookkeeping
+                hits = store.index.search(q, want, **store.plain_params(snap.planner))
             last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
             if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
                 return self._result(snap, hits, ("index",) * nq, offset, score_threshold, with_vectors)
         search_params = dataclasses.replace(store.search_params(params), config=planner)
-        config = planner or snap.planner
         want = min(want, max(snap.n_live, 1))
         groups = list(_groups(where, nq).items())
         if any(expr is not None for expr, _ in groups):
             snap.attribute_index()  # made once, before any thread needs it
+        if store.batched and nq > 1:  # kernels over chunks of queries on threads (vecdb/batch.py)
+            done = batch.search_groups(snap, store, q, groups, want, search_params, threads)
+            return self._assemble(snap, done, nq, want, offset, score_threshold, with_vectors)
 
         def run_group(group: tuple[Expr | None, list[int]], pool: bool) -> tuple[list[int], planner_mod.Plan, Hits]:
             expr, members = group
@@ -309,12 +336,17 @@ class Collection(Writes):
                                       deleted_only=expr is None and selection is not None)
             return members, plan, hits
 
-        threads = 1 if len(groups) == 1 else min(len(groups), config.threads or _CPUS)
+        threads = 1 if len(groups) == 1 else min(len(groups), threads)
         if threads > 1:  # one filter per query: groups run on threads (the kernels release the GIL)
             with ThreadPoolExecutor(threads) as pool:
                 done = list(pool.map(lambda group: run_group(group, True), groups))
         else:
             done = [run_group(group, False) for group in groups]
+        return self._assemble(snap, done, nq, want, offset, score_threshold, with_vectors)
+
+    def _assemble(self, snap: Snapshot, done: list, nq: int, want: int, offset: int, score_threshold: float | None,
+                  with_vectors: bool) -> SearchResult:
+        """One result from the groups' ``(members, plan, hits)``."""
         scores = np.full((nq, want), -np.inf, dtype=np.float32)
         rows = np.full((nq, want), -1, dtype=np.int64)
         plans = [""] * nq

@@ -48,8 +48,12 @@ class PlannerConfig:
     more (up to ``max_fetch``) while a query is short; this measured both faster and more accurate
     than FAISS' bitmap-filtered traversal, whose beam fills with rejected nodes. Indexes that scan
     whole lists (IVF) take the bitmap directly (plan ``index``).
-    ``threads``: a batch whose queries carry different filters runs its filter groups on threads.
+    ``threads``: threads a batch runs on (0 = ``vecdb.set_threads``' setting, every core by default; see
+    ``vecdb/parallel.py``).
     ``ef_scale``: a forced filtered traversal widens its beam to ``ef / selectivity ** ef_scale``.
+    ``default_target_recall``: a search given neither ``ef`` nor ``target_recall`` runs the beam the
+    build-time calibration (``vecdb/calibration.py``) says reaches this recall, per plan and band of
+    selectivity (None: the index's fixed ``ef_search``, and ``ef_search * filtered_ef_ratio`` filtered).
     ``deleted_max_fraction``: an unfiltered search on a graph index with at most this share of deleted
     rows runs the plain index search and drops the deleted hits (``post_filter``: it over-fetches about
     3k with the usual beam, so it costs what a search without deletions costs), not the filtered walk.
@@ -66,6 +70,7 @@ class PlannerConfig:
     ef_scale: float = 1.0
     ef_max: int = 2048
     deleted_max_fraction: float = 0.1
+    default_target_recall: float | None = 0.95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +121,7 @@ class SearchParams:
 
     GENERAL: ClassVar[tuple[str, ...]] = ("plan", "target_recall", "device")
     # taken by ``Collection.search`` itself; listed with the rest when an option is unknown
-    RESULT: ClassVar[tuple[str, ...]] = ("offset", "score_threshold", "with_vectors", "planner")
+    RESULT: ClassVar[tuple[str, ...]] = ("offset", "score_threshold", "with_vectors", "planner", "threads")
 
     @classmethod
     def parse(cls, params: Mapping[str, Any], index: Any, *, extra: tuple[str, ...] = (),
@@ -159,8 +164,12 @@ def choose(*, index: Any, matches: int, total: int, k: int, filtered: bool, para
     rows left out are deleted ones (no filter), their share of the stored rows. ``filter``,
     ``tail_rows`` and ``estimated_matches`` only describe the plan (``explain``)."""
     plan = _choose(index, matches, total, k, filtered, params, config, deleted_share)
-    if params.target_recall is not None and "ef" not in params.options and plan.name in ("index", "filtered_graph"):
-        ef = ef_for(calibration or {}, plan.name, params.target_recall)
+    target = params.target_recall
+    if target is None and (calibration or {}).get("method") and (
+            (plan.name == "filtered_graph" and filtered) or (plan.name == "index" and matches >= total)):
+        target = config.default_target_recall  # the default: a recall target on calibrated collections
+    if target is not None and "ef" not in params.options and plan.name in ("index", "filtered_graph"):
+        ef = ef_for(calibration or {}, plan.name, target, matches / total if total else 1.0)
         if ef is not None:
             plan = dataclasses.replace(plan, params={**plan.params, "ef": ef})
     plan = _place(plan, index, nq, k, params.device, config, costs)
@@ -284,7 +293,16 @@ def run(plan: Plan, *, vectors: np.ndarray, index: Any, index_rows: int, queries
         hits.scores[~complete] = -np.inf
     else:
         hits = _post_filter(index, queries, k, head_mask, plan, config)
+    return completed(plan, hits, vectors=vectors, index_rows=index_rows, queries=queries, k=k, selection=selection,
+                     metric=metric)
+
+
+def completed(plan: Plan, hits: Hits, *, vectors: np.ndarray, index_rows: int, queries: np.ndarray, k: int,
+               selection: RowSet | np.ndarray | None, metric: str) -> Hits:
+    """An index plan's hits made whole: the rows added since the index was built scanned exactly and
+    merged in, and queries left short (or flagged ``-1`` by the walk) answered exactly."""
     if vectors.shape[0] > index_rows:  # rows added since the index was built: exact scan
+        mask = selection.mask if isinstance(selection, RowSet) else selection
         tail_rows = np.arange(index_rows, vectors.shape[0], dtype=np.int64)
         tail = exact_search(vectors, queries, k, metric, rows=tail_rows, allow=mask)
         s, r = merge(hits.scores, hits.rows, tail.scores, tail.rows, k)

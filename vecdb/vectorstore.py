@@ -46,6 +46,7 @@ class VectorStore(Protocol):
 
     kind: ClassVar[str]     # "dense" | "multi"
     column: ClassVar[str]   # name of the vectors column in ``get``
+    batched: ClassVar[bool]  # batches run through ``vecdb/batch.py`` (grouped kernels over chunks of queries)
     dim: int
     metric: str
     index: VectorIndex | None
@@ -131,6 +132,7 @@ class DenseStore:
 
     kind: ClassVar[str] = "dense"
     column: ClassVar[str] = "vector"
+    batched: ClassVar[bool] = True
 
     dim: int
     metric: str
@@ -232,6 +234,15 @@ class DenseStore:
     def search_params(self, params: Mapping[str, Any]) -> planner.SearchParams:
         return planner.SearchParams.parse(params, self.index)
 
+    def plain_params(self, config: planner.PlannerConfig) -> dict[str, Any]:
+        """The index options of a plain unfiltered search: the calibrated beam for the default recall
+        target (what ``planner.choose`` would pick), or none (the index's own default)."""
+        target = config.default_target_recall
+        if target is None or not self.calibration.get("method"):
+            return {}
+        ef = planner.ef_for(self.calibration, "index", target)
+        return {} if ef is None else {"ef": ef}
+
     def plain_ready(self, k: int, n_live: int) -> bool:
         """An unfiltered search would run the approximate index as is: nothing deleted, no rows beyond it."""
         return (self.index is not None and not self.index.exact and n_live == self.rows
@@ -240,16 +251,23 @@ class DenseStore:
     def search(self, snapshot: Any, queries: np.ndarray, members: Sequence[int], k: int, selection: RowSet | None,
                matches: int, params: planner.SearchParams, *, pool: bool, deleted_only: bool = False,
                describe: dict[str, Any] | None = None) -> tuple[planner.Plan, Hits]:
-        plan = planner.choose(index=self.index, matches=matches, total=snapshot.n_live, k=k,
-                              filtered=selection is not None, params=params, config=params.config or snapshot.planner,
-                              deleted_share=1 - snapshot.n_live / snapshot.stored if deleted_only else None,
-                              calibration=self.calibration, nq=len(members), **(describe or {}))
+        plan = self.choose(snapshot, k, selection, matches, params, deleted_only=deleted_only, describe=describe,
+                           nq=len(members))
         if describe is not None:
             return plan, Hits.empty(0, k)
         hits = planner.run(plan, vectors=self.vectors, index=self.index, index_rows=self.index_rows,
                            queries=queries[members], k=k, selection=selection, metric=self.metric,
                            config=params.config or snapshot.planner)
         return plan, hits
+
+
+    def choose(self, snapshot: Any, k: int, selection: RowSet | None, matches: int, params: planner.SearchParams, *,
+               deleted_only: bool = False, describe: dict[str, Any] | None = None, nq: int = 1) -> planner.Plan:
+        """The plan ``search`` would run for one filter group of ``nq`` queries."""
+        return planner.choose(index=self.index, matches=matches, total=snapshot.n_live, k=k,
+                              filtered=selection is not None, params=params, config=params.config or snapshot.planner,
+                              deleted_share=1 - snapshot.n_live / snapshot.stored if deleted_only else None,
+                              calibration=self.calibration, nq=nq, **(describe or {}))
 
 
 def file_entry(described: Mapping[str, Any]) -> FileEntry:

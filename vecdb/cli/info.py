@@ -91,6 +91,7 @@ def describe(path: str) -> dict[str, Any]:
     import vecdb
 
     coll = vecdb.open(path)
+    footprint = coll.footprint()  # before anything below reads the data
     manifest = coll.snapshot.manifest
     stored = manifest.stored_rows
     table = _live_table(coll)
@@ -112,6 +113,7 @@ def describe(path: str) -> dict[str, Any]:
         "multivector": coll.multivector,
         "index": index,
         "size_bytes": _sizes(coll.root, manifest),
+        "footprint": footprint,  # on disk and resident by part, right after opening
         "columns": [{"name": name, **column_stats(table.column(name))} for name in coll.schema.names],
     }
 
@@ -131,6 +133,13 @@ def _stat_text(stats: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _resident_text(foot: dict[str, Any]) -> str:
+    parts = ", ".join(f"{k} {human_bytes(v['resident'])} of {human_bytes(v['on_disk'])}" for k, v in foot.items()
+                      if k not in ("total", "process") and v["resident"] is not None and v["on_disk"])
+    total = foot["total"]["resident"]
+    return "unknown (no /proc/self/smaps)" if total is None else f"{human_bytes(total)} ({parts})"
+
+
 def render_text(d: dict[str, Any]) -> str:
     size = d["size_bytes"]
     parts = ", ".join(f"{k} {human_bytes(v)}" for k, v in size.items() if k != "total" and v)
@@ -147,6 +156,7 @@ def render_text(d: dict[str, Any]) -> str:
                                              f", covers {index['rows']:,} rows, device {index['device']}"),
         f"size on disk: {human_bytes(size['total'])} ({parts})",
         *([f"devices: {render_devices(d['devices'])}"] if "devices" in d else []),
+        f"resident after opening: {_resident_text(d['footprint'])}",
         f"columns ({len(d['columns'])}):",
     ]
     rows = [[c["name"], c["type"].replace("<element: ", "<"), f"{c['nulls']:,}", _stat_text(c)] for c in d["columns"]]

@@ -224,6 +224,21 @@ class HNSWIndex(_FaissIndex):
             budget, self.metric == "l2", int(gather or 2 * self.M), visited, _THREAD.mark)
         return Hits(scores, rows), complete
 
+    def search_filtered_graph_grouped(self, queries: np.ndarray, k: int, masks: np.ndarray, group_of: np.ndarray,
+                                      efs: np.ndarray, budgets: np.ndarray,
+                                      gathers: np.ndarray) -> tuple[Hits, np.ndarray]:
+        """``search_filtered_graph`` for queries with different filters in one kernel call: query i
+        walks with ``masks[group_of[i]]`` (a ``(filters, ntotal)`` bool array) and its own beam, budget
+        and gather width. Serial on the calling thread (``vecdb/batch.py`` runs chunks on threads)."""
+        from ..kernels.hnsw_filtered import filtered_search_grouped
+
+        xb, neighbors, offsets, cum, entry, max_level = self.graph_arrays()
+        visited = _visited(xb.shape[0])
+        scores, rows, complete, _THREAD.mark = filtered_search_grouped(
+            xb, neighbors, offsets, cum, entry, max_level, np.ascontiguousarray(queries, np.float32), masks,
+            group_of, k, efs, budgets, gathers, self.metric == "l2", visited, _THREAD.mark)
+        return Hits(scores, rows), complete
+
     @classmethod
     def load(cls, paths: list[Path], dim: int, metric: str, config: dict[str, Any], vectors: np.ndarray) -> "HNSWIndex":
         # collections written before ``storage`` existed hold float32 graphs: the file decides

@@ -243,3 +243,25 @@ def filtered_search(vectors, neighbors, offsets, cum, entry_point, max_level, qu
         complete[i] = _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, queries[i], allow,
                                   k, ef, budget, l2, gather, visited, np.uint8(mark), scores[i], rows[i])
     return scores, rows, complete, mark
+
+
+@nb.njit(nogil=True, cache=True)
+def filtered_search_grouped(vectors, neighbors, offsets, cum, entry_point, max_level, queries, masks, group_of, k,
+                            efs, budgets, gathers, l2, visited, mark):
+    """``filtered_search`` for queries with different filters, in one call: query i walks with the
+    mask ``masks[group_of[i]]`` and its own ``efs[i]``, ``budgets[i]``, ``gathers[i]``. The batch
+    layer runs chunks of queries through it on threads (``vecdb/batch.py``). Same walk per query as
+    ``filtered_search``, so the same results."""
+    nq = queries.shape[0]
+    scores = np.empty((nq, k), np.float32)
+    rows = np.empty((nq, k), np.int64)
+    complete = np.empty(nq, np.bool_)
+    for i in range(nq):
+        mark += 1
+        if mark > 255:
+            visited[:] = 0
+            mark = 1
+        complete[i] = _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, queries[i],
+                                  masks[group_of[i]], k, max(efs[i], k), budgets[i], l2, gathers[i], visited,
+                                  np.uint8(mark), scores[i], rows[i])
+    return scores, rows, complete, mark

@@ -54,6 +54,7 @@ class MultiStore:
 
     kind: ClassVar[str] = "multi"
     column: ClassVar[str] = "vectors"
+    batched: ClassVar[bool] = False  # candidates, then a Chamfer rerank per filter group
 
     dim: int
     metric: str
@@ -197,6 +198,9 @@ class MultiStore:
 
     def plain_ready(self, k: int, n_live: int) -> bool:
         return False  # every search reranks: always through the planner
+
+    def plain_params(self, config: planner.PlannerConfig) -> dict[str, Any]:
+        return {}
 
     def prepare_queries(self, queries: Any) -> QuerySets:
         """One ``(n, dim)`` array is one query set (as in LanceDB); a list of them, ``(vectors, offsets)``

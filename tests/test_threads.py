@@ -1,0 +1,142 @@
+"""``threads=``: batches on every core give the same answers as on one.
+
+Exact plans must return identical ids and scores for any thread count; the filtered graph walk runs the
+same per-query arithmetic whatever thread a query lands on, so it must too. Speed is measured in the
+benchmark runner, never here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vecdb
+from vecdb.errors import InvalidParameterError
+from vecdb.filters import bind, parse
+
+from .conftest import small_table
+
+
+@pytest.fixture(scope="module")
+def coll(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    n, dim = 4000, 24
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    c = vecdb.create(tmp_path_factory.mktemp("threads") / "c.vdb", dim=dim, metric="l2")
+    c.add(x, small_table(rng, n))
+    c.build_index("hnsw", M=8, ef_construction=64)
+    c.add(rng.normal(size=(200, dim)).astype(np.float32), small_table(rng, 200))  # a tail beside the index
+    return c
+
+
+FILTERS = [None, "year >= 2020", "tag = 'a'", "flag", "year < 2003", "price > 14 AND tag = 'b'", "year = 2010",
+           "tag IN ('a', 'b')", "price < 0", "'c' IN labels"]
+
+
+def _batch(rng: np.random.Generator, nq: int, dim: int):
+    q = rng.normal(size=(nq, dim)).astype(np.float32)
+    where = [FILTERS[i % len(FILTERS)] for i in rng.permutation(nq)]
+    return q, where
+
+
+@pytest.mark.parametrize("plan", ["auto", "exact", "filtered_graph"])
+def test_same_results_for_any_thread_count(coll, plan):
+    c = coll
+    q, where = _batch(np.random.default_rng(1), 300, c.dim)
+    extra = {} if plan == "auto" else {"plan": plan}
+    base = c.search(q, 10, where=where, threads=1, **extra)
+    for threads in (2, 3, 8):
+        other = c.search(q, 10, where=where, threads=threads, **extra)
+        np.testing.assert_array_equal(other.ids, base.ids)
+        np.testing.assert_array_equal(other.scores, base.scores)
+        assert other.plans == base.plans
+
+
+def test_batch_equals_one_query_at_a_time(coll):
+    """A batch (kernels over chunks of queries, many filters per call) answers as single calls do."""
+    c = coll
+    q, where = _batch(np.random.default_rng(2), 60, c.dim)
+    batch = c.search(q, 10, where=where, plan="exact", threads=2)
+    for i in range(len(q)):
+        one = c.search(q[i], 10, where=where[i], plan="exact", threads=1)
+        np.testing.assert_array_equal(one.ids[0], batch.ids[i])
+        np.testing.assert_allclose(one.scores[0], batch.scores[i], rtol=1e-5)
+
+
+def test_exact_batch_matches_the_oracle(coll):
+    c = coll
+    snap = c.snapshot
+    q, where = _batch(np.random.default_rng(3), 120, c.dim)
+    res = c.search(q, 5, where=where, plan="exact", threads=4)
+    x = snap.store.vectors
+    table = snap.table
+    for i in range(len(q)):
+        mask = np.ones(snap.stored, bool) if where[i] is None else \
+            np.asarray(bind(parse(where[i]), table.schema).evaluate(table), dtype=bool)
+        rows = np.flatnonzero(mask & snap.live)
+        d = ((x[rows] - q[i]) ** 2).sum(axis=1)
+        want = snap.ids[rows[np.lexsort((rows, d))[:5]]]
+        assert list(res.ids[i][: len(want)]) == list(want)
+
+
+def test_thread_settings(coll):
+    c = coll
+    q = np.zeros((3, c.dim), np.float32)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(InvalidParameterError, match="threads"):
+            c.search(q, 3, threads=bad)
+        with pytest.raises(InvalidParameterError, match="threads"):
+            c.threads = bad
+        with pytest.raises(InvalidParameterError, match="threads"):
+            vecdb.set_threads(bad)
+    c.threads = 1
+    assert c.threads == 1
+    c.search(q, 3, where=["flag", "tag = 'a'", None])
+    c.threads = None
+    vecdb.set_threads(2)
+    try:
+        assert vecdb.get_threads() == 2
+        c.search(q, 3, where=["flag", "tag = 'a'", None])
+    finally:
+        vecdb.set_threads(None)
+    assert vecdb.get_threads() >= 1
+    with pytest.raises(InvalidParameterError, match="threads"):
+        c.search(q, 3, nonsense=1)  # the accepted options listed include threads
+
+
+def test_calibration_queries_sit_off_the_rows():
+    """Calibration queries are rows moved by 2x their 1-NN distance: none equals a stored row, each is
+    farther from its nearest row than that row's own nearest neighbour."""
+    from vecdb.calibration import calibration_queries
+    from vecdb.indexes.flat import exact_search
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = calibration_queries(x, "cosine", 50, np.random.default_rng(1))
+    assert q.shape == (50, 16) and np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+    nearest = exact_search(x, q, 1, "cosine")
+    assert np.all(nearest.scores[:, 0] < 0.9999)
+
+
+def test_old_calibrations_keep_the_fixed_default_beam():
+    """Curves saved before ``method`` existed (midpoint queries, one filtered curve) drive
+    ``target_recall`` only; the default stays the index's ef_search."""
+    from vecdb.calibration import ef_for
+
+    old = {"unfiltered": [[16, 0.8], [64, 0.94], [128, 0.97]], "filtered_graph": [[16, 0.9], [64, 0.97]]}
+    assert ef_for(old, "index", 0.95) == 128 and ef_for(old, "filtered_graph", 0.95) == 64
+    new = {"method": "m", "unfiltered": [[16, 0.8]], "filtered_bands": [[0.5, [[16, 0.99]]], [0.05, [[16, 0.5],
+                                                                                                    [32, 0.96]]]]}
+    assert ef_for(new, "filtered_graph", 0.95, 0.6) == 16 and ef_for(new, "filtered_graph", 0.95, 0.1) == 32
+    assert ef_for(new, "filtered_graph", 0.95, 0.01) == 32  # below every band: the sparsest
+
+
+def test_footprint_reports_parts_on_disk_and_resident(coll):
+    foot = coll.footprint()
+    for part in ("vectors", "index", "attributes", "attribute indexes", "ids and deletions", "total", "process"):
+        assert part in foot
+    assert foot["index"]["on_disk"] > 0 and foot["vectors"]["on_disk"] > 0
+    assert foot["total"]["on_disk"] == sum(v["on_disk"] for k, v in foot.items() if k not in ("total", "process"))
+    # two segments (rows added after the index): the vectors are held in memory, all resident
+    assert foot["vectors"]["resident"] == coll.snapshot.store.vectors.nbytes

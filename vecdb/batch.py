@@ -1,0 +1,143 @@
+"""A batch of queries with their filters, on every core (``Collection.search`` with a dense store).
+
+1. The distinct filters are evaluated on threads (Arrow and the attribute indexes release the GIL).
+2. Each filter group gets its plan (``DenseStore.choose``; cheap, on the calling thread).
+3. The groups are bucketed by plan and each bucket runs as chunks of queries on threads, each chunk
+   one call of a serial ``nogil`` kernel whatever filter its queries carry: the exact subset scan
+   (``kernels.exact.topk_rows_grouped``, concatenated row lists) and the filtered graph walk
+   (``kernels.hnsw_filtered.filtered_search_grouped``, stacked masks, at most ``MASK_BYTES`` at a time).
+   A batch of 1,000 queries with 507 filters on arxiv is then a handful of kernel calls, not 507
+   Python round trips. The other plans (FAISS' own search, post-filter, large exact scans through BLAS)
+   run one group per thread, or on the calling thread with FAISS' OpenMP threads when only one is left.
+
+Every query runs the same arithmetic as through ``planner.run`` whatever the thread count, so exact
+plans (and the graph walk) return identical results for any ``threads``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import parallel
+from . import planner as planner_mod
+from .filters import Expr
+from .indexes.base import Hits
+from .indexes.faiss_indexes import HNSWIndex
+from .indexes.flat import FUSED_MAX_WORK
+
+MASK_BYTES = 64 << 20  # stacked filter masks held at once by the graph bucket
+Done = tuple[list[int], planner_mod.Plan, Hits]
+
+
+def search_groups(snap: Any, store: Any, q: np.ndarray, groups: Sequence[tuple[Expr | None, list[int]]], k: int,
+                  params: planner_mod.SearchParams, threads: int) -> list[Done]:
+    """Plan and run every filter group of a batch on ``threads`` threads; ``(members, plan, hits)`` each."""
+    selections = parallel.run_all(snap.live_selection, [expr for expr, _ in groups], threads)
+    exact, graph, rest = [], [], []
+    for (expr, members), selection in zip(groups, selections):
+        matches = selection.count if selection is not None else snap.n_live
+        deleted_only = expr is None and selection is not None
+        plan = store.choose(snap, k, selection, matches, params, deleted_only=deleted_only, nq=len(members))
+        item = (members, plan, selection, deleted_only)
+        if plan.name == "exact" and selection is not None and len(members) * matches <= FUSED_MAX_WORK \
+                and (selection.sparse or 3 * matches <= selection.mask.shape[0]):
+            exact.append(item)  # what ``exact_search`` scans with its fused kernel too
+        elif plan.name == "filtered_graph" and isinstance(store.index, HNSWIndex):
+            graph.append(item)
+        else:
+            rest.append(item)
+    done = _exact(store, q, exact, k, threads) if exact else []
+    for start in range(0, len(graph), max(1, MASK_BYTES // max(1, store.index_rows))):
+        done += _graph(store, q, graph[start:start + max(1, MASK_BYTES // max(1, store.index_rows))], k, threads)
+    done += _rest(snap, store, q, rest, k, params, threads)
+    return done
+
+
+def _query_order(items: list) -> tuple[np.ndarray, np.ndarray]:
+    """The bucket's queries, group by group, and the group of each."""
+    order = np.fromiter((i for members, *_ in items for i in members), dtype=np.int64)
+    group_of = np.repeat(np.arange(len(items), dtype=np.int64), [len(members) for members, *_ in items])
+    return order, group_of
+
+
+def _split(items: list, order: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> list[tuple]:
+    out, at = [], 0
+    for members, plan, selection, _ in items:
+        n = len(members)
+        out.append((members, plan, selection, Hits(scores[at:at + n], rows[at:at + n])))
+        at += n
+    return out
+
+
+def _exact(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list[Done]:
+    from .kernels.exact import topk_rows_grouped
+
+    lists = [sel.any_order if sel.sparse else np.flatnonzero(sel.mask) for _, _, sel, _ in items]
+    starts = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in lists], out=starts[1:])
+    rows = np.concatenate(lists).astype(np.int64, copy=False) if lists else np.empty(0, np.int64)
+    order, group_of = _query_order(items)
+    queries = np.ascontiguousarray(q[order], dtype=np.float32)
+    l2 = store.metric == "l2"
+
+    def chunk(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        a, b = span
+        return topk_rows_grouped(store.vectors, rows, starts, group_of[a:b], queries[a:b], k, l2)
+
+    parts = parallel.run_all(chunk, parallel.chunks(len(order), threads), threads)
+    scores = np.concatenate([p[0] for p in parts])
+    found = np.concatenate([p[1] for p in parts])
+    return [(members, plan, hits) for members, plan, _, hits in _split(items, order, scores, found)]
+
+
+def _graph(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list[Done]:
+    index = store.index
+    n = index.ntotal
+    index.graph_arrays()  # made once here, not raced by the threads
+    masks = np.empty((len(items), n), dtype=bool)
+    for g, (_, _, sel, _) in enumerate(items):
+        masks[g] = True if sel is None else sel.mask[:n]
+    order, group_of = _query_order(items)
+    per_group = [(int(plan.params.get("ef") or index.ef_search), max(plan.matches, k),
+                  int(plan.params.get("gather") or 2 * index.M)) for _, plan, _, _ in items]
+    efs, budgets, gathers = (np.asarray([p[j] for p in per_group], dtype=np.int64)[group_of] for j in range(3))
+    queries = np.ascontiguousarray(q[order], dtype=np.float32)
+
+    def chunk(span: tuple[int, int]) -> tuple[Hits, np.ndarray]:
+        a, b = span
+        return index.search_filtered_graph_grouped(queries[a:b], k, masks, group_of[a:b], efs[a:b], budgets[a:b],
+                                                   gathers[a:b])
+
+    parts = parallel.run_all(chunk, parallel.chunks(len(order), threads), threads)
+    scores = np.concatenate([p[0].scores for p in parts])
+    rows = np.concatenate([p[0].rows for p in parts])
+    complete = np.concatenate([p[1] for p in parts])
+    rows[~complete] = -1  # over budget: answered exactly by ``planner.completed``
+    scores[~complete] = -np.inf
+    done = []
+    for members, plan, sel, hits in _split(items, order, scores, rows):
+        hits = planner_mod.completed(plan, hits, vectors=store.vectors, index_rows=store.index_rows,
+                                    queries=q[members], k=k, selection=sel, metric=store.metric)
+        done.append((members, plan, hits))
+    return done
+
+
+def _rest(snap: Any, store: Any, q: np.ndarray, items: list, k: int, params: planner_mod.SearchParams,
+          threads: int) -> list[Done]:
+    """Plans run one group at a time: on threads (FAISS single-threaded in each) when several."""
+    def one(item: tuple, pool: bool) -> Done:
+        members, plan, selection, deleted_only = item
+        hits = planner_mod.run(plan, vectors=store.vectors, index=store.index, index_rows=store.index_rows,
+                               queries=q[members], k=k, selection=selection, metric=store.metric,
+                               config=params.config or snap.planner)
+        return members, plan, hits
+
+    if threads > 1 and len(items) > 1:
+        def pooled(item: tuple) -> Done:
+            with parallel.omp_threads(1):
+                return one(item, True)
+        return parallel.run_all(pooled, items, threads)
+    with parallel.omp_threads(threads):
+        return [one(item, False) for item in items]

@@ -1,0 +1,93 @@
+"""How many threads a search uses, and running work on them.
+
+The thread count is chosen per call (``search(..., threads=N)``), per collection handle
+(``Collection.threads``, or a non-zero ``PlannerConfig.threads``), or per process
+(``vecdb.set_threads(N)``), the first one given in that order; by default every core this process may
+use. ``threads=1`` runs everything on the calling thread (for callers that parallelise themselves).
+
+Batches run serial, ``nogil`` numba kernels over chunks of queries on plain Python threads, not
+numba's ``parallel=True`` layer: its fallback threading layer aborts when entered from several Python
+threads, and a caller running searches from its own pool would do exactly that. FAISS' unfiltered
+batch search uses its own OpenMP threads, limited per call with ``omp_threads``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Sequence
+
+from .errors import InvalidParameterError
+
+_process_threads: int | None = None
+
+
+def cpu_count() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_threads(value: Any, what: str = "threads") -> int | None:
+    """``value`` as a thread count (None = not set here); raises InvalidParameterError naming it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidParameterError(f"{what} must be a positive integer or None; got {value!r}")
+    return int(value)
+
+
+def set_threads(n: int | None) -> None:
+    """Process-wide default thread count for searches (None: every core)."""
+    global _process_threads
+    _process_threads = check_threads(n)
+
+
+def get_threads() -> int:
+    """The process-wide default thread count."""
+    return _process_threads or cpu_count()
+
+
+def resolve(*choices: int | None) -> int:
+    """The first thread count given (None or 0 = not given), else the process-wide default."""
+    for choice in choices:
+        if choice:
+            return int(choice)
+    return get_threads()
+
+
+@contextlib.contextmanager
+def omp_threads(n: int) -> Iterator[None]:
+    """FAISS' OpenMP threads for calls made on this thread inside the block."""
+    from .indexes._faiss import faiss
+
+    before = faiss.omp_get_max_threads()
+    if before == n:
+        yield
+        return
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def chunks(n: int, threads: int, *, min_size: int = 4, per_thread: int = 4) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges covering ``range(n)``: about ``per_thread`` per thread (so a slow chunk
+    does not hold the others up), at least ``min_size`` items each."""
+    if n <= 0:
+        return []
+    count = max(1, min(threads * per_thread, n // max(1, min_size)))
+    bounds = [round(i * n / count) for i in range(count + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def run_all(fn: Callable[[Any], Any], items: Sequence[Any], threads: int) -> list[Any]:
+    """``[fn(item) for item in items]``, on ``threads`` threads when there are several items."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
