@@ -319,7 +319,9 @@ class Collection(Writes):
             last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
             if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
                 return self._result(snap, hits, ("index",) * nq, offset, score_threshold, with_vectors)
-        search_params = dataclasses.replace(store.search_params(params), config=planner)
+        search_params = store.search_params(params)
+        if planner is not None:
+            search_params = dataclasses.replace(search_params, config=planner)
         want = min(want, max(snap.n_live, 1))
         groups = list(_groups(where, nq).items())
         if any(expr is not None for expr, _ in groups):
@@ -347,6 +349,10 @@ class Collection(Writes):
     def _assemble(self, snap: Snapshot, done: list, nq: int, want: int, offset: int, score_threshold: float | None,
                   with_vectors: bool) -> SearchResult:
         """One result from the groups' ``(members, plan, hits)``."""
+        if len(done) == 1 and len(done[0][0]) == nq:  # one group holding every query, in order
+            members, plan, hits = done[0]
+            if members == list(range(nq)):
+                return self._result(snap, hits, (plan.name,) * nq, offset, score_threshold, with_vectors)
         scores = np.full((nq, want), -np.inf, dtype=np.float32)
         rows = np.full((nq, want), -1, dtype=np.int64)
         plans = [""] * nq
@@ -369,19 +375,23 @@ class Collection(Writes):
                 threshold: float | None = None, with_vectors: bool = False) -> SearchResult:
         """The page after ``offset`` above ``threshold``; rows to user ids; l2 scores back to squared
         distances (the one place the sign turns)."""
-        scores, rows = hits.scores[:, offset:], hits.rows[:, offset:]
+        scores, rows = (hits.scores[:, offset:], hits.rows[:, offset:]) if offset else (hits.scores, hits.rows)
         if rows.shape[1] == 0:  # a page past the end
             scores, rows = np.full((rows.shape[0], 1), -np.inf, np.float32), np.full((rows.shape[0], 1), -1)
         if threshold is not None:
             limit = -float(threshold) if self.metric == "l2" else float(threshold)
             below = scores < np.float32(limit)
             scores, rows = np.where(below, -np.inf, scores).astype(np.float32), np.where(below, -1, rows)
+        vectors = snap.store.hit_vectors(rows) if with_vectors else None
+        last = rows[:, -1]  # padding comes last: a query is full when its last column is a row
+        if not snap.string_ids and ((last[0] >= 0) if last.shape[0] == 1 else (last.min() >= 0)):
+            return SearchResult(snap.ids[rows], -scores if self.metric == "l2" else scores,  # the usual case
+                                np.full(rows.shape[0], rows.shape[1], np.int64), plans, snap, vectors=vectors)
         found = rows >= 0
-        ids = np.full(rows.shape, None, dtype=object) if snap.string_ids else np.full(rows.shape, -1, dtype=np.int64)
+        ids = np.full(rows.shape, None, dtype=object) if snap.string_ids else np.full(rows.shape, -1, np.int64)
         ids[found] = snap.ids[rows[found]]
         if self.metric == "l2":
             scores = np.where(found, -scores, np.inf).astype(np.float32)
-        vectors = snap.store.hit_vectors(rows) if with_vectors else None
         return SearchResult(ids, scores, found.sum(axis=1).astype(np.int64), plans, snap, vectors=vectors)
 
     # ----------------------------------------------------------------- filter-only access
