@@ -14,17 +14,21 @@ batch search uses its own OpenMP threads, limited per call with ``omp_threads``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
+
+
 
 from .errors import InvalidParameterError
 
 _process_threads: int | None = None
 
 
+@functools.cache
 def cpu_count() -> int:
-    """The cores this process may run on."""
+    """The cores this process may run on (read once: a search asks every time)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):

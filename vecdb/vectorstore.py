@@ -117,6 +117,9 @@ def load_index(root: Path, spec: IndexSpec, dim: int, metric: str, vectors: np.n
     return index_class(spec.kind).load(paths, dim, metric, dict(spec.config), vectors[: spec.rows])
 
 
+_NO_PARAMS = planner.SearchParams()  # a search with no options (the usual one): parsed once
+
+
 class _Buffer:
     """Room to append rows in place: rows below ``used`` never change (older stores view them), so a
     store may append only when it holds exactly ``used`` rows; capacity doubles (O(n) copies in all)."""
@@ -232,7 +235,7 @@ class DenseStore:
         return out
 
     def search_params(self, params: Mapping[str, Any]) -> planner.SearchParams:
-        return planner.SearchParams.parse(params, self.index)
+        return planner.SearchParams.parse(params, self.index) if params else _NO_PARAMS
 
     def plain_params(self, config: planner.PlannerConfig) -> dict[str, Any]:
         """The index options of a plain unfiltered search: the calibrated beam for the default recall
