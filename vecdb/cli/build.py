@@ -165,10 +165,7 @@ def run(args: argparse.Namespace) -> int:
             coll = _add_all(source, None, tmp, args, progress)
             progress.close()
             t_add = time.perf_counter() - start
-            if kind not in (None, "none"):
-                progress.status(f"building the {kind} index over {len(coll):,} rows ...")
-                with _index_progress(kind, args.quiet):
-                    coll.build_index(kind, **index_params)
+            _index(coll, kind, index_params, args, progress, optimize=False)
             _swap_into_place(tmp, out, replace=exists)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -199,18 +196,25 @@ def _append(source: Any, out: Path, kind: str | None, index_params: dict[str, An
             _add_all(source, coll, out, args, progress)
             progress.close()
             t_add = time.perf_counter() - start
-            if kind not in (None, "none"):
-                progress.status(f"building the {kind} index over {len(coll):,} rows ...")
-                with _index_progress(kind, args.quiet):
-                    coll.build_index(kind, **index_params)
-            elif coll.index_info is not None:
-                progress.status(f"adding the new rows to the {coll.index_info['kind']} index ...")
-                coll.optimize()
+            _index(coll, kind, index_params, args, progress, optimize=True)
         except BaseException:
             if coll.version != before:
                 coll.restore(before)
             raise
     return coll, t_add
+
+
+def _index(coll: Any, kind: str | None, index_params: dict[str, Any], args: argparse.Namespace,
+           progress: Progress, *, optimize: bool) -> None:
+    """Build the ``kind`` index (``--index``), or (``optimize``: appending) fold the new rows into the
+    collection's own index."""
+    if kind not in (None, "none"):
+        progress.status(f"building the {kind} index over {len(coll):,} rows ...")
+        with _index_progress(kind, args.quiet):
+            coll.build_index(kind, **index_params)
+    elif optimize and coll.index_info is not None:
+        progress.status(f"adding the new rows to the {coll.index_info['kind']} index ...")
+        coll.optimize()
 
 
 class _IndexBar:
