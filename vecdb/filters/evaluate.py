@@ -63,7 +63,10 @@ _COMPARE = {
     ">": pc.greater,
     ">=": pc.greater_equal,
 }
-_NULL_BOOL = pa.scalar(None, pa.bool_())
+@functools.cache
+def _null_bool() -> pa.Scalar:
+    """A NULL boolean, made on first use: ``pa.scalar`` loads pandas when installed (~0.2 s at import)."""
+    return pa.scalar(None, pa.bool_())
 _SHALLOW = 64  # trees at most this deep are walked without raising the recursion limit
 
 
@@ -231,7 +234,7 @@ def _null_where_null(source: pa.Array, result: pa.Array) -> pa.Array:
     """``result`` with NULL wherever ``source`` is NULL."""
     if source.null_count == 0:
         return result
-    return pc.if_else(pc.is_null(source), _NULL_BOOL, result)
+    return pc.if_else(pc.is_null(source), _null_bool(), result)
 
 
 def _element_hits(elements: pa.Array, values: pa.Array) -> pa.Array:
