@@ -203,6 +203,42 @@ class VecdbBinary(Vecdb):
     default_search: dict = {}
 
 
+class VecdbIndexes(Vecdb):
+    """One field holding two indexes, FAISS HNSW and 2-bit binary codes: the planner picks one (or the
+    exact scan) per filter by cost (``planner.cost``). The ``-hnsw`` / ``-binary`` siblings force one
+    index on the same build (``index=``), so the bands show whether the pick is the fast one."""
+
+    name = "vecdb-indexes"
+    family = "vecdb-indexes"
+    index: ClassVar[str | None] = None
+    build_grid = {"smoke": [{"indexes": [["hnsw", {"M": 16, "ef_construction": 100}], ["binary", {"bits": 2}]]}],
+                  "full": [{"indexes": [["hnsw", {"M": 32, "ef_construction": 200}], ["binary", {"bits": 2}]]}]}
+    search_grid = {"smoke": [{}], "full": [{}]}
+
+    def build(self, params: dict, workdir: Path, threads: int) -> Any:
+        import vecdb
+
+        coll = vecdb.create(workdir / "collection.vdb", dim=self.ds.dim, metric=self.ds.metric)
+        coll.add(self.ds.base, self.ds.attributes)
+        for kind, options in params["indexes"]:
+            coll.build_index(kind, **options)
+        self.state = coll
+        return coll
+
+    def _kwargs(self, params: dict) -> dict:
+        return {**params, **({} if self.index is None else {"index": self.index})}
+
+
+class VecdbIndexesHnsw(VecdbIndexes):
+    name = "vecdb-indexes-hnsw"
+    index = "hnsw"
+
+
+class VecdbIndexesBinary(VecdbIndexes):
+    name = "vecdb-indexes-binary"
+    index = "binary"
+
+
 # ----------------------------------------------------------------------------- raw FAISS
 class FaissHNSW(Engine):
     """``IndexHNSWFlat`` searched with ``SearchParametersHNSW(sel=IDSelectorBitmap, efSearch=ef)``."""
@@ -383,18 +419,21 @@ class Exact(Engine):
 
 CORE: list[type[Engine]] = [Vecdb, VecdbExact, VecdbIndex, VecdbGraph, VecdbPostFilter, VecdbBinary, FaissHNSW,
                             FaissIVF, Hnswlib, Exact]
+# several indexes on one field, the planner's pick against each forced (``--engines indexes``)
+INDEXES: list[type[Engine]] = [VecdbIndexes, VecdbIndexesHnsw, VecdbIndexesBinary]
 
 
 def registry() -> dict[str, type[Engine]]:
     """Every engine by name, core first, then the optional peers."""
     from .peers import PEERS
 
-    return {cls.name: cls for cls in CORE + PEERS}
+    return {cls.name: cls for cls in CORE + INDEXES + PEERS}
 
 
 ALIASES = {
     "core": [c.name for c in CORE],
     "vecdb-all": ["vecdb", "vecdb-exact", "vecdb-index", "vecdb-graph", "vecdb-post-filter", "vecdb-binary"],
+    "indexes": ["vecdb-indexes", "vecdb-indexes-hnsw", "vecdb-indexes-binary", "vecdb-exact"],
     "baselines": ["faiss-hnsw", "faiss-ivf", "hnswlib", "exact"],
     "peers": ["lancedb", "chroma", "qdrant", "usearch"],
 }

@@ -82,3 +82,18 @@ def small_table(rng: np.random.Generator, n: int) -> pa.Table:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(7)
+
+
+def as_format_1(manifest: dict) -> dict:
+    """A format 3 manifest (one field) rewritten in the layout format 1 wrote: dim, metric and the one
+    index at the top level, each segment's vector files on the segment; no checksum, timestamp or
+    operation, no attribute indexes."""
+    (field,) = manifest.pop("fields")
+    out = {k: v for k, v in manifest.items() if k not in ("attributes_index", "checksum", "timestamp", "operation")}
+    out |= {"format_version": 1, "dim": field["dim"], "metric": field["metric"],
+            "index": field["indexes"][-1] if field["indexes"] else None}
+    if field["multi"]:
+        out["multivector"] = True
+    out["segments"] = [{k: v for k, v in seg.items() if k != "fields"} | seg["fields"][field["name"]]
+                       for seg in manifest["segments"]]
+    return out

@@ -22,7 +22,7 @@ from vecdb.filters import bind, parse
 from vecdb.filters.attribute_index import InvertedIndex, SortedIndex
 from vecdb.storage.attribute_indexes import StoredColumns
 
-from .conftest import SLICE
+from .conftest import SLICE, as_format_1
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
@@ -229,11 +229,7 @@ def test_damaged_attribute_files_raise_corrupt(tmp_path, damage):
 def test_manifests_without_attribute_indexes_open_and_optimize_adds_them(tmp_path):
     coll, _ = make(tmp_path)
     manifest_path = coll.root / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    for key in ("attributes_index", "checksum", "timestamp", "operation"):  # as format 1 wrote it
-        del manifest[key]
-    manifest["format_version"] = 1
-    manifest_path.write_text(json.dumps(manifest))
+    manifest_path.write_text(json.dumps(as_format_1(json.loads(manifest_path.read_text()))))
     old = vecdb.open(coll.root)
     assert old.snapshot.attributes.made() is None
     check_filters(old)

@@ -349,6 +349,6 @@ def test_a_handle_keeps_its_version_after_cleanup_removed_its_files(tmp_path):
     writer.delete(ids=want[0].tolist())
     writer.compact()
     assert writer.cleanup(keep_last=1, older_than=0) > 0  # the files of idle's version are gone from the directory
-    assert not (coll.root / idle.snapshot.manifest.segments[0].vectors["vectors"].file).exists()
+    assert not (coll.root / idle.snapshot.manifest.segments[0].fields["vector"]["vectors"].file).exists()
     np.testing.assert_array_equal(idle.search(np.ones(8), k=5).ids, want)  # still its version, checked
     assert idle.refresh() and len(idle) == 95 and not np.isin(idle.search(np.ones(8), k=5).ids, want).any()

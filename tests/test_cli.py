@@ -255,7 +255,8 @@ def test_info_reports_statistics_index_sizes_and_format(built, capsys):
     rc, stdout, _ = cli(capsys, "info", out, "--format", "json")
     info = json.loads(stdout)
     assert rc == 0 and info["rows"] == 60 and info["dim"] == DIM and info["metric"] == "cosine"
-    assert info["format_version"] == 2 and info["index"]["kind"] == "flat"
+    assert info["format_version"] == 3 and info["index"]["kind"] == "flat"
+    assert [(f["name"], f["dim"], [i["name"] for i in f["indexes"]]) for f in info["fields"]] == [("vector", DIM, ["flat"])]
     cols = {c["name"]: c for c in info["columns"]}
     assert cols["year"]["nulls"] == 9 and cols["year"]["min"] == 2000 and cols["year"]["max"] == 2019
     assert cols["day"]["min"] == "2024-01-01" and cols["day"]["max"] == "2024-02-29"
@@ -265,7 +266,7 @@ def test_info_reports_statistics_index_sizes_and_format(built, capsys):
     assert sizes["vectors"] >= 60 * DIM * 4 and sizes["total"] == sum(p.stat().st_size for p in out.iterdir())
     rc, text, _ = cli(capsys, "info", out)
     assert "rows: 60 in 1 segment(s)" in text and "dim: 8" in text and "index: flat" in text
-    assert "format: vecdb-collection version 2" in text and "size on disk:" in text
+    assert "format: vecdb-collection version 3" in text and "size on disk:" in text
     year_line = next(line for line in text.splitlines() if line.strip().startswith("year"))
     assert year_line.split()[:3] == ["year", "int32", "9"] and "min 2000, max 2019" in year_line
     assert "top a (60), b (40), c (20)" in text

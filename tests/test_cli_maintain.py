@@ -51,7 +51,7 @@ def test_delete_upsert_compact_versions_verify(tmp_path, capsys):
 
 def test_verify_names_a_damaged_file(tmp_path, capsys):
     coll = collection(tmp_path)
-    path = coll.root / coll.snapshot.manifest.segments[0].vectors["vectors"].file
+    path = coll.root / coll.snapshot.manifest.segments[0].fields["vector"]["vectors"].file
     data = bytearray(path.read_bytes())
     data[-5] ^= 1
     path.write_bytes(bytes(data))

@@ -138,7 +138,7 @@ def test_index_survives_reopen(tmp_path, rng, kind, options):
     after = reopened.search(x[:10], k=5)
     np.testing.assert_array_equal(before.ids, after.ids)
     manifest = json.loads((coll.root / "manifest.json").read_text())
-    assert manifest["index"]["kind"] == kind
+    assert manifest["fields"][0]["indexes"][-1]["kind"] == kind
 
 
 def test_hnsw_engine_option_selects_hnswlib(tmp_path, rng):
@@ -234,8 +234,8 @@ def test_corrupt_files_are_detected(tmp_path, rng):
     coll, _ = make(tmp_path, rng)
     coll.build_index("hnsw", M=8)
     manifest = json.loads((coll.root / "manifest.json").read_text())
-    for entry in (manifest["segments"][0]["vectors"], manifest["segments"][0]["attributes"],
-                  manifest["index"]["files"][0]):
+    for entry in (manifest["segments"][0]["fields"]["vector"]["vectors"], manifest["segments"][0]["attributes"],
+                  manifest["fields"][0]["indexes"][0]["files"][0]):
         path = coll.root / entry["file"]
         original = path.read_bytes()
         damaged = bytearray(original)
@@ -259,7 +259,7 @@ def test_corrupt_files_are_detected(tmp_path, rng):
 def test_build_index_calibrates_and_target_recall_picks_the_beam(tmp_path, rng):
     coll, x = make(tmp_path, rng, n=1500, attrs=False)
     coll.build_index("hnsw", M=8, ef_construction=40)
-    curves = json.loads((coll.root / "manifest.json").read_text())["index"]["calibration"]
+    curves = json.loads((coll.root / "manifest.json").read_text())["fields"][0]["indexes"][0]["calibration"]
     efs = [ef for ef, _ in curves["unfiltered"]]
     recalls = [r for _, r in curves["unfiltered"]]
     assert efs == sorted(efs) and all(0.0 <= r <= 1.0 for r in recalls) and recalls[-1] >= recalls[0]

@@ -248,11 +248,13 @@ def test_save_open_round_trip(tmp_path, rng):
     before = coll.search_multi(queries, 10, where="year >= 2003")
 
     manifest = json.loads((coll.root / "manifest.json").read_text())
-    assert manifest["multivector"] is True and manifest["format"] == "vecdb-collection"
-    assert manifest["index"]["kind"] == "muvera" and len(manifest["index"]["fde_files"]) == 2
+    (field,) = manifest["fields"]
+    assert field["multi"] is True and manifest["format"] == "vecdb-collection"
+    assert field["indexes"][0]["kind"] == "muvera" and len(field["indexes"][0]["fde_files"]) == 2
     names = {p.name for p in coll.root.iterdir()}
     assert {"manifest.json"} | {e["file"] for s in manifest["segments"] for e in
-                                (s["tokens"], s["offsets"], s["ids"], s["attributes"])} <= names
+                                (s["fields"]["vectors"]["tokens"], s["fields"]["vectors"]["offsets"], s["ids"],
+                                 s["attributes"])} <= names
     reopened = vecdb.open(coll.root)
     assert len(reopened) == len(coll) and reopened.schema == coll.schema and reopened.index_info == coll.index_info
     after = reopened.search_multi(queries, 10, where="year >= 2003")

@@ -55,9 +55,9 @@ def test_bit_flips_and_truncations_of_every_file_are_typed_errors_naming_the_fil
     # version that reads it. The long run: python -m tests.damage_files --flips 8
     out = run_module("tests.damage_files", "--flips", "1", "--truncations", "truncate_half,truncate_1")
     assert out["violations"] == 0, out
-    for kind in ("seg-N.vectors.npy", "seg-N.ids.npy", "seg-N.attrs.arrow", "deleted-N.npy", "index-N.faiss",
+    for kind in ("seg-N.vector.vectors.npy", "seg-N.ids.npy", "seg-N.attrs.arrow", "deleted-N.npy", "index-N.faiss",
                  "index-N.hnswlib", "index-N.codes.npy", "index-N.encoder.npz", "index-N.attr-N.rows.npy",
-                 "index-N.attr-N.nulls.npy", "seg-N.tokens.npy", "seg-N.offsets.npy", "index-N.fde.npy",
+                 "index-N.attr-N.nulls.npy", "seg-N.vectors.tokens.npy", "seg-N.vectors.offsets.npy", "index-N.fde.npy",
                  "manifest.json", "manifest-N.json"):
         assert kind in out["kinds"], (kind, out["kinds"])
     assert out["detected"] > 300, out

@@ -23,4 +23,4 @@ def test_readme_python_examples_run_as_written(tmp_path):
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert sorted(os.listdir(tmp_path)) == ["data", "readme.py", "scratch"]
-    assert {"papers.vdb", "tokens.vdb", "papers.sharded"} <= set(os.listdir(tmp_path / "scratch"))
+    assert {"papers.vdb", "tokens.vdb", "fields.vdb", "papers.sharded"} <= set(os.listdir(tmp_path / "scratch"))

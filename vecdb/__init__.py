@@ -12,6 +12,7 @@ from . import errors
 from .collection import Collection, create
 from .collection import open_collection as open  # noqa: A001  (vecdb.open is the public name)
 from .database import Database, connect
+from .fields import VectorField
 from .filters import col
 from .indexes.device import device_info
 from .parallel import get_threads, set_threads
@@ -20,5 +21,5 @@ from .result import SearchResult
 
 __version__ = "0.1.0"
 
-__all__ = ["Collection", "Database", "Plan", "PlannerConfig", "SearchResult", "col", "connect", "create",
+__all__ = ["Collection", "Database", "Plan", "PlannerConfig", "SearchResult", "VectorField", "col", "connect", "create",
            "device_info", "errors", "get_threads", "open", "set_threads", "__version__"]

@@ -1,7 +1,8 @@
 """A batch of queries with their filters, on every core (``Collection.search`` with a dense store).
 
 1. The distinct filters are evaluated on threads (Arrow and the attribute indexes release the GIL).
-2. Each filter group gets its plan (``DenseStore.choose``; cheap, on the calling thread).
+2. Each filter group gets its store (the field's index the cost model prefers, ``Field.choose_store``)
+   and its plan (``DenseStore.choose``; cheap, on the calling thread).
 3. The groups are bucketed by plan and each bucket runs as chunks of queries on threads, each chunk
    one call of a serial ``nogil`` kernel whatever filter its queries carry: the exact subset scan
    (``kernels.exact.topk_rows_grouped``, concatenated row lists) and the filtered graph walk
@@ -31,27 +32,33 @@ MASK_BYTES = 64 << 20  # stacked filter masks held at once by the graph bucket
 Done = tuple[list[int], planner_mod.Plan, Hits]
 
 
-def search_groups(snap: Any, store: Any, q: np.ndarray, groups: Sequence[tuple[Expr | None, list[int]]], k: int,
-                  params: planner_mod.SearchParams, threads: int) -> list[Done]:
+def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Sequence[tuple[Expr | None, list[int]]],
+                  k: int, params: planner_mod.SearchParams, threads: int) -> list[Done]:
     """Plan and run every filter group of a batch on ``threads`` threads; ``(members, plan, hits)`` each."""
-    selections = parallel.run_all(snap.live_selection, [expr for expr, _ in groups], threads)
-    exact, graph, rest = [], [], []
+    selections = parallel.run_all(lambda expr: snap.live_selection(expr, field), [expr for expr, _ in groups],
+                                  threads)
+    exact, graph, rest = [], {}, []
     for (expr, members), selection in zip(groups, selections):
         matches = selection.count if selection is not None else snap.n_live
         deleted_only = expr is None and selection is not None
-        plan = store.choose(snap, k, selection, matches, params, deleted_only=deleted_only, nq=len(members))
-        item = (members, plan, selection, deleted_only)
+        store, plan = field.choose_store(stores, snap, k, selection, matches, params, deleted_only, len(members))
+        if plan is None:
+            plan = store.choose(snap, k, selection, matches, params, deleted_only=deleted_only, nq=len(members))
+        item = (members, plan, selection, store)
         if plan.name == "exact" and selection is not None and len(members) * matches <= FUSED_MAX_WORK \
                 and (selection.sparse or 3 * matches <= selection.mask.shape[0]):
             exact.append(item)  # what ``exact_search`` scans with its fused kernel too
         elif plan.name == "filtered_graph" and isinstance(store.index, HNSWIndex):
-            graph.append(item)
+            graph.setdefault(id(store), []).append(item)  # one bucket per graph
         else:
             rest.append(item)
-    done = _exact(store, q, exact, k, threads) if exact else []
-    for start in range(0, len(graph), max(1, MASK_BYTES // max(1, store.index_rows))):
-        done += _graph(store, q, graph[start:start + max(1, MASK_BYTES // max(1, store.index_rows))], k, threads)
-    done += _rest(snap, store, q, rest, k, params, threads)
+    done = _exact(field.store, q, exact, k, threads) if exact else []
+    for items in graph.values():
+        store = items[0][3]
+        step = max(1, MASK_BYTES // max(1, store.index_rows))
+        for start in range(0, len(items), step):
+            done += _graph(store, q, items[start:start + step], k, threads)
+    done += _rest(snap, q, rest, k, params, threads)
     return done
 
 
@@ -124,11 +131,11 @@ def _graph(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list
     return done
 
 
-def _rest(snap: Any, store: Any, q: np.ndarray, items: list, k: int, params: planner_mod.SearchParams,
+def _rest(snap: Any, q: np.ndarray, items: list, k: int, params: planner_mod.SearchParams,
           threads: int) -> list[Done]:
     """Plans run one group at a time: on threads (FAISS single-threaded in each) when several."""
     def one(item: tuple, pool: bool) -> Done:
-        members, plan, selection, deleted_only = item
+        members, plan, selection, store = item
         hits = planner_mod.run(plan, vectors=store.vectors, index=store.index, index_rows=store.index_rows,
                                queries=q[members], k=k, selection=selection, metric=store.metric,
                                config=params.config or snap.planner)

@@ -10,7 +10,8 @@ functions here never touch the current snapshot, so a failed write leaves nothin
 - ``rewrite_attributes``: new attribute files for every segment, vectors and row numbers untouched
   (``update``, ``add_columns``, ``drop_columns``, ``rename_column``: the vector index stays valid);
 - ``compact``: one segment of the live rows, the index rebuilt with the same options;
-- ``index``: a vector index (``build_index``, ``optimize``) and the attribute indexes of every row.
+- ``index``: a field's vector index (``build_index``, ``optimize``) and the attribute indexes of every
+  row; ``drop_index``: a version without one of them.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from .snapshot import Pending, Snapshot
 from .storage import attribute_indexes as attr_files
 from .storage import attributes as attrs_mod
 from .storage.files import write_arrow, write_npy
+from .fields import Field
 from .storage.manifest import FileEntry, Manifest, Segment
-from .vectorstore import Batch, IndexSaver, VectorStore, file_entry
+from .vectorstore import Batch, IndexSaver, file_entry
 
 Build = Callable[[Manifest, "list[Path]"], Manifest]
 
@@ -40,19 +42,21 @@ class Change:
     after: Callable[[Manifest], Snapshot]
 
 
-def write_segment(root: Path, stem: str, batch: Batch, ids: np.ndarray, table: pa.Table,
+def write_segment(root: Path, stem: str, batches: dict[str, Batch], ids: np.ndarray, table: pa.Table,
                   written: list[Path]) -> Segment:
-    """One segment's files: the store's arrays by role, ids, attributes."""
-    files = {}
-    for role, array in batch.arrays.items():
-        if role in Segment.ROLES:
-            written.append(root / f"{stem}.{role}.npy")
-            files[role] = file_entry(write_npy(written[-1], array))
+    """One segment's files: per field the store's arrays by role, ids, attributes."""
+    fields: dict[str, dict[str, FileEntry]] = {}
+    for name, batch in batches.items():
+        files = fields[name] = {}
+        for role, array in batch.arrays.items():
+            if role in Segment.ROLES:
+                written.append(root / f"{stem}.{name}.{role}.npy")
+                files[role] = file_entry(write_npy(written[-1], array))
     written.append(root / f"{stem}.ids.npy")
     ids_entry = file_entry(write_npy(written[-1], ids))
     written.append(root / f"{stem}.attrs.arrow")
     attrs_entry = file_entry(write_arrow(written[-1], attrs_mod.encode_for_disk(table)))
-    return Segment(batch.n, ids_entry, attrs_entry, files)
+    return Segment(len(ids), ids_entry, attrs_entry, fields)
 
 
 def write_deleted(root: Path, version: int, live: np.ndarray, written: list[Path]) -> FileEntry | None:
@@ -72,27 +76,34 @@ def full_table(snap: Snapshot, table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.concat_tables([old, table])
 
 
-def append(snap: Snapshot, batch: Batch, table: pa.Table, schema: pa.Schema, ids: np.ndarray, *,
+def append(snap: Snapshot, batches: dict[str, Batch], table: pa.Table, schema: pa.Schema, ids: np.ndarray, *,
            replaces: np.ndarray | None = None, operation: str = "add") -> Change:
-    """New rows in a new segment; ``replaces``: rows deleted in the same commit (upsert)."""
-    live = np.concatenate([snap.live, np.ones(batch.n, bool)])
+    """New rows (``batches``: every field's) in a new segment; ``replaces``: rows deleted in the same
+    commit (upsert)."""
+    live = np.concatenate([snap.live, np.ones(len(ids), bool)])
     if replaces is not None and replaces.size:
         live[replaces] = False
 
     def build(draft: Manifest, written: list[Path]) -> Manifest:
         stem = f"seg-{draft.version:06d}"
-        segment = write_segment(snap.root, stem, batch, ids, table, written)
-        index = snap.store.index_spec_after_add(draft.index, batch, snap.root / stem, written)
+        segment = write_segment(snap.root, stem, batches, ids, table, written)
+        for field in snap.fields.values():  # indexes that keep data per row (MUVERA's encodings) write it
+            spec = draft.field(field.name)
+            specs = tuple(field.views[s.label].index_spec_after_add(s, batches[field.name],
+                                                                    snap.root / f"{stem}.{field.name}", written)
+                          for s in spec.indexes)
+            draft = draft.with_field(dataclasses.replace(spec, indexes=specs))
         deleted = draft.deleted
         if replaces is not None and replaces.size:
             deleted = write_deleted(snap.root, draft.version, live, written)
         next_id = draft.next_id if ids.dtype.kind == "U" else int(max(draft.next_id, int(ids.max()) + 1))
         return dataclasses.replace(draft, segments=(*draft.segments, segment), deleted=deleted, schema=schema,
-                                   next_id=next_id, index=index)
+                                   next_id=next_id)
 
     def after(manifest: Manifest) -> Snapshot:
+        fields = {name: field.appended(batches[name]) for name, field in snap.fields.items()}
         return snap.successor(manifest, ids=np.concatenate([snap.ids, ids]), live=live,
-                              table=full_table(snap, table, schema), store=snap.store.appended(batch, manifest.index))
+                              table=full_table(snap, table, schema), fields=fields)
 
     return Change(operation, build, after)
 
@@ -122,51 +133,73 @@ def rewrite_attributes(snap: Snapshot, table: pa.Table, operation: str) -> Chang
     return Change(operation, build, lambda manifest: snap.successor(manifest, table=table, rewritten=True))
 
 
-def index(snap: Snapshot, store: VectorStore, save: IndexSaver, operation: str) -> Change:
-    """A version naming the index ``save`` writes and the attribute indexes of every row (written in the
-    same commit unless the saved ones still cover every row)."""
+def index(snap: Snapshot, field: Field, save: IndexSaver, operation: str, *, replaces: str | None = None) -> Change:
+    """A version naming the index of ``field`` that ``save`` writes (in place of index ``replaces``, or of
+    the one of the same name) and the attribute indexes of every row (written in the same commit unless
+    the saved ones still cover every row)."""
     fresh: list[Any] = []
 
     def build(draft: Manifest, written: list[Path]) -> Manifest:
         stem = snap.root / f"index-{draft.version:06d}"
         spec = save(stem, written)
-        attrs = draft.attributes_index
-        if not attr_files.covers(attrs, draft.segments, snap.stored):
-            fresh.append(snap.attribute_index())
-            attrs = attr_files.save(fresh[0], stem, written, draft.segments)
-        return dataclasses.replace(draft, index=spec, attributes_index=attrs)
+        current = draft.field(field.name)
+        if replaces is not None and replaces != spec.label:
+            current = dataclasses.replace(current, indexes=tuple(s for s in current.indexes if s.label != replaces))
+        draft = draft.with_field(current.with_index(spec))
+        return dataclasses.replace(draft, attributes_index=_attribute_indexes(snap, draft, stem, written, fresh))
 
-    return Change(operation, build, lambda manifest: snap.successor(manifest, store=store,
+    return Change(operation, build, lambda manifest: snap.successor(manifest, fields={field.name: field},
                                                                       attributes=fresh[0] if fresh else None))
 
 
+def drop_index(snap: Snapshot, field: Field, name: str) -> Change:
+    def build(draft: Manifest, written: list[Path]) -> Manifest:
+        spec = draft.field(field.name)
+        return draft.with_field(dataclasses.replace(spec, indexes=tuple(s for s in spec.indexes if s.label != name)))
+
+    return Change("drop_index", build,
+                  lambda manifest: snap.successor(manifest, fields={field.name: field.dropped(name)}))
+
+
+def _attribute_indexes(snap: Snapshot, draft: Manifest, stem: Path, written: list[Path], fresh: list) -> Any:
+    """The attribute indexes saved beside a vector index: the saved ones if they cover every row, else
+    those of every row, written under ``stem``."""
+    attrs = draft.attributes_index
+    if not attr_files.covers(attrs, draft.segments, snap.stored):
+        fresh.append(snap.attribute_index())
+        attrs = attr_files.save(fresh[0], stem, written, draft.segments)
+    return attrs
+
+
 def compact(snap: Snapshot) -> Change:
-    """The live rows as one new segment (row numbers from 0), the index rebuilt with the same options, no
-    deleted rows; ids and attributes unchanged. Files of older versions go with their retention."""
+    """The live rows as one new segment (row numbers from 0), every index rebuilt with the same options,
+    no deleted rows; ids and attributes unchanged. Files of older versions go with their retention."""
     rows = np.flatnonzero(snap.live)
-    batch = snap.store.taken(rows)
+    batches = {name: field.taken(rows) for name, field in snap.fields.items()}
     ids = snap.ids[rows]
     table = snap.table.take(pa.array(rows)) if len(snap.schema) else attrs_mod.null_table(snap.schema, rows.size)
-    store = snap.store.empty().appended(batch, None)
-    saver = None
-    if snap.manifest.index is not None and rows.size:
-        kind, options = snap.store.index_options(snap.manifest.index)
-        store, saver = store.built(kind, options)
-
+    rebuilt = {name: field.compacted(batches[name]) for name, field in snap.fields.items()}
     attributes = AttributeIndex(table)
 
     def build(draft: Manifest, written: list[Path]) -> Manifest:
-        segments = (write_segment(snap.root, f"seg-{draft.version:06d}", batch, ids, table, written),) \
+        segments = (write_segment(snap.root, f"seg-{draft.version:06d}", batches, ids, table, written),) \
             if rows.size else ()
-        spec, attrs = None, None
-        if saver is not None:  # as build_index does: the attribute indexes beside the vector index
-            stem = snap.root / f"index-{draft.version:06d}"
-            spec = saver(stem, written)
-            attrs = attr_files.save(attributes, stem, written, segments)
-        return dataclasses.replace(draft, segments=segments, deleted=None, index=spec, attributes_index=attrs)
+        stem = snap.root / f"index-{draft.version:06d}"
+        fields, any_index = [], False
+        for spec in draft.fields:
+            _, savers = rebuilt[spec.name]
+            specs = []
+            for i, (_, saver) in enumerate(savers):
+                specs.append(saver(stem.with_name(f"{stem.name}.{spec.name}.{i}"), written))
+                any_index = True
+            fields.append(dataclasses.replace(spec, indexes=tuple(specs)))
+        # as build_index does: the attribute indexes beside the vector indexes
+        attrs = attr_files.save(attributes, stem, written, segments) if any_index else None
+        return dataclasses.replace(draft, fields=tuple(fields), segments=segments, deleted=None, attributes_index=attrs)
 
     def after(manifest: Manifest) -> Snapshot:
-        return Snapshot.make(snap.root, manifest, ids, np.ones(rows.size, bool), table, store,
+        return Snapshot.make(snap.root, manifest, ids, np.ones(rows.size, bool), table,
+                             {name: field for name, (field, _) in rebuilt.items()},
                              Pending([], snap.pending.known), attributes=attributes)
 
     return Change("compact", build, after)

@@ -23,30 +23,33 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from . import batch, parallel
+from . import fields as fields_mod
+from . import fusion as fusion_mod
 from . import planner as planner_mod
 from .errors import (ClosedCollectionError, CollectionExistsError, CorruptCollectionError, InvalidParameterError,
                      NotACollectionError, ReadOnlyCollectionError)
+from .fields import MULTI_METRICS, Field, VectorField
 from .filters import Expr, parse
-from .indexes.base import Hits, check_metric
+from .indexes.base import Hits
 from .result import SearchResult
 from .snapshot import Snapshot
 from .storage import attribute_indexes as attr_files
 from .storage.files import verify
 from .storage.lock import WriterLock
 from .storage import manifest as manifests
-from .storage.manifest import MANIFEST, Manifest, collect_garbage, read_manifest, retained_files, write_manifest
+from .storage.manifest import (MANIFEST, Manifest, collect_garbage, legacy_field_name, read_manifest, retained_files,
+                               write_manifest)
 from .vectors import check_k
 from .writes import Writes
 
 log = logging.getLogger(__name__)
 OPEN_RETRIES = 5
-MULTI_METRICS = ("ip", "cosine")  # metrics of multi-vector collections
 
 
 REFRESH = ("manual", "auto")
@@ -131,7 +134,7 @@ class Collection(Writes):
         snap = self._read()
         names = sorted(snap.manifest.files())
         entries = {e.file: e for seg in snap.manifest.segments for e in seg.files()}
-        entries |= {e.file: e for e in (snap.manifest.index.all_files() if snap.manifest.index else [])}
+        entries |= {e.file: e for e in snap.manifest.index_files()}
         if snap.manifest.deleted:
             entries[snap.manifest.deleted.file] = snap.manifest.deleted
         for name in names:
@@ -175,17 +178,36 @@ class Collection(Writes):
         return self._read()
 
     @property
+    def fields(self) -> dict[str, VectorField]:
+        """The vector fields by name, in their declared order (one named ``vector``, or ``vectors`` for
+        sets of vectors, in a collection made with ``dim=``)."""
+        return {f.name: VectorField(f.dim, f.metric, f.multi) for f in self._snapshot.manifest.fields}
+
+    def _only_field(self) -> VectorField:
+        fields = self.fields
+        if len(fields) > 1:
+            raise InvalidParameterError(f"this collection has several vector fields ({', '.join(fields)}); "
+                                        f"see Collection.fields")
+        return next(iter(fields.values()))
+
+    @property
     def dim(self) -> int:
-        return self._snapshot.manifest.dim
+        """The dimension of the only vector field."""
+        return self._only_field().dim
 
     @property
     def metric(self) -> str:
-        return self._snapshot.manifest.metric
+        """The metric of the only vector field."""
+        return self._only_field().metric
 
     @property
     def multivector(self) -> bool:
-        """Whether each row holds a set of vectors (searched by Chamfer similarity) instead of one."""
-        return self._snapshot.manifest.multivector
+        """Whether each row of the only field holds a set of vectors (searched by Chamfer similarity)."""
+        return self._only_field().multi
+
+    def indexes(self) -> list[dict[str, Any]]:
+        """Every vector index: ``name``, ``field``, ``kind``, ``rows`` covered, build ``config``, ``device``."""
+        return [info for field in self._read().fields.values() for info in field.index_list()]
 
     @property
     def schema(self) -> pa.Schema:
@@ -198,7 +220,8 @@ class Collection(Writes):
 
     @property
     def index_info(self) -> dict[str, Any] | None:
-        """Kind, options, rows covered and device of the vector index, or None."""
+        """Kind, options, rows covered and device of the first field's newest index, or None
+        (``indexes()`` lists them all)."""
         snap = self._snapshot
         return snap.store.index_info(snap.manifest.index)
 
@@ -207,10 +230,16 @@ class Collection(Writes):
 
     def __repr__(self) -> str:
         snap = self._snapshot
-        kind = snap.manifest.index.kind if snap.manifest.index else None
-        rows = "sets of vectors" if self.multivector else "vectors"
-        return (f"Collection({str(self.root)!r}, rows={snap.n_live}, {rows}, dim={self.dim}, "
-                f"metric={self.metric!r}, index={kind!r}, version={snap.version})")
+        fields = snap.manifest.fields
+        if len(fields) == 1:
+            f = fields[0]
+            kind = f.indexes[-1].label if f.indexes else None
+            return (f"Collection({str(self.root)!r}, rows={snap.n_live}, {'sets of vectors' if f.multi else 'vectors'}, "
+                    f"dim={f.dim}, metric={f.metric!r}, index={kind!r}, version={snap.version})")
+        described = ", ".join(f"{f.name}: {'sets of ' if f.multi else ''}{f.dim}-d {f.metric}"
+                              f"{' [' + ', '.join(s.label for s in f.indexes) + ']' if f.indexes else ''}"
+                              for f in fields)
+        return f"Collection({str(self.root)!r}, rows={snap.n_live}, fields={{{described}}}, version={snap.version})"
 
     # ----------------------------------------------------------------- writing
     @contextlib.contextmanager
@@ -274,14 +303,22 @@ class Collection(Writes):
         snap = self._read()
         return snap.get(snap.ids[snap.live], columns=columns, with_vectors=with_vectors)
 
-    def search(self, queries: Any, k: int = 10, where: Any = None, *, offset: int = 0,
-               score_threshold: float | None = None, with_vectors: bool = False,
+    def search(self, queries: Any, k: int = 10, where: Any = None, *, field: str | None = None,
+               index: str | None = None, weights: Mapping[str, float] | None = None, fusion: str = "rrf",
+               offset: int = 0, score_threshold: float | None = None, with_vectors: bool = False,
                planner: planner_mod.PlannerConfig | None = None, **params: Any) -> SearchResult:
         """The k nearest rows per query among those passing ``where``.
 
         ``queries``: an ``(nq, dim)`` array (1-D: one query); in a multi-vector collection one ``(n, dim)``
         array is one query set (a list of them, ``(vectors, offsets)`` or an ``(nq, n, dim)`` array are
-        several), scored by exact Chamfer similarity.
+        several), scored by exact Chamfer similarity. ``field``: the vector field searched (needed when
+        the collection has several); ``index``: run through this index of the field (default: the
+        planner picks among the field's indexes and the exact scan by cost, see ``explain``).
+        A dict ``{field: queries}`` searches several fields and fuses their rankings (``fusion``:
+        ``"rrf"``, reciprocal rank fusion, a row scoring ``sum(weight / (60 + rank))`` over the fields
+        whose top ``fusion.FETCH * (offset + k)`` holds it; or ``"weighted"``, the weighted sum of the
+        fields' exact similarities of every row one of them found, a field where the row holds no value
+        adding nothing); ``weights``: per field, default 1. Every hit passes ``where`` either way.
         ``where``: SQL-like string, ``vecdb.col`` expression, JSON tree, or a list or tuple with one
         filter per query (a list is always one per query; combine filters with AND).
         ``offset``: skip the best ``offset`` hits (paging: with an exact plan, pages concatenate to the
@@ -298,7 +335,6 @@ class Collection(Writes):
         The result has at most ``k`` columns and no more than there are rows.
         """
         snap = self._read()
-        store = snap.store
         k = check_k(k)
         if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
             raise InvalidParameterError(f"offset must be a non-negative integer; got {offset!r}")
@@ -309,33 +345,57 @@ class Collection(Writes):
             raise InvalidParameterError(f"planner must be a vecdb.PlannerConfig; got {type(planner).__name__}")
         threads = parallel.resolve(parallel.check_threads(params.pop("threads", None)), self.threads,
                                    (planner or snap.planner).threads)
-        q = store.prepare_queries(queries)
-        nq = len(q)
         want = k + int(offset)
-        if where is None and not params and planner is None and store.plain_ready(want, snap.n_live):
-            with parallel.omp_threads(threads) if nq > 1 else contextlib.nullcontext():  # FAISS' batch threads
-                # what the planner would run: skip its bookkeeping
-                hits = store.index.search(q, want, **store.plain_params(snap.planner))
-            last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
-            if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
-                return self._result(snap, hits, ("index",) * nq, offset, score_threshold, with_vectors)
-        search_params = store.search_params(params)
+        if isinstance(queries, Mapping):
+            if field is not None or index is not None:
+                raise InvalidParameterError("a dict of queries names its fields; field= and index= are for one field")
+            if with_vectors:
+                raise InvalidParameterError("with_vectors=True needs one field; get(ids) returns every field's values")
+            hits, plans = fusion_mod.fused(
+                lambda target, q, n, p: self._field_hits(snap, target, q, n, where, None, planner, p, threads),
+                snap, queries, want, weights, fusion, params)
+            return self._result(snap, None, hits, plans, offset, score_threshold, False)
+        if weights is not None:
+            raise InvalidParameterError("weights= fuses several fields: give queries as a dict {field: queries}")
+        target = fields_mod.resolve(snap.fields, field)
+        hits, plans = self._field_hits(snap, target, queries, want, where, index, planner, params, threads)
+        return self._result(snap, target, hits, plans, offset, score_threshold, with_vectors)
+
+    def _field_hits(self, snap: Snapshot, target: Field, queries: Any, want: int, where: Any, index: str | None,
+                    planner: planner_mod.PlannerConfig | None, params: dict[str, Any],
+                    threads: int) -> tuple[Hits, tuple[str, ...]]:
+        """The ``want`` best rows of field ``target`` per query among those passing ``where``, and the plans."""
+        q = target.store.prepare_queries(queries)
+        nq = len(q)
+        if where is None and not params and planner is None:
+            plain = target.plain_store(want, snap.n_live, snap, index)
+            if plain is not None:
+                with parallel.omp_threads(threads) if nq > 1 else contextlib.nullcontext():  # FAISS' batch threads
+                    # what the planner would run: skip its bookkeeping
+                    hits = plain.index.search(q, want, **plain.plain_params(snap.planner))
+                last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
+                if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
+                    return hits, ("index",) * nq
+        stores, search_params = target.search_params(index, params)
         if planner is not None:
             search_params = dataclasses.replace(search_params, config=planner)
         want = min(want, max(snap.n_live, 1))
         groups = list(_groups(where, nq).items())
         if any(expr is not None for expr, _ in groups):
             snap.attribute_index()  # made once, before any thread needs it
-        if store.batched and nq > 1:  # kernels over chunks of queries on threads (vecdb/batch.py)
-            done = batch.search_groups(snap, store, q, groups, want, search_params, threads)
-            return self._assemble(snap, done, nq, want, offset, score_threshold, with_vectors)
+        if target.store.batched and nq > 1:  # kernels over chunks of queries on threads (vecdb/batch.py)
+            return _assemble(batch.search_groups(snap, target, stores, q, groups, want, search_params, threads),
+                             nq, want)
 
         def run_group(group: tuple[Expr | None, list[int]], pool: bool) -> tuple[list[int], planner_mod.Plan, Hits]:
             expr, members = group
-            selection = snap.live_selection(expr)
+            selection = snap.live_selection(expr, target)
             matches = selection.count if selection is not None else snap.n_live
+            deleted_only = expr is None and selection is not None
+            store, plan = target.choose_store(stores, snap, want, selection, matches, search_params, deleted_only,
+                                              len(members))
             plan, hits = store.search(snap, q, members, want, selection, matches, search_params, pool=pool,
-                                      deleted_only=expr is None and selection is not None)
+                                      deleted_only=deleted_only, plan=plan)
             return members, plan, hits
 
         threads = 1 if len(groups) == 1 else min(len(groups), threads)
@@ -344,24 +404,7 @@ class Collection(Writes):
                 done = list(pool.map(lambda group: run_group(group, True), groups))
         else:
             done = [run_group(group, False) for group in groups]
-        return self._assemble(snap, done, nq, want, offset, score_threshold, with_vectors)
-
-    def _assemble(self, snap: Snapshot, done: list, nq: int, want: int, offset: int, score_threshold: float | None,
-                  with_vectors: bool) -> SearchResult:
-        """One result from the groups' ``(members, plan, hits)``."""
-        if len(done) == 1 and len(done[0][0]) == nq:  # one group holding every query, in order
-            members, plan, hits = done[0]
-            if members == list(range(nq)):
-                return self._result(snap, hits, (plan.name,) * nq, offset, score_threshold, with_vectors)
-        scores = np.full((nq, want), -np.inf, dtype=np.float32)
-        rows = np.full((nq, want), -1, dtype=np.int64)
-        plans = [""] * nq
-        for members, plan, hits in done:
-            scores[members] = hits.scores
-            rows[members] = hits.rows
-            for i in members:
-                plans[i] = plan.name
-        return self._result(snap, Hits(scores, rows), tuple(plans), offset, score_threshold, with_vectors)
+        return _assemble(done, nq, want)
 
     def search_multi(self, queries: Any, k: int = 10, where: Any = None, **params: Any) -> SearchResult:
         """``search`` under the name multi-vector collections had in earlier releases."""
@@ -371,26 +414,27 @@ class Collection(Writes):
         """The exact answer of a multi-vector collection (Chamfer of every passing row): ``plan="exact"``."""
         return self.search(queries, k, where, plan="exact")
 
-    def _result(self, snap: Snapshot, hits: Hits, plans: tuple[str, ...], offset: int = 0,
+    def _result(self, snap: Snapshot, target: Field | None, hits: Hits, plans: tuple[str, ...], offset: int = 0,
                 threshold: float | None = None, with_vectors: bool = False) -> SearchResult:
-        """The page after ``offset`` above ``threshold``; rows to user ids; l2 scores back to squared
-        distances (the one place the sign turns)."""
+        """The page after ``offset`` above ``threshold``; rows to user ids; l2 scores of field ``target``
+        back to squared distances (the one place the sign turns; None: fused scores, higher is better)."""
+        l2 = target is not None and target.spec.metric == "l2"
         scores, rows = (hits.scores[:, offset:], hits.rows[:, offset:]) if offset else (hits.scores, hits.rows)
         if rows.shape[1] == 0:  # a page past the end
             scores, rows = np.full((rows.shape[0], 1), -np.inf, np.float32), np.full((rows.shape[0], 1), -1)
         if threshold is not None:
-            limit = -float(threshold) if self.metric == "l2" else float(threshold)
+            limit = -float(threshold) if l2 else float(threshold)
             below = scores < np.float32(limit)
             scores, rows = np.where(below, -np.inf, scores).astype(np.float32), np.where(below, -1, rows)
-        vectors = snap.store.hit_vectors(rows) if with_vectors else None
+        vectors = target.store.hit_vectors(rows) if with_vectors else None
         last = rows[:, -1]  # padding comes last: a query is full when its last column is a row
         if not snap.string_ids and ((last[0] >= 0) if last.shape[0] == 1 else (last.min() >= 0)):
-            return SearchResult(snap.ids[rows], -scores if self.metric == "l2" else scores,  # the usual case
+            return SearchResult(snap.ids[rows], -scores if l2 else scores,  # the usual case
                                 np.full(rows.shape[0], rows.shape[1], np.int64), plans, snap, vectors=vectors)
         found = rows >= 0
         ids = np.full(rows.shape, None, dtype=object) if snap.string_ids else np.full(rows.shape, -1, np.int64)
         ids[found] = snap.ids[rows[found]]
-        if self.metric == "l2":
+        if l2:
             scores = np.where(found, -scores, np.inf).astype(np.float32)
         return SearchResult(ids, scores, found.sum(axis=1).astype(np.int64), plans, snap, vectors=vectors)
 
@@ -415,35 +459,61 @@ class Collection(Writes):
         rows = rows[offset: None if limit is None else offset + limit]
         return snap.get(snap.ids[rows], columns, with_vectors=with_vectors)
 
-    def explain(self, query: Any = None, where: Any = None, k: int = 10,
-                **params: Any) -> planner_mod.Plan | list[planner_mod.Plan]:
-        """The plan ``search`` would run for this filter, the selectivity, and why; with a list of
-        filters (one per query, as in ``search``), one plan per filter."""
+    def explain(self, query: Any = None, where: Any = None, k: int = 10, *, field: str | None = None,
+                index: str | None = None, **params: Any) -> planner_mod.Plan | list[planner_mod.Plan]:
+        """The plan ``search`` would run for this filter, the selectivity, the index (of ``field``) and
+        why; with a list of filters (one per query, as in ``search``), one plan per filter."""
         snap = self._read()
-        store = snap.store
+        target = fields_mod.resolve(snap.fields, field)
         k = check_k(k)
         if query is not None:
-            nq = len(store.prepare_queries(query))
+            nq = len(target.store.prepare_queries(query))
             if isinstance(where, (list, tuple)) and len(where) != nq:
                 raise InvalidParameterError(f"got {len(where)} filters for {nq} queries; give one per query")
-        search_params = store.search_params(params)
+        stores, search_params = target.search_params(index, params)
         if isinstance(where, (list, tuple)):
-            return [self._explain_one(snap, parse(w), k, search_params) for w in where]
-        return self._explain_one(snap, parse(where), k, search_params)
+            return [self._explain_one(snap, target, stores, parse(w), k, search_params) for w in where]
+        return self._explain_one(snap, target, stores, parse(where), k, search_params)
 
-    def _explain_one(self, snap: Snapshot, expr: Expr | None, k: int,
+    def _explain_one(self, snap: Snapshot, target: Field, stores: list, expr: Expr | None, k: int,
                      search_params: planner_mod.SearchParams) -> planner_mod.Plan:
-        selection = snap.live_selection(expr)
+        selection = snap.live_selection(expr, target)
         matches = selection.count if selection is not None else snap.n_live
-        spec = snap.manifest.index
+        k = min(k, max(snap.n_live, 1))
+        deleted_only = expr is None and selection is not None
+        chosen, _ = target.choose_store(stores, snap, k, selection, matches, search_params, deleted_only)
+        name = target.name_of(chosen)
+        spec = target.spec.index(name) if name is not None else None
         describe = {"filter": None if expr is None else str(expr),
                     "tail_rows": snap.stored - spec.rows if spec is not None else 0,
                     "estimated_matches": None if expr is None else
                     round(snap.attribute_index().estimate(expr) * snap.stored)}
-        plan, _ = snap.store.search(snap, None, [], min(k, max(snap.n_live, 1)), selection, matches,
-                                    search_params, pool=False, deleted_only=expr is None and selection is not None,
-                                    describe=describe)
+        plan, _ = chosen.search(snap, None, [], k, selection, matches, search_params, pool=False,
+                                deleted_only=deleted_only, describe=describe)
+        if len(stores) > 1:
+            costs = target.costs(stores, snap, k, selection, matches, search_params, deleted_only)
+            plan = dataclasses.replace(plan, reason=f"{plan.reason}; cheapest of the field's indexes by the planner's "
+                                                    f"cost (floats read a query): {costs}")
+        if name is not None and plan.index is not None and name != plan.index:
+            plan = dataclasses.replace(plan, index=name)
         return plan
+
+
+def _assemble(done: list, nq: int, want: int) -> tuple[Hits, tuple[str, ...]]:
+    """One ``Hits`` and the plan names from the groups' ``(members, plan, hits)``."""
+    if len(done) == 1 and len(done[0][0]) == nq:  # one group holding every query, in order
+        members, plan, hits = done[0]
+        if members == list(range(nq)):
+            return hits, (plan.name,) * nq
+    scores = np.full((nq, want), -np.inf, dtype=np.float32)
+    rows = np.full((nq, want), -1, dtype=np.int64)
+    plans = [""] * nq
+    for members, plan, hits in done:
+        scores[members] = hits.scores
+        rows[members] = hits.rows
+        for i in members:
+            plans[i] = plan.name
+    return Hits(scores, rows), tuple(plans)
 
 
 def _groups(where: Any, nq: int) -> dict[Expr | None, list[int]]:
@@ -468,9 +538,14 @@ def _stamp(root: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Schema | None = None,
-           multivector: bool = False, id_type: str = "int64") -> Collection:
+def create(path: str | Path, dim: int | None = None, metric: str = "cosine", *, schema: pa.Schema | None = None,
+           multivector: bool = False, id_type: str = "int64",
+           vectors: Mapping[str, VectorField] | None = None) -> Collection:
     """Make a new, empty collection directory at ``path`` (which must not exist).
+
+    ``dim`` / ``metric``: one vector field, named ``vector`` (``vectors`` with ``multivector=True``).
+    ``vectors``: several named fields instead, e.g. ``{"title": vecdb.VectorField(384), "tokens":
+    vecdb.VectorField(128, "ip", multi=True)}``; each has its own indexes, all share the attributes.
 
     ``id_type``: ``"int64"`` (ids default to the next free integers) or ``"string"`` (any non-empty
     strings, e.g. document keys or UUIDs, given with every add; results carry them, padded with None).
@@ -479,19 +554,30 @@ def create(path: str | Path, dim: int, metric: str = "cosine", *, schema: pa.Sch
     encodings and an exact Chamfer rerank (metrics ``ip`` and ``cosine``).
     """
     root = Path(path)
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
-        raise InvalidParameterError(f"dim must be a positive integer; got {dim!r}")
-    check_metric(metric)
-    if multivector and metric not in MULTI_METRICS:  # Chamfer sums inner products
-        raise InvalidParameterError(f"metric {metric!r} is not supported for multi-vector collections; "
-                                    f"expected one of {', '.join(MULTI_METRICS)} (Chamfer sums inner products)")
+    if vectors is None:
+        if dim is None:
+            raise InvalidParameterError("give dim= (one vector field) or vectors={name: vecdb.VectorField(...)}")
+        if multivector and metric not in MULTI_METRICS:  # Chamfer sums inner products
+            raise InvalidParameterError(f"metric {metric!r} is not supported for multi-vector collections; "
+                                        f"expected one of {', '.join(MULTI_METRICS)} (Chamfer sums inner products)")
+        specs = (VectorField(dim, metric, bool(multivector)).spec(legacy_field_name(bool(multivector))),)
+    else:
+        if dim is not None or multivector:
+            raise InvalidParameterError("vectors= declares the fields: leave out dim= and multivector=")
+        if not isinstance(vectors, Mapping) or not vectors or \
+                not all(isinstance(v, VectorField) for v in vectors.values()):
+            raise InvalidParameterError("vectors= takes a non-empty dict {field name: vecdb.VectorField(...)}")
+        specs = tuple(field.spec(name) for name, field in vectors.items())
+        clash = sorted(set(vectors) & set(schema.names if schema is not None else ()) | set(vectors) & {"id"})
+        if clash:
+            raise InvalidParameterError(f"vector field name(s) {clash} clash with attribute columns or 'id'")
     if id_type not in ("int64", "string"):
         raise InvalidParameterError(f"id_type must be 'int64' or 'string'; got {id_type!r}")
     if root.exists():
         raise CollectionExistsError(f"{str(root)!r} already exists; open it with vecdb.open or choose a new path")
     root.mkdir(parents=True)
-    manifest = Manifest(version=0, dim=int(dim), metric=metric, schema=schema if schema is not None else pa.schema([]),
-                        multivector=bool(multivector), timestamp=time.time(), id_type=id_type)
+    manifest = Manifest(version=0, fields=specs, schema=schema if schema is not None else pa.schema([]),
+                        timestamp=time.time(), id_type=id_type)
     write_manifest(root, manifest)
     known: set[str] = set()
     return Collection(root, Snapshot.load(root, manifest, known), known)

@@ -68,15 +68,19 @@ def footprint(snapshot: Any) -> dict[str, Any]:
         return sum(mapped.get(str((root / name).resolve()), 0) for name in names)
 
     files = set(manifest.files())
-    vectors = [e.file for seg in manifest.segments for e in seg.vectors.values()]
+    vectors = [e.file for seg in manifest.segments for files in seg.fields.values() for e in files.values()]
     attributes = [seg.attributes.file for seg in manifest.segments]
-    index = [e.file for e in manifest.index.all_files() if ".attr-" not in e.file] if manifest.index else []
+    index = [e.file for e in manifest.index_files() if ".attr-" not in e.file]
     attr_indexes = sorted(name for name in files if ".attr-" in name)
     whole = [seg.ids.file for seg in manifest.segments] + ([manifest.deleted.file] if manifest.deleted else [])
-    store = snapshot.store
-    vec_resident = resident(vectors)
-    if isinstance(getattr(store, "vectors", None), np.ndarray) and not _mapped(store.vectors):
-        vec_resident = int(store.vectors.nbytes)  # held in memory (several segments, or rows appended)
+    vec_resident: int | None = 0
+    for name, field in snapshot.fields.items():  # in memory (segments joined, rows added), or mapped files
+        held = getattr(field.store, "vectors", None)
+        if isinstance(held, np.ndarray) and not _mapped(held):
+            vec_resident += int(held.nbytes)
+        else:
+            files = resident([e.file for seg in manifest.segments for e in seg.fields[name].values()])
+            vec_resident = None if files is None or vec_resident is None else vec_resident + files
     parts = {
         "vectors": {"on_disk": disk(vectors), "resident": vec_resident},
         "index": {"on_disk": disk(index), "resident": disk(index)},  # FAISS reads its file into memory

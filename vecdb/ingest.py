@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -27,14 +27,16 @@ TABLE_SUFFIXES = (".parquet", ".pq", ".arrow", ".feather", ".ipc", ".arrows")
 
 @dataclasses.dataclass
 class Batch:
-    """Rows read together: ``vectors`` (n, dim) of any float dtype, attributes, ids (or ``None``)."""
+    """Rows read together: ``vectors`` (n, dim) of any float dtype (with several vector fields, a dict of
+    them by field name), attributes, ids (or ``None``)."""
 
-    vectors: np.ndarray
+    vectors: np.ndarray | dict[str, np.ndarray]
     attributes: pa.Table | None
     ids: np.ndarray | None
 
     def __len__(self) -> int:
-        return self.vectors.shape[0]
+        first = next(iter(self.vectors.values())) if isinstance(self.vectors, dict) else self.vectors
+        return first.shape[0]
 
 
 class TableFile:
@@ -132,6 +134,45 @@ def detect_vector_column(schema: pa.Schema, requested: str | None, where: str) -
     return found[0]
 
 
+def vector_columns(schema: pa.Schema, requested: str | Mapping[str, str] | None, where: str) -> dict[str | None, str]:
+    """The vector column(s): ``{None: column}`` for one (``detect_vector_column``), or with several vector
+    fields ``{field: column}`` as ``requested`` maps them, each checked."""
+    if isinstance(requested, Mapping):
+        if not requested:
+            raise CliError("vector_column= maps fields to columns: give at least one")
+        return {field: detect_vector_column(schema, column, where) for field, column in requested.items()}
+    return {None: detect_vector_column(schema, requested, where)}
+
+
+class _Columns:
+    """What a table source reads: the vector column(s), the id column, the attribute columns."""
+
+    def __init__(self, schema: pa.Schema, vector_column: str | Mapping[str, str] | None, id_column: str | None,
+                 columns: Sequence[str] | None, where: str):
+        self.vector_columns = vector_columns(schema, vector_column, where)
+        self.id_column = _id_column(schema, id_column, where)
+        if self.id_column in self.vector_columns.values():
+            raise CliError(f"id column {id_column!r} is a vector column")
+        vectors = set(self.vector_columns.values())
+        self.columns = _attribute_columns(schema, columns, vectors | {self.id_column or ""}, where)
+        self.read = list(dict.fromkeys(self.vector_columns.values())) + \
+            ([self.id_column] if self.id_column else []) + self.columns
+        self._dims: dict[str | None, int] = {}
+
+    @property
+    def vector_column(self) -> str:
+        return next(iter(self.vector_columns.values()))
+
+    def batch(self, rb: pa.RecordBatch, where: str, row0: int) -> Batch:
+        vectors = {}
+        for field, column in self.vector_columns.items():
+            vectors[field] = vectors_of(rb.column(column), column, where, row0, self._dims.get(field))
+            self._dims[field] = vectors[field].shape[1]
+        ids = ids_of(rb.column(self.id_column), self.id_column, where) if self.id_column else None
+        attrs = pa.Table.from_batches([rb.select(self.columns)]) if self.columns else None
+        return Batch(vectors[None] if None in vectors else vectors, attrs, ids)
+
+
 def vectors_of(column: pa.Array | pa.ChunkedArray, name: str, where: str, row0: int,
                dim: int | None) -> np.ndarray:
     """An (n, dim) matrix from a list column; refuses nulls and lengths other than ``dim``."""
@@ -188,6 +229,10 @@ def rebatch(batches: Iterator[Batch], batch_size: int) -> Iterator[Batch]:
 def _concat(parts: list[Batch]) -> Batch:
     if len(parts) == 1:
         return parts[0]
+    if isinstance(parts[0].vectors, dict):
+        joined = {f: np.concatenate([p.vectors[f] for p in parts]) for f in parts[0].vectors}
+        return dataclasses.replace(_concat([dataclasses.replace(p, vectors=p.vectors[next(iter(p.vectors))])
+                                            for p in parts]), vectors=joined)
     dims = {p.vectors.shape[1] for p in parts}
     if len(dims) > 1:
         raise CliError(f"vectors of mixed length across input files: dims {sorted(dims)}")
@@ -240,31 +285,20 @@ def _total(files: list[TableFile]) -> int | None:
 class TableSource:
     """Vectors in a list column of Parquet / Arrow files, beside the attribute columns."""
 
-    def __init__(self, path: Path, *, vector_column: str | None, id_column: str | None,
+    def __init__(self, path: Path, *, vector_column: str | Mapping[str, str] | None, id_column: str | None,
                  columns: Sequence[str] | None):
         self.files = _open_files(path, "SOURCE")
-        first = self.files[0]
-        where = repr(str(first.path))
-        self.vector_column = detect_vector_column(first.schema, vector_column, where)
-        self.id_column = _id_column(first.schema, id_column, where)
-        if self.id_column == self.vector_column:
-            raise CliError(f"--id-column {id_column!r} is the vector column")
-        self.columns = _attribute_columns(first.schema, columns, {self.vector_column, self.id_column or ""}, where)
-        self.read = [self.vector_column] + ([self.id_column] if self.id_column else []) + self.columns
-        _check_columns(self.files, self.read)
+        self.reading = _Columns(self.files[0].schema, vector_column, id_column, columns, repr(str(self.files[0].path)))
+        self.vector_column, self.id_column = self.reading.vector_column, self.reading.id_column
+        _check_columns(self.files, self.reading.read)
         self.total_rows = _total(self.files)
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
-        dim: int | None = None
         for f in self.files:
             where, row0 = repr(str(f.path)), 0
-            for rb in f.iter_batches(batch_size, self.read):
-                vectors = vectors_of(rb.column(self.vector_column), self.vector_column, where, row0, dim)
-                dim = vectors.shape[1]
-                ids = ids_of(rb.column(self.id_column), self.id_column, where) if self.id_column else None
-                attrs = pa.Table.from_batches([rb.select(self.columns)]) if self.columns else None
+            for rb in f.iter_batches(batch_size, self.reading.read):
+                yield self.reading.batch(rb, where, row0)
                 row0 += rb.num_rows
-                yield Batch(vectors, attrs, ids)
 
 
 class NpySource:
@@ -328,27 +362,17 @@ class ArrowSource:
     attribute columns; ``what`` names it in messages."""
 
     def __init__(self, schema: pa.Schema, batches: Callable[[int], Iterator[pa.RecordBatch]], total: int | None, *,
-                 vector_column: str | None, id_column: str | None, columns: Sequence[str] | None,
+                 vector_column: str | Mapping[str, str] | None, id_column: str | None, columns: Sequence[str] | None,
                  what: str = "the table"):
         self.schema, self._batches, self.total_rows, self.where = schema, batches, total, what
-        self.vector_column = detect_vector_column(schema, vector_column, what)
-        self.id_column = _id_column(schema, id_column, what)
-        if self.id_column == self.vector_column:
-            raise CliError(f"id column {id_column!r} is the vector column")
-        self.columns = _attribute_columns(schema, columns, {self.vector_column, self.id_column or ""}, what)
-        self.read = [self.vector_column] + ([self.id_column] if self.id_column else []) + self.columns
+        self.reading = _Columns(schema, vector_column, id_column, columns, what)
+        self.vector_column, self.id_column = self.reading.vector_column, self.reading.id_column
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
-        dim: int | None = None
         row0 = 0
         for rb in self._batches(batch_size):
-            rb = rb.select(self.read)
-            vectors = vectors_of(rb.column(self.vector_column), self.vector_column, self.where, row0, dim)
-            dim = vectors.shape[1]
-            ids = ids_of(rb.column(self.id_column), self.id_column, self.where) if self.id_column else None
-            attrs = pa.Table.from_batches([rb.select(self.columns)]) if self.columns else None
+            yield self.reading.batch(rb.select(self.reading.read), self.where, row0)
             row0 += rb.num_rows
-            yield Batch(vectors, attrs, ids)
 
 
 def is_table(data: Any) -> bool:
@@ -359,7 +383,7 @@ def is_table(data: Any) -> bool:
             or type(data).__module__.split(".")[0] in ("pandas", "polars") and type(data).__name__ == "DataFrame")
 
 
-def open_source(data: Any, *, vector_column: str | None = None, id_column: str | None = None,
+def open_source(data: Any, *, vector_column: str | Mapping[str, str] | None = None, id_column: str | None = None,
                 columns: Sequence[str] | None = None) -> "TableSource | ArrowSource":
     """A source over a Parquet / Arrow file or directory (a path), an Arrow table, record batch or reader,
     a ``pyarrow.dataset.Dataset``, or a pandas / polars DataFrame."""

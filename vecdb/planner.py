@@ -16,7 +16,7 @@ import numpy as np
 from .errors import DeviceError, InvalidParameterError
 from .filters.attribute_index import RowSet
 from .calibration import ef_for
-from .indexes.base import BeamIndex, FilteredGraphIndex, Hits, pop_params
+from .indexes.base import BeamIndex, CostedIndex, FilteredGraphIndex, Hits, pop_params
 from .indexes.device_costs import DeviceCosts, DeviceIndex, check_requested, place
 from .indexes.flat import exact_search
 from .topk import finish, merge
@@ -198,6 +198,14 @@ def _choose(index: Any, matches: int, total: int, k: int, filtered: bool, params
         why = "no approximate index is built" if index is None else "the index is exact"
         return Plan("exact", matches, total, why, kind)
     scan = matches * index.dim
+    if isinstance(index, CostedIndex) and not index.walks_graph:  # it states its cost: weigh the two
+        options = _plan_params("index", index, sel, params.options, config)
+        spent = index.cost(matches, k, options)
+        if scan <= spent:
+            return Plan("exact", matches, total, f"scan only the matching rows: {matches} rows x {index.dim} dims "
+                        f"= {scan} floats <= the {kind} index's cost {spent:.0f}", kind)
+        return Plan("index", matches, total, f"the {kind} index's cost {spent:.0f} < {scan} floats to scan "
+                    f"exactly" + (" with the row bitmap" if filtered else ""), kind, options)
     if matches <= max(k, config.exact_max_rows):
         why = f"{matches} matching rows <= exact_max_rows={config.exact_max_rows}"
     elif sel <= config.exact_max_selectivity:
@@ -232,6 +240,18 @@ def _choose(index: Any, matches: int, total: int, k: int, filtered: bool, params
                 f"{above}: unfiltered {kind} search over-fetching ~k/selectivity, then the bitmap (exact "
                 f"refill if short)", kind,
                 _plan_params("post_filter", index, sel, params.options, config))
+
+
+def cost(plan: Plan, index: Any, dim: int, k: int, config: PlannerConfig) -> float:
+    """What one query of ``plan`` costs, in floats an exact scan reads, to choose among a field's indexes:
+    the exact scan reads its rows; an index that states its cost (``CostedIndex``) says it; a graph walk
+    or list scan costs about ``exact_max_scan``, the point where it measured as fast as the exact scan
+    (see ``PlannerConfig``); a post-filter over-fetch, twice that."""
+    if plan.name == "exact" or index is None:
+        return float(plan.matches * dim)
+    if isinstance(index, CostedIndex):
+        return index.cost(plan.matches, k, plan.params)
+    return float(config.exact_max_scan * (2 if plan.name == "post_filter" else 1))
 
 
 def _place(plan: Plan, index: Any, nq: int, k: int, requested: str, config: PlannerConfig,

@@ -59,9 +59,9 @@ class SearchResult:
         if self._snapshot is None:
             return table
         order = _columns(columns, self._snapshot)
-        store_column = self._snapshot.store.column
-        names = [name for name in order if name != store_column]
-        attrs = self._snapshot.get(ids, columns=names, with_vectors=store_column in order)
+        fields = self._snapshot.fields
+        names = [name for name in order if name not in fields]
+        attrs = self._snapshot.get(ids, columns=names, with_vectors=len(names) < len(order))
         for name in order:  # in the order asked for
             table = table.append_column(name, attrs.column(name))
         return table
@@ -92,16 +92,16 @@ class SearchResult:
 
 
 def _columns(columns: Sequence[str] | str | None, snap: "Snapshot") -> list[str]:
-    """The output columns, in order: ``"*"`` expands to every attribute; ``"vector"`` (or the store's
-    own name, ``vectors`` for multi-vector rows) becomes the store's vector column, unless an attribute
-    has that name. Unknown names are left for ``Snapshot.get`` to report."""
+    """The output columns, in order: ``"*"`` expands to every attribute; a vector field's name gives its
+    values, and ``"vector"`` those of the only field (``vectors`` in a multi-vector collection), unless an
+    attribute has that name. Unknown names are left for ``Snapshot.get`` to report."""
     if columns is None:
         columns = [ALL]
     elif isinstance(columns, str):
         columns = [columns]
-    vector_names = {VECTOR, snap.store.column} - set(snap.schema.names)
+    only = next(iter(snap.fields)) if len(snap.fields) == 1 else None
     out: list[str] = []
     for name in columns:
         out.extend(snap.schema.names if name == ALL else
-                   [snap.store.column] if name in vector_names else [name])
+                   [only] if name == VECTOR and only is not None and name not in snap.schema.names else [name])
     return list(dict.fromkeys(out))

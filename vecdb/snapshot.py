@@ -1,8 +1,8 @@
 """One committed version of a collection, as one immutable object: everything a search reads.
 
 A ``Snapshot`` holds the typed manifest, the ids and their order, the live mask, the attribute table
-(and its attribute indexes, made once on first use), the vector store with its index, and the planner's
-configuration. Nothing in it changes after it is made: a writer makes the next snapshot beside it and
+(and its attribute indexes, made once on first use), the vector fields (``fields.Field``: each its rows
+and indexes), and the planner's configuration. Nothing in it changes after it is made: a writer makes the next snapshot beside it and
 the collection publishes that with one reference swap once the commit is durable (Lucene's
 ``SearcherManager``). ``search`` / ``get`` / ``explain`` take the current snapshot once and read only it,
 so a search running while a writer commits answers from the version it started on.
@@ -14,7 +14,7 @@ import dataclasses
 import difflib
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ from .planner import PlannerConfig
 from .storage.files import Deferred
 from .storage.manifest import Manifest
 from .vectors import as_ids, as_string_ids
+from .fields import Field
 from .vectorstore import VectorStore
 
 
@@ -98,7 +99,7 @@ class Snapshot:
     ids: np.ndarray          # user id of each stored row
     live: np.ndarray         # False where a row is deleted
     table: pa.Table          # attributes, one row per stored row
-    store: VectorStore       # the vectors and their index
+    fields: Mapping[str, Field]  # the vector fields, in their declared order
     planner: PlannerConfig
     attributes: _Attributes = dataclasses.field(repr=False)
     pending: Pending = dataclasses.field(repr=False)
@@ -119,12 +120,13 @@ class Snapshot:
 
     @classmethod
     def make(cls, root: Path, manifest: Manifest, ids: np.ndarray, live: np.ndarray, table: pa.Table,
-             store: VectorStore, pending: Pending, *, attributes: AttributeIndex | None = None,
+             fields: Mapping[str, Field], pending: Pending, *, attributes: AttributeIndex | None = None,
              bound: dict[Expr, Any] | None = None) -> "Snapshot":
         """A snapshot; ``pending``: its files still to hash before use; ``attributes``: saved or previous
         attribute indexes to use or grow, ``bound``: the previous snapshot's bound filters (valid while
-        the schema is the same)."""
-        return cls(root, manifest, ids, live, table, store, PlannerConfig(**manifest.planner),
+        the schema is the same). Each field's spec is the manifest's."""
+        fields = {f.name: fields[f.name].with_spec(f) for f in manifest.fields}
+        return cls(root, manifest, ids, live, table, fields, PlannerConfig(**manifest.planner),
                    _Attributes(table, attributes, {} if bound is None else bound), pending)
 
     @classmethod
@@ -135,7 +137,6 @@ class Snapshot:
         from .storage import attribute_indexes as attr_files
         from .storage import attributes as attrs_mod
         from .storage.files import read_arrow, read_npy
-        from .vectorstore import DenseStore
 
         ids, tables = [], []
         for seg in manifest.segments:
@@ -149,19 +150,14 @@ class Snapshot:
         if manifest.deleted:
             live[read_npy(root, manifest.deleted, mmap=False)] = False
         lazy: list = []
-        if manifest.multivector:  # numba's Chamfer kernels load only for collections that need them
-            from .multivector.store import MultiStore
-
-            store: VectorStore = MultiStore.load(root, manifest, lazy)
-        else:
-            store = DenseStore.load(root, manifest, lazy)
+        fields = {spec.name: Field.load(root, manifest.segments, spec, lazy) for spec in manifest.fields}
         # attribute indexes saved with the vector index: mapped when they cover exactly these rows,
         # otherwise (rows added since, or none saved) built in memory on the first filter
         saved = attr_files.load(root, manifest.attributes_index, table, manifest.segments)
-        return cls.make(root, manifest, all_ids, live, table, store, Pending(lazy, known), attributes=saved)
+        return cls.make(root, manifest, all_ids, live, table, fields, Pending(lazy, known), attributes=saved)
 
     def successor(self, manifest: Manifest, *, ids: np.ndarray | None = None, live: np.ndarray | None = None,
-                  table: pa.Table | None = None, store: VectorStore | None = None,
+                  table: pa.Table | None = None, fields: Mapping[str, Field] | None = None,
                   attributes: AttributeIndex | None = None, rewritten: bool = False) -> "Snapshot":
         """The snapshot of the version after this one: what changed is given, the rest carried over.
         ``rewritten``: the attribute values of existing rows changed (their indexes are made anew)."""
@@ -170,7 +166,7 @@ class Snapshot:
         base = attributes if attributes is not None else self.attributes.made() if same_schema else None
         return Snapshot.make(self.root, manifest, self.ids if ids is None else ids,
                              self.live if live is None else live, table,
-                             self.store if store is None else store, self.pending, attributes=base,
+                             {**self.fields, **(fields or {})}, self.pending, attributes=base,
                              bound=self.attributes.bound if same_schema and attributes is None else None)
 
     def verified(self) -> "Snapshot":
@@ -190,6 +186,12 @@ class Snapshot:
     @property
     def stored(self) -> int:
         return int(self.ids.shape[0])
+
+    @property
+    def store(self) -> VectorStore:
+        """The first field's rows, through its newest index if it has one (what one-field code reads)."""
+        first = next(iter(self.fields.values()))
+        return list(first.views.values())[-1] if first.views else first.store
 
     @property
     def index(self) -> Any:
@@ -245,7 +247,7 @@ class Snapshot:
         names = self.check_columns(columns)
         out = {"id": pa.array(ids)}
         if with_vectors:
-            out[self.store.column] = self.store.vectors_of(rows)
+            out.update((name, field.vectors_of(rows)) for name, field in self.fields.items())
         if names:
             taken = self.table.select(names).take(pa.array(rows))
             out.update((name, taken.column(name)) for name in names)
@@ -266,11 +268,15 @@ class Snapshot:
             bound = self.attributes.bound[expr] = index.bind(expr)
         return index.select(bound)
 
-    def live_selection(self, expr: Expr | None) -> RowSet | None:
-        """The live rows passing ``expr``; None when that is every stored row (nothing to filter)."""
-        if expr is None and self.n_live == self.stored:
+    def live_selection(self, expr: Expr | None, field: Field | None = None) -> RowSet | None:
+        """The live rows passing ``expr`` (and holding a value of ``field``, if given); None when that is
+        every stored row (nothing to filter)."""
+        valid = None if field is None else field.valid
+        if expr is None and self.n_live == self.stored and valid is None:
             return None
         selected = self.select(expr)
         if self.n_live < self.stored:
             selected = selected & self.live
+        if valid is not None:
+            selected = selected & valid
         return None if selected.count == self.stored else selected

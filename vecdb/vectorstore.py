@@ -5,8 +5,8 @@
 
 A store is immutable: ``appended`` / ``built`` / ``optimized`` return a new store, and an index is never
 changed once a search may read it (``optimized`` adds rows to a copy loaded from the committed files).
-The collection holds one store per snapshot; named vector fields (several stores per row) slot in as a
-mapping of field name to store.
+A snapshot holds one ``fields.Field`` per vector field: the store of its rows and, per index, a store
+searching through that index (``with_index_of``: the same rows, another index).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .errors import InvalidParameterError
 from .filters.attribute_index import RowSet
 from .indexes.base import Hits, VectorIndex, index_class
 from .storage.files import describe_file, read_npy, verify
-from .storage.manifest import FileEntry, IndexSpec, Manifest
+from .storage.manifest import FieldSpec, FileEntry, IndexSpec, Segment
 from .vectors import as_matrix
 
 # What a store's ``built`` / ``optimized`` return beside the new store: a function that saves the index
@@ -53,6 +53,26 @@ class VectorStore(Protocol):
 
     @property
     def rows(self) -> int: ...
+
+    @classmethod
+    def load(cls, root: Path, segments: Sequence[Segment], field: FieldSpec, lazy: list) -> "VectorStore":
+        """The rows of ``field`` in ``segments``, without an index; mapped files are listed in ``lazy``."""
+
+    def with_saved_index(self, root: Path, spec: IndexSpec, lazy: list) -> "VectorStore":
+        """These rows searched through the saved index ``spec``."""
+
+    def with_index_of(self, other: "VectorStore") -> "VectorStore":
+        """These rows searched through ``other``'s index (``other``: an earlier store of the same field)."""
+
+    def bare(self) -> "VectorStore":
+        """These rows without an index."""
+
+    def null_rows(self, n: int) -> Batch:
+        """``n`` rows holding no value (a unit vector each, valid for every metric; masked out of every
+        search by the field's ``valid`` rows)."""
+
+    def score(self, queries: Any, rows: np.ndarray) -> np.ndarray:
+        """Exact scores (higher is better) of ``rows`` (``(nq, c)``, -1 = none: -inf) for prepared ``queries``."""
 
     def encode(self, vectors: Any) -> Batch:
         """Validate (and normalise, for cosine) user vectors for a write; raises before anything is written."""
@@ -96,11 +116,12 @@ class VectorStore(Protocol):
 
     def search(self, snapshot: Any, queries: Any, members: Sequence[int], k: int, selection: RowSet | None,
                matches: int, params: planner.SearchParams, *, pool: bool, deleted_only: bool = False,
-               describe: dict[str, Any] | None = None) -> tuple[planner.Plan, Hits]:
+               describe: dict[str, Any] | None = None, plan: planner.Plan | None = None) -> tuple[planner.Plan, Hits]:
         """Plan and run one filter group (``members`` of ``queries``), among ``selection`` (None: every
         stored row). ``pool``: on a worker thread (kernels that start threads of their own must not run).
         ``deleted_only``: ``selection`` leaves out deleted rows only (no filter). ``describe``: explain
-        fields to put on the plan. Returns the plan and the hits in row space."""
+        fields to put on the plan. ``plan``: already chosen (``Field.choose_store``). Returns the plan
+        and the hits in row space."""
 
 
 def index_options(cls: type, options: dict[str, Any], what: str, extra: Sequence[str] = ()) -> None:
@@ -153,14 +174,34 @@ class DenseStore:
         return self.index.ntotal if self.index is not None else 0
 
     @classmethod
-    def load(cls, root: Path, manifest: Manifest, lazy: list) -> "DenseStore":
-        """The store of a committed version; mapped files are only size-checked, listed in ``lazy``."""
-        parts = [read_npy(root, seg.vectors["vectors"], lazy=lazy).view(np.ndarray) for seg in manifest.segments]
+    def load(cls, root: Path, segments: Sequence[Segment], field: FieldSpec, lazy: list) -> "DenseStore":
+        """The rows of a committed version; mapped files are only size-checked, listed in ``lazy``."""
+        parts = [read_npy(root, seg.fields[field.name]["vectors"], lazy=lazy).view(np.ndarray) for seg in segments]
         vectors = (parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else
-                   np.empty((0, manifest.dim), np.float32))
-        spec = manifest.index
-        index = None if spec is None else load_index(root, spec, manifest.dim, manifest.metric, vectors)
-        return cls(manifest.dim, manifest.metric, vectors, index, dict(spec.calibration) if spec else {})
+                   np.empty((0, field.dim), np.float32))
+        return cls(field.dim, field.metric, vectors)
+
+    def with_saved_index(self, root: Path, spec: IndexSpec, lazy: list) -> "DenseStore":
+        index = load_index(root, spec, self.dim, self.metric, self.vectors)
+        return dataclasses.replace(self, index=index, calibration=dict(spec.calibration))
+
+    def with_index_of(self, other: "VectorStore") -> "DenseStore":
+        return dataclasses.replace(self, index=other.index, calibration=other.calibration)
+
+    def bare(self) -> "DenseStore":
+        return dataclasses.replace(self, index=None, calibration={})
+
+    def null_rows(self, n: int) -> Batch:
+        return Batch(n, {"vectors": np.repeat(np.eye(1, self.dim, dtype=np.float32), n, axis=0)})
+
+    def score(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        x = self.vectors[np.maximum(rows, 0)]
+        if self.metric == "l2":
+            diff = x - queries[:, None, :]
+            s = -np.einsum("qcd,qcd->qc", diff, diff)
+        else:
+            s = np.einsum("qcd,qd->qc", x, queries)
+        return np.where(rows >= 0, s, -np.inf).astype(np.float32)
 
     # ----------------------------------------------------------------- writing
     def encode(self, vectors: Any) -> Batch:
@@ -253,9 +294,10 @@ class DenseStore:
 
     def search(self, snapshot: Any, queries: np.ndarray, members: Sequence[int], k: int, selection: RowSet | None,
                matches: int, params: planner.SearchParams, *, pool: bool, deleted_only: bool = False,
-               describe: dict[str, Any] | None = None) -> tuple[planner.Plan, Hits]:
-        plan = self.choose(snapshot, k, selection, matches, params, deleted_only=deleted_only, describe=describe,
-                           nq=len(members))
+               describe: dict[str, Any] | None = None, plan: planner.Plan | None = None) -> tuple[planner.Plan, Hits]:
+        if plan is None or describe is not None:
+            plan = self.choose(snapshot, k, selection, matches, params, deleted_only=deleted_only, describe=describe,
+                               nq=len(members))
         if describe is not None:
             return plan, Hits.empty(0, k)
         hits = planner.run(plan, vectors=self.vectors, index=self.index, index_rows=self.index_rows,

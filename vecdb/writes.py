@@ -14,13 +14,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import changes, ingest
+from . import changes, fields as fields_mod, ingest
 from .errors import InvalidParameterError, SchemaError, UnknownIdError
 from .filters import Expr
 from .filters.builder import Column
 from .snapshot import Snapshot
 from .storage import attributes as attrs_mod
-from .storage.manifest import GRACE_SECONDS, KEEP_VERSIONS, collect_garbage, read_manifest, retained_files
+from .storage.manifest import GRACE_SECONDS, KEEP_VERSIONS, collect_garbage, read_manifest, retained_files, valid_name
 from .vectorstore import Batch
 
 if TYPE_CHECKING:
@@ -40,17 +40,29 @@ class Writes:
         return self._snapshot
 
     def _rows(self: "Collection", snap: Snapshot, vectors: Any, attributes: Any, ids: Any, *,
-              replace: bool) -> tuple[Batch, pa.Table, pa.Schema, np.ndarray]:
-        """Validated rows for a write: vectors, attributes conformed to the schema, ids."""
-        batch = snap.store.encode(vectors)
-        new_ids = snap.new_ids(ids, batch.n, replace=replace)
-        table = attrs_mod.to_table(attributes, batch.n)
-        if snap.store.column in table.column_names:
-            raise SchemaError(f"attribute column name {snap.store.column!r} is reserved")
+              replace: bool, carried: np.ndarray | None = None) -> tuple[dict[str, Batch], pa.Table, pa.Schema, np.ndarray]:
+        """Validated rows for a write: every field's vectors (a field given no values holds none in these
+        rows, or, with ``carried``, the values rows ``carried`` hold now), attributes conformed to the
+        schema, ids."""
+        values = fields_mod.split_values(snap.fields, vectors)
+        if carried is None:
+            batches = fields_mod.encode_all(snap.fields, values)
+        else:
+            batches = {name: field.encode(values[name], None) if values[name] is not None else field.taken(carried)
+                       for name, field in snap.fields.items()}
+            counts = {name: b.n for name, b in batches.items()}
+            if len(set(counts.values())) > 1:
+                raise InvalidParameterError(f"expected {carried.size} rows of vectors; got {counts}")
+        n = next(iter(batches.values())).n
+        new_ids = snap.new_ids(ids, n, replace=replace)
+        table = attrs_mod.to_table(attributes, n)
+        clash = sorted(set(table.column_names) & set(snap.fields))
+        if clash:
+            raise SchemaError(f"attribute column name(s) {clash} are reserved: the vector fields' names")
         schema = snap.schema
         if len(schema) == 0 and table.num_columns:
             schema = attrs_mod.merge_schema(schema, table)
-        return batch, attrs_mod.conform(table, schema), schema, new_ids
+        return batches, attrs_mod.conform(table, schema), schema, new_ids
 
     def add(self: "Collection", vectors: Any, attributes: Any = None, ids: Any = None, *,
             vector_column: str | None = None, id_column: str | None = None,
@@ -60,7 +72,9 @@ class Writes:
 
         ``vectors``: an ``(n, dim)`` array (a 1-D array is one row); in a multi-vector collection, the
         rows' sets: a list of ``(n_i, dim)`` arrays, ``(vectors, offsets)``, one ``(n, dim)`` array (one
-        row) or an ``(rows, n, dim)`` array. Or a table holding everything: an Arrow table, record batch
+        row) or an ``(rows, n, dim)`` array. With several vector fields, a dict by field name of those;
+        a field left out (or None) holds no value in these rows, and a list may hold None for single
+        rows: such rows are not found by searches on that field. Or a table holding everything: an Arrow table, record batch
         or reader, a ``pyarrow.dataset.Dataset``, a pandas or polars DataFrame, or the path of a Parquet /
         Arrow file or directory, with ``vector_column=`` (a list-of-floats column or a column of arrays;
         found by itself when there is one) and ``id_column=`` (default: a column named ``id``, if any);
@@ -70,9 +84,9 @@ class Writes:
         if vector_column is not None or id_column is not None or ingest.is_table(vectors):
             return self._add_table(vectors, attributes, ids, vector_column, id_column, batch_size, replace=False)
         with self._writing() as snap:
-            batch, table, schema, new_ids = self._rows(snap, vectors, attributes, ids, replace=False)
-            if batch.n:
-                self._apply(snap, changes.append(snap, batch, table, schema, new_ids))
+            batches, table, schema, new_ids = self._rows(snap, vectors, attributes, ids, replace=False)
+            if new_ids.size:
+                self._apply(snap, changes.append(snap, batches, table, schema, new_ids))
             return new_ids
 
     add_multi = add  # the multi-vector spelling of earlier releases
@@ -88,10 +102,10 @@ class Writes:
         if ids is None:
             raise InvalidParameterError("upsert needs ids=...: the rows to insert or replace")
         with self._writing() as snap:
-            batch, table, schema, new_ids = self._rows(snap, vectors, attributes, ids, replace=True)
+            batches, table, schema, new_ids = self._rows(snap, vectors, attributes, ids, replace=True)
             rows, found = snap.rows_of(new_ids)
-            if batch.n:
-                self._apply(snap, changes.append(snap, batch, table, schema, new_ids, replaces=rows[found],
+            if new_ids.size:
+                self._apply(snap, changes.append(snap, batches, table, schema, new_ids, replaces=rows[found],
                                                  operation="upsert"))
             return new_ids
 
@@ -119,11 +133,17 @@ class Writes:
         return np.concatenate(out) if out else np.empty(0, np.int64)
 
     def update_vectors(self: "Collection", ids: Any, vectors: Any) -> None:
-        """New vectors for existing rows, attributes kept (an upsert of the same rows)."""
+        """New vectors for existing rows, attributes kept (an upsert of the same rows). With several
+        vector fields, ``vectors`` is a dict by field name; the fields left out keep their values."""
         with self._writing() as snap:
             ids = snap.id_array(ids)
             current = snap.get(ids, with_vectors=False).drop(["id"])
-            self.upsert(vectors, current if current.num_columns else None, ids=ids)
+            rows, _ = snap.rows_of(ids)
+            batches, table, schema, new_ids = self._rows(snap, vectors, current if current.num_columns else None,
+                                                         ids, replace=True, carried=rows)
+            if new_ids.size:
+                self._apply(snap, changes.append(snap, batches, table, schema, new_ids, replaces=rows,
+                                                 operation="update_vectors"))
 
     def update(self: "Collection", ids: Any = None, *, where: Any = None,
                values: Mapping[str, Any]) -> int:
@@ -177,43 +197,69 @@ class Writes:
         return mask
 
     # ----------------------------------------------------------------- indexes and space
-    def build_index(self: "Collection", kind: str | None = None, **options: Any) -> None:
-        """Build the vector index over every row (replacing any earlier one) and save it.
+    def build_index(self: "Collection", kind: str | None = None, *, field: str | None = None, name: str | None = None,
+                    **options: Any) -> None:
+        """Build a vector index of ``field`` (default: the only field) over every row and save it, as
+        index ``name`` (default: its kind), replacing the field's index of that name if there is one. A
+        field may hold several indexes (say ``hnsw`` and ``binary``): each search runs through the one the
+        planner says is cheapest for its filter (``explain`` says which and why; ``index=`` forces one).
 
         Kinds: ``flat`` (exact), ``hnsw`` (FAISS; ``engine="hnswlib"`` for hnswlib), ``hnswlib``, ``ivf``,
         ``binary`` (packed multi-bit codes scanned with numba, reranked with the float vectors); for
-        multi-vector rows ``muvera`` (the default there): FDE options ``r_reps``, ``k_sim``, ``d_proj``,
-        ``d_final``, ``seed``, ``fill_empty``, ``candidates`` (rows reranked by default) and ``inner``
-        (any single-vector kind, with its own options). Options are saved in the manifest, so ``open``
-        rebuilds nothing.
+        multi-vector rows ``muvera`` (the default there, one per field): FDE options ``r_reps``, ``k_sim``,
+        ``d_proj``, ``d_final``, ``seed``, ``fill_empty``, ``candidates`` (rows reranked by default) and
+        ``inner`` (any single-vector kind, with its own options). Options are saved in the manifest, so
+        ``open`` rebuilds nothing.
         """
         with self._writing() as snap:
-            kind = kind or ("muvera" if snap.manifest.multivector else "hnsw")
+            target = fields_mod.resolve(snap.fields, field)
+            kind = kind or ("muvera" if target.spec.multi else "hnsw")
             engine = options.pop("engine", None)
             if kind == "hnsw" and engine not in (None, "faiss"):
                 if engine != "hnswlib":
                     raise InvalidParameterError(f"unknown hnsw engine {engine!r}; expected 'faiss' or 'hnswlib'")
                 kind = "hnswlib"
-            store, save = snap.store.built(kind, options)
-            self._apply(snap, changes.index(snap, store, save, "build_index"))
+            name = kind if name is None else name
+            if not valid_name(name):
+                raise InvalidParameterError(f"index name {name!r} is not an identifier (letters, digits, _ . -)")
+            # a multi-vector field holds one index: a new one takes the place of the old
+            replaces = next(iter(target.views), None) if target.spec.multi else None
+            built, save = (target.dropped(replaces) if replaces else target).built(kind, options, name)
+            self._apply(snap, changes.index(snap, built, save, "build_index", replaces=replaces))
+
+    def drop_index(self: "Collection", name: str, *, field: str | None = None) -> None:
+        """Remove index ``name`` of ``field`` (default: the only field); searches scan exactly or use the
+        field's other indexes."""
+        with self._writing() as snap:
+            target = fields_mod.resolve(snap.fields, field)
+            if name not in target.views:
+                raise InvalidParameterError(f"field {target.name!r} has no index {name!r}; it has "
+                                            f"{sorted(target.views) or 'none'}")
+            self._apply(snap, changes.drop_index(snap, target, name))
 
     def optimize(self: "Collection") -> None:
-        """Fold the rows added or replaced since ``build_index`` into the index (they are scanned exactly
-        until then) and save the attribute indexes of every row with it. Once more than
-        ``REBUILD_DEAD_FRACTION`` of the stored rows are deleted, ``compact()`` instead: the index is
+        """Fold the rows added or replaced since each index was built into it (they are scanned exactly
+        until then) and save the attribute indexes of every row with them. Once more than
+        ``REBUILD_DEAD_FRACTION`` of the stored rows are deleted, ``compact()`` instead: every index is
         rebuilt over the live rows."""
         with self._writing() as snap:
-            spec = snap.manifest.index
-            if spec is None:
+            specs = [(f.name, spec) for f in snap.manifest.fields for spec in f.indexes]
+            if not specs:
                 return
             if snap.stored and 1 - snap.n_live / snap.stored > REBUILD_DEAD_FRACTION:
                 self._apply(snap, changes.compact(snap))
                 return
-            done = snap.store.optimized(self.root, spec)
-            if done is not None:
-                self._apply(snap, changes.index(snap, *done, "optimize"))
-            elif not changes.attr_files.covers(snap.manifest.attributes_index, snap.manifest.segments, snap.stored):
-                self._apply(snap, changes.index(snap, snap.store, lambda stem, written: spec, "optimize"))
+            done_any = False
+            for name, spec in specs:
+                snap = self._snapshot
+                done = snap.fields[name].optimized(self.root, snap.manifest.field(name).index(spec.label))
+                if done is not None:
+                    snap = self._apply(snap, changes.index(snap, *done, "optimize"))
+                    done_any = True
+            if not done_any and not changes.attr_files.covers(snap.manifest.attributes_index, snap.manifest.segments,
+                                                                snap.stored):
+                name, spec = specs[0]
+                self._apply(snap, changes.index(snap, snap.fields[name], lambda stem, written: spec, "optimize"))
 
     def compact(self: "Collection") -> None:
         """Rewrite the live rows as one segment (dropping deleted rows, merging small segments) and rebuild
@@ -229,7 +275,7 @@ class Writes:
         with self._writing() as snap:
             table = snap.table
             for name, spec in columns.items():
-                if name in table.column_names or name in attrs_mod.RESERVED or name == snap.store.column:
+                if name in table.column_names or name in attrs_mod.RESERVED or name in snap.fields:
                     raise SchemaError(f"column {name!r} exists or is reserved")
                 if isinstance(spec, pa.DataType):
                     column = pa.nulls(snap.stored, spec)
@@ -252,7 +298,7 @@ class Writes:
     def rename_column(self: "Collection", old: str, new: str) -> None:
         with self._writing() as snap:
             snap.check_columns([old])
-            if new in snap.table.column_names or new in attrs_mod.RESERVED or new == snap.store.column:
+            if new in snap.table.column_names or new in attrs_mod.RESERVED or new in snap.fields:
                 raise SchemaError(f"column {new!r} exists or is reserved")
             names = [new if name == old else name for name in snap.table.column_names]
             self._apply(snap, changes.rewrite_attributes(snap, snap.table.rename_columns(names), "rename_column"))

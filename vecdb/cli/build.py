@@ -53,7 +53,10 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                         "offsets[i]:offsets[i+1] (makes a multi-vector collection; index muvera)")
     p.add_argument("--attributes", metavar="FILE",
                    help="attribute rows for --vectors: a Parquet / Arrow file or directory")
-    p.add_argument("--vector-column", metavar="NAME", help="the vector column (detected when there is only one)")
+    p.add_argument("--vector-column", metavar="NAME", action="append",
+                   help="the vector column (detected when there is only one); for several vector fields, "
+                        "FIELD=COLUMN once per field")
+    p.add_argument("--field", metavar="NAME", help="the vector field --index is built on (default: every field)")
     p.add_argument("--id-column", metavar="NAME",
                    help="integer ids (default: a column named 'id' if any, else 0, 1, ...)")
     p.add_argument("--columns", metavar="A,B", help="attribute columns to keep (default: all)")
@@ -95,8 +98,25 @@ def open_source(args: argparse.Namespace) -> Any:
         raise CliError("--attributes goes with --vectors X.npy")
     if not args.source:
         raise CliError("nothing to read: give SOURCE (a Parquet / Arrow file or directory) or --vectors X.npy")
-    return TableSource(Path(args.source), vector_column=args.vector_column, id_column=args.id_column,
+    return TableSource(Path(args.source), vector_column=_vector_columns(args.vector_column), id_column=args.id_column,
                        columns=columns)
+
+
+def _vector_columns(given: list[str] | None) -> str | dict[str, str] | None:
+    """``--vector-column``: one column, or FIELD=COLUMN per vector field."""
+    if not given:
+        return None
+    if not any("=" in g for g in given):
+        if len(given) > 1:
+            raise CliError("several --vector-column: name the fields, FIELD=COLUMN each")
+        return given[0]
+    pairs = [g.split("=", 1) for g in given]
+    if not all(len(p) == 2 and p[0] and p[1] for p in pairs):
+        raise CliError(f"--vector-column takes FIELD=COLUMN for every field when there are several; got {given}")
+    fields = [p[0] for p in pairs]
+    if len(set(fields)) != len(fields):
+        raise CliError(f"a field named twice in --vector-column: {fields}")
+    return dict(pairs)
 
 
 def _swap_into_place(tmp: Path, out: Path, replace: bool) -> None:
@@ -172,10 +192,14 @@ def run(args: argparse.Namespace) -> int:
             raise
     total = time.perf_counter() - start
     if not args.quiet:
-        index = describe_index(coll.index_info)
+        if len(coll.fields) == 1:
+            what = f"dim {coll.dim}, metric {coll.metric}, index {describe_index(coll.index_info)}"
+        else:
+            what = "fields " + ", ".join(f"{name} ({f.dim}-d {f.metric}: "
+                                         f"{', '.join(i['name'] for i in coll.indexes() if i['field'] == name) or 'no index'})"
+                                         for name, f in coll.fields.items())
         emit_line(f"{'appended to' if appending else 'built'} {out}: {len(coll):,} rows ({progress.done:,} added), "
-                  f"dim {coll.dim}, metric {coll.metric}, index {index}; {total:.1f} s "
-                  f"(read+write {t_add:.1f} s, index {total - t_add:.1f} s)")
+                  f"{what}; {total:.1f} s (read+write {t_add:.1f} s, index {total - t_add:.1f} s)")
     return 0
 
 
@@ -188,8 +212,9 @@ def _append(source: Any, out: Path, kind: str | None, index_params: dict[str, An
 
     start = time.perf_counter()
     coll = vecdb.open(out)
-    if args.metric and args.metric != coll.metric:
-        raise CliError(f"--metric {args.metric} differs from the collection's metric {coll.metric}")
+    metrics = {f.metric for f in coll.fields.values()}
+    if args.metric and metrics != {args.metric}:
+        raise CliError(f"--metric {args.metric} differs from the collection's metric {', '.join(sorted(metrics))}")
     with coll.locked():
         before = coll.version
         try:
@@ -209,11 +234,14 @@ def _index(coll: Any, kind: str | None, index_params: dict[str, Any], args: argp
     """Build the ``kind`` index (``--index``), or (``optimize``: appending) fold the new rows into the
     collection's own index."""
     if kind not in (None, "none"):
-        progress.status(f"building the {kind} index over {len(coll):,} rows ...")
-        with _index_progress(kind, args.quiet):
-            coll.build_index(kind, **index_params)
-    elif optimize and coll.index_info is not None:
-        progress.status(f"adding the new rows to the {coll.index_info['kind']} index ...")
+        for field in [args.field] if args.field is not None else list(coll.fields):
+            if field not in coll.fields:
+                raise CliError(f"--field {field!r} is not a vector field; fields are {', '.join(coll.fields)}")
+            progress.status(f"building the {kind} index of {field!r} over {len(coll):,} rows ...")
+            with _index_progress(kind, args.quiet):
+                coll.build_index(kind, field=field, **index_params)
+    elif optimize and coll.indexes():
+        progress.status(f"adding the new rows to the indexes ({', '.join(i['name'] for i in coll.indexes())}) ...")
         coll.optimize()
 
 
@@ -252,8 +280,14 @@ def _add_all(source: Any, coll: Any, tmp: Path, args: argparse.Namespace, progre
     for batch in rebatch(source.batches(args.batch_size), args.batch_size):
         if coll is None:
             strings = batch.ids is not None and batch.ids.dtype.kind == "U"  # e.g. --id-column arxiv_id
-            coll = vecdb.create(tmp, dim=int(batch.vectors.shape[1]), metric=args.metric or "cosine",
-                                id_type="string" if strings else "int64")
+            metric = args.metric or "cosine"
+            if isinstance(batch.vectors, dict):  # --vector-column FIELD=COLUMN ...: one field each
+                coll = vecdb.create(tmp, vectors={f: vecdb.VectorField(int(v.shape[1]), metric)
+                                                  for f, v in batch.vectors.items()},
+                                    id_type="string" if strings else "int64")
+            else:
+                coll = vecdb.create(tmp, dim=int(batch.vectors.shape[1]), metric=metric,
+                                    id_type="string" if strings else "int64")
         try:
             coll.add(batch.vectors, batch.attributes, ids=batch.ids)
         except (vecdb.errors.InvalidVectorError, vecdb.errors.DimensionError) as exc:

@@ -27,6 +27,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("-k", type=int, default=10, help="hits per query the plan is for (default 10)")
     p.add_argument("--params", action="append", metavar="KEY=VALUE", help="search options, as for search")
     p.add_argument("--plan", choices=PLANS, help="force a plan (to see its parameters)")
+    p.add_argument("--field", metavar="NAME", help="the vector field (needed when the collection has several)")
+    p.add_argument("--index", metavar="NAME", help="explain the plan through this index of the field")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     p.set_defaults(run=run)
 
@@ -38,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         params["plan"] = args.plan
     coll = vecdb.open(args.path)
-    plan = coll.explain(where=args.where, k=args.k, **params)
-    muvera = _muvera(coll.index_info, plan)
+    plan = coll.explain(where=args.where, k=args.k, field=args.field, index=args.index, **params)
+    muvera = _muvera(_index_info(coll, args.field), plan)
     if args.format == "json":
         data = dataclasses.asdict(plan) | {"selectivity": plan.selectivity}
         if muvera is not None:  # the plan's own index is the inner one, over the encodings
@@ -51,6 +53,15 @@ def run(args: argparse.Namespace) -> int:
             lines = [muvera["line"] if line.startswith("index: ") else line for line in lines]
         write_text("\n".join(lines) + "\n", None)
     return 0
+
+
+def _index_info(coll: Any, name: str | None) -> dict[str, Any] | None:
+    """The newest index of field ``name`` (or the only field), as ``Collection.index_info`` gives it."""
+    from ..fields import resolve
+
+    field = resolve(coll.snapshot.fields, name)
+    spec = field.spec.indexes[-1] if field.spec.indexes else None
+    return None if spec is None else field.views[spec.label].index_info(spec)
 
 
 def _muvera(info: dict[str, Any] | None, plan: Any) -> dict[str, Any] | None:

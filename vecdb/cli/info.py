@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .common import human_bytes, jsonable
-from ..storage.manifest import FORMAT, Manifest
+from ..storage.manifest import FORMAT, FORMAT_VERSION, Manifest
 from .output import align, cell, describe_index, write_text
 
 EPILOG = """examples: from the repository root, after 'vecdb build --help's first example
@@ -72,11 +72,10 @@ def _live_table(coll: Any) -> pa.Table:
 def _sizes(root: Path, manifest: Manifest) -> dict[str, int]:
     sizes = {"vectors": 0, "ids": 0, "attributes": 0, "index": 0, "attribute indexes": 0, "deletions": 0}
     for seg in manifest.segments:
-        sizes["vectors"] += sum(e.bytes for e in seg.vectors.values())  # multi-vector: tokens + offsets
+        sizes["vectors"] += sum(e.bytes for files in seg.fields.values() for e in files.values())
         sizes["ids"] += seg.ids.bytes
         sizes["attributes"] += seg.attributes.bytes
-    if manifest.index:
-        sizes["index"] = sum(e.bytes for e in manifest.index.all_files())
+    sizes["index"] = sum(e.bytes for e in manifest.index_files())
     names = manifest.files()
     sizes["attribute indexes"] = sum(os.stat(root / name).st_size for name in names if ".attr-" in name)
     if manifest.deleted:
@@ -101,17 +100,19 @@ def describe(path: str) -> dict[str, Any]:
     return {
         "path": str(coll.root),
         "format": FORMAT,
-        "format_version": manifest.format_version,
+        "format_version": FORMAT_VERSION,
         "version": coll.version,
         "rows": len(coll),
         "stored_rows": stored,
         "deleted_rows": stored - len(coll),
         "segments": len(manifest.segments),
         "versions": [v["version"] for v in coll.versions()],
-        "dim": coll.dim,
-        "metric": coll.metric,
-        "multivector": coll.multivector,
+        "dim": manifest.dim if len(manifest.fields) == 1 else None,
+        "metric": manifest.metric if len(manifest.fields) == 1 else None,
+        "multivector": manifest.multivector if len(manifest.fields) == 1 else None,
         "index": index,
+        "fields": [{"name": f.name, "dim": f.dim, "metric": f.metric, "multi": f.multi,
+                    "indexes": [i for i in coll.indexes() if i["field"] == f.name]} for f in manifest.fields],
         "size_bytes": _sizes(coll.root, manifest),
         "footprint": footprint,  # on disk and resident by part, right after opening
         "columns": [{"name": name, **column_stats(table.column(name))} for name in coll.schema.names],
@@ -143,17 +144,13 @@ def _resident_text(foot: dict[str, Any]) -> str:
 def render_text(d: dict[str, Any]) -> str:
     size = d["size_bytes"]
     parts = ", ".join(f"{k} {human_bytes(v)}" for k, v in size.items() if k != "total" and v)
-    index = d["index"]
     lines = [
         f"collection: {d['path']}",
         f"format: {d['format']} version {d['format_version']} (collection version {d['version']})",
         f"rows: {d['rows']:,}" + (f" ({d['stored_rows']:,} stored, {d['deleted_rows']:,} deleted)"
                                   if d["deleted_rows"] else "") + f" in {d['segments']} segment(s)",
         f"versions kept: {', '.join(map(str, d['versions']))}",
-        f"dim: {d['dim']}",
-        f"metric: {d['metric']}",
-        f"index: {describe_index(index)}" + ("" if index is None else
-                                             f", covers {index['rows']:,} rows, device {index['device']}"),
+        *_field_lines(d),
         f"size on disk: {human_bytes(size['total'])} ({parts})",
         *([f"devices: {render_devices(d['devices'])}"] if "devices" in d else []),
         f"resident after opening: {_resident_text(d['footprint'])}",
@@ -162,6 +159,22 @@ def render_text(d: dict[str, Any]) -> str:
     rows = [[c["name"], c["type"].replace("<element: ", "<"), f"{c['nulls']:,}", _stat_text(c)] for c in d["columns"]]
     text = "\n".join(lines) + "\n"
     return text + (align(["name", "type", "nulls", "statistics"], rows, indent="  ") if rows else "  (none)\n")
+
+
+def _field_lines(d: dict[str, Any]) -> list[str]:
+    """One field: dim, metric, index (as before fields existed); several: a line per field and index."""
+    index = d["index"]
+    if len(d["fields"]) == 1 and len(d["fields"][0]["indexes"]) <= 1:
+        return [f"dim: {d['dim']}", f"metric: {d['metric']}",
+                f"index: {describe_index(index)}" + ("" if index is None else
+                                                     f", covers {index['rows']:,} rows, device {index['device']}")]
+    lines = [f"vector fields ({len(d['fields'])}):"]
+    for f in d["fields"]:
+        lines.append(f"  {f['name']}: {'sets of ' if f['multi'] else ''}{f['dim']}-d vectors, metric {f['metric']}")
+        for i in f["indexes"] or [{"name": None}]:
+            lines.append("    index: (none, exact scans)" if i["name"] is None else
+                         f"    index {i['name']}: {i['kind']} {i['config']}, covers {i['rows']:,} rows")
+    return lines
 
 
 def render_devices(d: dict[str, Any]) -> str:

@@ -48,6 +48,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--params", action="append", metavar="KEY=VALUE",
                    help="search options, repeatable or comma-separated: ef=128 (hnsw), nprobe=16 (ivf)")
     p.add_argument("--plan", choices=PLANS, help="force a plan instead of the planner's choice")
+    p.add_argument("--field", metavar="NAME", help="the vector field searched (needed when the collection has several)")
+    p.add_argument("--index", metavar="NAME", help="search through this index of the field (default: the planner's choice)")
     p.add_argument("--device", choices=("auto", "cpu", "gpu"),
                    help="where the search runs: auto (the planner's cost model), cpu, or gpu (an index built on a GPU)")
     p.set_defaults(run=run)
@@ -63,11 +65,14 @@ def _queries(args: argparse.Namespace, coll: Any) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise CliError(f"cannot read {args.vector_file!r} as a .npy array: {exc}") from exc
-    if args.row is not None:  # that row's vector; in a multi-vector collection, its set of vectors
-        table = coll.get([args.row], columns=[], with_vectors=True)
-        if coll.multivector:
-            return np.asarray(table.column("vectors").to_pylist()[0], dtype=np.float32)
-        return np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
+    if args.row is not None:  # that row's value of the field: a vector, or in a multi-vector field a set
+        field = args.field if args.field is not None else next(iter(coll.fields)) if len(coll.fields) == 1 else None
+        if field not in coll.fields:
+            raise CliError(f"--row needs --field, one of {', '.join(coll.fields)}")
+        value = coll.get([args.row], columns=[], with_vectors=True).column(field).to_pylist()[0]
+        if value is None:
+            raise CliError(f"row {args.row} holds no value in field {field!r}")
+        return np.asarray(value if coll.fields[field].multi else [value], dtype=np.float32)
     try:
         value = json.loads(args.vector)
     except json.JSONDecodeError as exc:
@@ -97,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     # the semantics of SearchResult.to_arrow: '*' every attribute column, 'vector' the stored vector(s)
     columns = [c for c in split_columns(args.columns) or [] if c not in ("id", "score")]
     queries = _queries(args, coll)
-    result = coll.search(queries, k=args.k, where=args.where, **params)  # multi-vector: one query set
+    result = coll.search(queries, k=args.k, where=args.where, field=args.field, index=args.index,
+                         **params)  # multi-vector: one query set
     table = result.to_arrow(columns)
     nq = len(result)
     if args.format == "parquet":

@@ -41,8 +41,12 @@ def run_sharded(args: argparse.Namespace) -> int:
             bar = bars[phase] = Progress("routing rows" if phase == "route" else "building shards", total)
         bar.update(done - bar.done)
 
+    given = args.vector_column or []
+    if len(given) > 1 or any("=" in g for g in given):
+        raise CliError("sharded collections hold one vector field: give one --vector-column NAME")
     try:
-        report = vd.build(Path(args.source), Path(args.out), shards=args.shards, vector_column=args.vector_column,
+        report = vd.build(Path(args.source), Path(args.out), shards=args.shards,
+                          vector_column=given[0] if given else None,
                           id_column=args.id_column, metric=args.metric or "cosine", partition=args.partition,
                           index=None if kind == "none" else kind, index_options=params, ray=address,
                           batch_size=args.batch_size, progress=progress)

@@ -94,6 +94,16 @@ class FilteredGraphIndex(Protocol):
         """Hits, and per query whether the walk completed within ``budget`` examined rows."""
 
 
+@runtime_checkable
+class CostedIndex(Protocol):
+    """An index that states what one query costs it, in the planner's unit (floats an exact scan of the
+    same rows would read: ``matches * dim``), so the planner can weigh it against the exact scan and
+    against other indexes of the field (``planner.cost``)."""
+
+    def cost(self, matches: int, k: int, params: dict[str, Any]) -> float:
+        """Work of one query among ``matches`` passing rows."""
+
+
 _REGISTRY: dict[str, type] = {}
 
 

@@ -90,7 +90,7 @@ class _FaissIndex:
         """Stream the index through Python into a new fsynced file. Not ``faiss.write_index(index, path)``:
         FAISS only prints a failed ``fclose`` (the last buffered bytes on a full disk) and returns, leaving
         a short file; through Python every failed write is a ``StorageError`` with its errno."""
-        path = path.with_suffix(self._file_suffix)
+        path = path.with_name(path.name + self._file_suffix)
         index = to_cpu(self.index)
         try:
             write_stream_durable(path, lambda f: faiss.write_index(index, faiss.PyCallbackIOWriter(f.write)))

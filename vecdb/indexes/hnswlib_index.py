@@ -79,7 +79,7 @@ class HnswlibIndex:
         """hnswlib's ``save_index`` checks none of its writes (a full disk leaves a short file and no
         error), so the file is read back once with hnswlib's own size check; a short file is removed and
         reported as a ``StorageError`` (errno EIO: the OS's errno is lost inside hnswlib)."""
-        path = path.with_suffix(".hnswlib")
+        path = path.with_name(path.name + ".hnswlib")
         try:
             self.index.save_index(str(path))
             hnswlib.Index(space="l2" if self.metric == "l2" else "ip", dim=self.dim).load_index(str(path), max_elements=0)

@@ -25,10 +25,10 @@ from ..errors import InvalidParameterError
 from ..filters.attribute_index import RowSet
 from ..indexes.base import Hits, VectorIndex, index_class
 from ..storage.files import describe_file, read_npy, write_npy
-from ..storage.manifest import IndexSpec, Manifest
+from ..storage.manifest import FieldSpec, IndexSpec, Segment
 from ..vectors import check_k
 from ..vectorstore import Batch, IndexSaver, file_entry, index_options, load_index
-from .chamfer import as_sets, chamfer_topk, rerank
+from .chamfer import as_sets, chamfer_topk, rerank, score_pairs
 from .fde import FDEConfig, FDEEncoder
 
 DEFAULT_CANDIDATES = 150  # recall@10 0.97 on ../shared/data/arxiv-tokens with the default FDE (fde.py)
@@ -70,24 +70,42 @@ class MultiStore:
         return int(self.offsets.shape[0] - 1)
 
     @classmethod
-    def load(cls, root: Path, manifest: Manifest, lazy: list) -> "MultiStore":
-        """The store of a committed version; mapped files are only size-checked, listed in ``lazy``."""
+    def load(cls, root: Path, segments: Sequence[Segment], field: FieldSpec, lazy: list) -> "MultiStore":
+        """The rows of a committed version; mapped files are only size-checked, listed in ``lazy``."""
         tokens, offsets = [], [np.zeros(1, np.int64)]
-        for seg in manifest.segments:
-            tokens.append(read_npy(root, seg.vectors["tokens"], lazy=lazy))
-            local = read_npy(root, seg.vectors["offsets"], mmap=False)
+        for seg in segments:
+            files = seg.fields[field.name]
+            tokens.append(read_npy(root, files["tokens"], lazy=lazy))
+            local = read_npy(root, files["offsets"], mmap=False)
             offsets.append(local[1:] + offsets[-1][-1])
-        store = cls(manifest.dim, manifest.metric,
-                    tokens[0] if len(tokens) == 1 else np.concatenate(tokens) if tokens else
-                    np.empty((0, manifest.dim), np.float32), np.concatenate(offsets))
-        spec = manifest.index
-        if spec is None:
-            return store
+        return cls(field.dim, field.metric,
+                   tokens[0] if len(tokens) == 1 else np.concatenate(tokens) if tokens else
+                   np.empty((0, field.dim), np.float32), np.concatenate(offsets))
+
+    def with_saved_index(self, root: Path, spec: IndexSpec, lazy: list) -> "MultiStore":
         encoder = FDEEncoder(FDEConfig.from_json(dict(spec.config)))
         parts = [read_npy(root, entry, lazy=lazy) for entry in spec.data]
         fde = parts[0] if len(parts) == 1 else np.concatenate(parts)
         inner = load_index(root, spec.inner, encoder.dim, "ip", fde)
-        return dataclasses.replace(store, encoder=encoder, fde=fde, index=inner, candidates=spec.candidates)
+        return dataclasses.replace(self, encoder=encoder, fde=fde, index=inner, candidates=spec.candidates)
+
+    def with_index_of(self, other: "MultiStore") -> "MultiStore":
+        if other.index is not self.index:  # the MUVERA encodings are appended with the rows (``encode``)
+            raise InvalidParameterError("a multi-vector field holds one index (MUVERA)")
+        return self
+
+    def bare(self) -> "MultiStore":
+        return dataclasses.replace(self, encoder=None, fde=None, index=None, candidates=DEFAULT_CANDIDATES)
+
+    def null_rows(self, n: int) -> Batch:
+        """One unit vector a row (a set is never empty), masked out of every search by ``valid``."""
+        return self.encode((np.repeat(np.eye(1, self.dim, dtype=np.float32), n, axis=0),
+                            np.arange(n + 1, dtype=np.int64)))
+
+    def score(self, queries: QuerySets, rows: np.ndarray) -> np.ndarray:
+        rows = np.array(rows, dtype=np.int64, order="C")
+        s = score_pairs(queries.tokens, queries.offsets, self.tokens, self.offsets, rows, parallel=False)
+        return np.where(rows >= 0, s, -np.inf).astype(np.float32)
 
     # ----------------------------------------------------------------- writing
     def encode(self, vectors: Any) -> Batch:
@@ -164,7 +182,10 @@ class MultiStore:
         offsets[1:] = np.cumsum(lengths)
         tokens = (np.concatenate([self.tokens[self.offsets[r]: self.offsets[r + 1]] for r in rows])
                   if rows.size else np.empty((0, self.dim), np.float32))
-        return Batch(int(rows.shape[0]), {"tokens": np.ascontiguousarray(tokens, dtype=np.float32), "offsets": offsets})
+        arrays = {"tokens": np.ascontiguousarray(tokens, dtype=np.float32), "offsets": offsets}
+        if self.fde is not None:  # their encodings too, for an index that appends them (``appended``)
+            arrays["fde"] = np.ascontiguousarray(self.fde[rows])
+        return Batch(int(rows.shape[0]), arrays)
 
     def empty(self) -> "MultiStore":
         return MultiStore(self.dim, self.metric, np.empty((0, self.dim), np.float32), np.zeros(1, np.int64))
@@ -213,8 +234,8 @@ class MultiStore:
 
     def search(self, snapshot: Any, queries: QuerySets, members: Sequence[int], k: int, selection: RowSet | None,
                matches: int, params: planner.SearchParams, *, pool: bool, deleted_only: bool = False,
-               describe: dict[str, Any] | None = None) -> tuple[planner.Plan, Hits]:
-        members = np.asarray(members, dtype=np.int64)
+               describe: dict[str, Any] | None = None, plan: planner.Plan | None = None) -> tuple[planner.Plan, Hits]:
+        members = np.asarray(members, dtype=np.int64)  # (a multi-vector field has one store: it plans itself)
         if self.index is None or params.plan == "exact":
             why = "no MUVERA index is built" if self.index is None else "forced by the caller"
             plan = planner.Plan("chamfer_exact", matches, snapshot.n_live, why, **(describe or {}))

@@ -9,7 +9,10 @@ Writing a version: data files are written under fresh names and synced, then the
 to a temporary file, synced, and renamed over ``manifest.json`` (atomic on POSIX), then the directory
 is synced. Files no manifest names (left by an older version or a crashed write) are removed after.
 
-Format versions: 1 (no checksum, no timestamp / operation) is read as written; 2 adds them.
+Format versions: 1 (no checksum, no timestamp / operation) and 2 (one vector field, one index) are read
+as written; 3 names the vector fields (``FieldSpec``), each with its named indexes, and a segment's
+vector files by field. A version written as 1 or 2 reads as one field named ``vector`` (``vectors`` for
+sets of vectors) holding its one index, named by its kind.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = "vecdb-collection"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 METRICS = ("cosine", "ip", "l2")
 ID_TYPES = ("int64", "string")
 # Files vecdb writes carry a version number; anything else in the directory is never touched.
@@ -46,6 +49,12 @@ _HISTORY = re.compile(r"^manifest-(\d{6})\.json$")
 KEEP_VERSIONS = 5
 GRACE_SECONDS = 60.0
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+# names of vector fields and of indexes: identifiers (they name result columns and CLI arguments)
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def valid_name(name: Any) -> bool:
+    return isinstance(name, str) and bool(_NAME.match(name))
 
 
 class _Reader:
@@ -113,30 +122,42 @@ def _entry(r: _Reader, key: str) -> FileEntry | None:
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
-    """The rows one write added: ids, attributes, and the vector store's files by role
-    (``vectors`` for one vector per row; ``tokens`` and ``offsets`` for sets of vectors)."""
+    """The rows one write added: ids, attributes, and per vector field its files by role (``vectors``
+    for one vector per row; ``tokens`` and ``offsets`` for sets of vectors; ``valid`` when some rows
+    hold no value for the field)."""
 
     rows: int
     ids: FileEntry
     attributes: FileEntry
-    vectors: Mapping[str, FileEntry]
+    fields: Mapping[str, Mapping[str, FileEntry]]
 
-    ROLES = ("vectors", "tokens", "offsets")
+    ROLES = ("vectors", "tokens", "offsets", "valid")
 
     def to_json(self) -> dict[str, Any]:
-        out = {"rows": self.rows, "ids": self.ids.to_json(), "attributes": self.attributes.to_json()}
-        return out | {role: entry.to_json() for role, entry in self.vectors.items()}
+        return {"rows": self.rows, "ids": self.ids.to_json(), "attributes": self.attributes.to_json(),
+                "fields": {name: {role: entry.to_json() for role, entry in files.items()}
+                           for name, files in self.fields.items()}}
 
     @classmethod
-    def from_json(cls, r: _Reader) -> "Segment":
-        vectors = {role: FileEntry.from_json(r.child(role)) for role in cls.ROLES if role in r.data}
-        if not vectors:
-            r.fail("no vector files (vectors, or tokens and offsets)")
+    def from_json(cls, r: _Reader, legacy_field: str | None = None) -> "Segment":
+        """``legacy_field``: formats 1 and 2 keep the one field's files on the segment itself."""
+        if legacy_field is not None:
+            fields = {legacy_field: cls._roles(r)}
+        else:
+            rf = r.child("fields")
+            fields = {name: cls._roles(rf.child(name)) for name in rf.data}
         return cls(r.get("rows", int), FileEntry.from_json(r.child("ids")),
-                   FileEntry.from_json(r.child("attributes")), vectors)
+                   FileEntry.from_json(r.child("attributes")), fields)
+
+    @classmethod
+    def _roles(cls, r: _Reader) -> dict[str, FileEntry]:
+        files = {role: FileEntry.from_json(r.child(role)) for role in cls.ROLES if role in r.data}
+        if not any(role in files for role in ("vectors", "tokens")):
+            r.fail("no vector files (vectors, or tokens and offsets)")
+        return files
 
     def files(self) -> list[FileEntry]:
-        return [self.ids, self.attributes, *self.vectors.values()]
+        return [self.ids, self.attributes, *(e for files in self.fields.values() for e in files.values())]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,19 +176,33 @@ class IndexSpec:
     data: tuple[FileEntry, ...] = ()
     candidates: int | None = None
     inner: "IndexSpec | None" = None
+    name: str = ""  # unique within its field; "" = the kind (formats 1 and 2)
+
+    @property
+    def label(self) -> str:
+        """The index's name: given at ``build_index(name=...)``, else its kind."""
+        return self.name or self.kind
 
     def to_json(self) -> dict[str, Any]:
+        named = {"name": self.name} if self.name else {}
         if self.kind == "muvera":  # the layout format 1 wrote
             inner = self.inner
             return {"kind": "muvera", "fde": dict(self.config), "fde_files": [e.to_json() for e in self.data],
                     "candidates": self.candidates, "rows": self.rows,
                     "inner": {"kind": inner.kind, "config": dict(inner.config),
-                              "files": [e.to_json() for e in inner.files]}}
+                              "files": [e.to_json() for e in inner.files]}} | named
         return {"kind": self.kind, "config": dict(self.config), "rows": self.rows,
-                "files": [e.to_json() for e in self.files], "calibration": dict(self.calibration)}
+                "files": [e.to_json() for e in self.files], "calibration": dict(self.calibration)} | named
 
     @classmethod
     def from_json(cls, r: _Reader) -> "IndexSpec":
+        name = r.get("name", str, default="")
+        if name and not _NAME.match(name):
+            r.fail(f"not an index name: {name!r}", "name")
+        return dataclasses.replace(cls._from_json(r), name=name)
+
+    @classmethod
+    def _from_json(cls, r: _Reader) -> "IndexSpec":
         kind, rows = r.get("kind", str), r.get("rows", int)
         if kind == "muvera":
             ri = r.child("inner")
@@ -186,18 +221,66 @@ class IndexSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """One vector field: its name (the result column too), dimension, metric, whether a row holds a set
+    of vectors, and its indexes (each named, unique within the field)."""
+
+    name: str
+    dim: int
+    metric: str
+    multi: bool = False
+    indexes: tuple[IndexSpec, ...] = ()
+
+    def index(self, name: str) -> IndexSpec | None:
+        return next((spec for spec in self.indexes if spec.label == name), None)
+
+    def with_index(self, spec: IndexSpec) -> "FieldSpec":
+        """This field with ``spec`` added, or in place of the index of the same name."""
+        kept = tuple(s if s.label != spec.label else spec for s in self.indexes)
+        return dataclasses.replace(self, indexes=kept if spec.label in (s.label for s in self.indexes)
+                                   else (*self.indexes, spec))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim, "metric": self.metric, "multi": self.multi,
+                "indexes": [spec.to_json() for spec in self.indexes]}
+
+    @classmethod
+    def from_json(cls, r: _Reader) -> "FieldSpec":
+        name = r.get("name", str)
+        if not _NAME.match(name):
+            r.fail(f"not a field name: {name!r}", "name")
+        dim, metric = _dim_metric(r)
+        indexes = tuple(IndexSpec.from_json(e) for e in r.children("indexes"))
+        labels = [spec.label for spec in indexes]
+        if len(set(labels)) != len(labels):
+            r.fail(f"two indexes share a name: {labels}", "indexes")
+        return cls(name, dim, metric, r.get("multi", bool), indexes)
+
+
+def legacy_field_name(multi: bool) -> str:
+    """The field a format 1 or 2 collection (one unnamed field) reads as: its ``get`` column."""
+    return "vectors" if multi else "vector"
+
+
+def _dim_metric(r: _Reader) -> tuple[int, str]:
+    dim, metric = r.get("dim", int), r.get("metric", str)
+    if dim <= 0:
+        r.fail(f"expected a positive dimension, got {dim}", "dim")
+    if metric not in METRICS:
+        r.fail(f"unknown metric {metric!r}", "metric")
+    return dim, metric
+
+
+@dataclasses.dataclass(frozen=True)
 class Manifest:
     """One committed version of a collection (see the module docstring)."""
 
     version: int
-    dim: int
-    metric: str
+    fields: tuple[FieldSpec, ...]
     schema: pa.Schema
     next_id: int = 0
-    multivector: bool = False
     segments: tuple[Segment, ...] = ()
     deleted: FileEntry | None = None
-    index: IndexSpec | None = None
     attributes_index: Mapping[str, Any] | None = None  # owned by ``storage/attribute_indexes.py``
     planner: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     timestamp: float = 0.0
@@ -209,39 +292,67 @@ class Manifest:
     def stored_rows(self) -> int:
         return sum(seg.rows for seg in self.segments)
 
+    def field(self, name: str) -> FieldSpec:
+        return next(f for f in self.fields if f.name == name)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    # the first field's, for code and tools that know one field (formats 1 and 2 had only that one)
+    @property
+    def dim(self) -> int:
+        return self.fields[0].dim
+
+    @property
+    def metric(self) -> str:
+        return self.fields[0].metric
+
+    @property
+    def multivector(self) -> bool:
+        return self.fields[0].multi
+
+    @property
+    def index(self) -> IndexSpec | None:
+        """The first field's newest index."""
+        return self.fields[0].indexes[-1] if self.fields[0].indexes else None
+
     def next(self, operation: str, **changes: Any) -> "Manifest":
         """The manifest of the version after this one, with ``changes``."""
         return dataclasses.replace(self, version=self.version + 1, operation=operation, timestamp=time.time(),
                                    format_version=FORMAT_VERSION, **changes)
 
+    def with_field(self, spec: FieldSpec) -> "Manifest":
+        """This manifest with the field of ``spec``'s name replaced by ``spec``."""
+        return dataclasses.replace(self, fields=tuple(spec if f.name == spec.name else f for f in self.fields))
+
+    def index_files(self) -> list[FileEntry]:
+        return [e for f in self.fields for spec in f.indexes for e in spec.all_files()]
+
     def files(self) -> set[str]:
         """Every file this version needs."""
         entries = [e for seg in self.segments for e in seg.files()]
         entries += [self.deleted] if self.deleted else []
-        entries += self.index.all_files() if self.index else []
+        entries += self.index_files()
         names = {e.file for e in entries}
         return names | _attribute_index_files(self.attributes_index)
 
     def to_json(self) -> dict[str, Any]:
         out = {
-            "format": FORMAT, "format_version": self.format_version, "version": self.version,
-            "dim": self.dim, "metric": self.metric, "next_id": self.next_id,
+            "format": FORMAT, "format_version": FORMAT_VERSION, "version": self.version,
+            "fields": [f.to_json() for f in self.fields], "next_id": self.next_id,
             "schema": schema_to_json(self.schema),
             "segments": [seg.to_json() for seg in self.segments],
             "deleted": self.deleted.to_json() if self.deleted else None,
-            "index": self.index.to_json() if self.index else None,
         }
-        if self.multivector:
-            out["multivector"] = True
         if self.id_type != "int64":
             out["id_type"] = self.id_type
         if self.attributes_index is not None:
             out["attributes_index"] = self.attributes_index
         if self.planner:
             out["planner"] = dict(self.planner)
-        if self.format_version >= 2:
-            out["timestamp"], out["operation"] = self.timestamp, self.operation
-            out["checksum"] = checksum(out)
+        out["timestamp"], out["operation"] = self.timestamp, self.operation
+        out["checksum"] = checksum(out)
         return out
 
     @classmethod
@@ -257,11 +368,24 @@ class Manifest:
             stored = r.get("checksum", str)
             if stored != checksum(data):
                 raise CorruptCollectionError(f"manifest {source}: checksum mismatch (the file was changed or damaged)")
-        dim, metric = r.get("dim", int), r.get("metric", str)
-        if dim <= 0:
-            r.fail(f"expected a positive dimension, got {dim}", "dim")
-        if metric not in METRICS:
-            r.fail(f"unknown metric {metric!r}", "metric")
+        if fv >= 3:
+            fields = tuple(FieldSpec.from_json(f) for f in r.children("fields"))
+            if not fields:
+                r.fail("a collection has at least one vector field", "fields")
+            names = [f.name for f in fields]
+            if len(set(names)) != len(names):
+                r.fail(f"two fields share a name: {names}", "fields")
+            segments = tuple(Segment.from_json(s) for s in r.children("segments"))
+            for i, seg in enumerate(segments):
+                if set(seg.fields) - set(names):
+                    r.fail(f"files of unknown fields {sorted(set(seg.fields) - set(names))}", f"segments[{i}].fields")
+        else:  # one unnamed field: dim, metric and the one index at the top level, its files on each segment
+            dim, metric = _dim_metric(r)
+            multi = r.get("multivector", bool, default=False)
+            name = legacy_field_name(multi)
+            index = None if r.get("index", (dict, type(None))) is None else IndexSpec.from_json(r.child("index"))
+            fields = (FieldSpec(name, dim, metric, multi, () if index is None else (index,)),)
+            segments = tuple(Segment.from_json(s, name) for s in r.children("segments"))
         id_type = r.get("id_type", str, default="int64")
         if id_type not in ID_TYPES:
             r.fail(f"unknown id type {id_type!r}", "id_type")
@@ -272,12 +396,9 @@ class Manifest:
             except (KeyError, TypeError, AttributeError) as exc:
                 r.fail(f"malformed ({exc!r})", "attributes_index")
         return cls(
-            version=r.get("version", int), dim=dim, metric=metric,
+            version=r.get("version", int), fields=fields,
             schema=_schema(r.child("schema")), next_id=r.get("next_id", int),
-            multivector=r.get("multivector", bool, default=False),
-            segments=tuple(Segment.from_json(s) for s in r.children("segments")),
-            deleted=_entry(r, "deleted"),
-            index=None if r.get("index", (dict, type(None))) is None else IndexSpec.from_json(r.child("index")),
+            segments=segments, deleted=_entry(r, "deleted"),
             attributes_index=attrs, planner=r.get("planner", dict, default={}),
             timestamp=float(r.get("timestamp", (int, float), default=0.0)),
             operation=r.get("operation", str, default=""), id_type=id_type, format_version=fv)
