@@ -456,3 +456,38 @@ def test_multivector_build_rejects_offsets_that_do_not_cover_the_tokens(tmp_path
     err = capsys.readouterr().err
     assert err.startswith("vecdb: error: --offsets must rise from 0 to the 10 rows") and err.count("\n") == 1
     assert not (tmp_path / "mv.vdb").exists()
+
+
+# ----------------------------------------------------------------------------- vector fields
+def test_build_search_explain_info_with_two_vector_fields(tmp_path, capsys):
+    x, table = make_rows(80)
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=(80, 4)).astype(np.float32)
+    data = with_vectors(x, table).append_column("small", pa.FixedSizeListArray.from_arrays(pa.array(y.reshape(-1)), 4))
+    pq.write_table(data, tmp_path / "two.parquet")
+    out = tmp_path / "two.vdb"
+    rc, stdout, _ = cli(capsys, "build", tmp_path / "two.parquet", "--out", out, "--vector-column", "big=vec",
+                        "--vector-column", "small=small", "--index", "hnsw", "--index-param", "M=8")
+    assert rc == 0 and "80 rows" in stdout and "big (8-d cosine: hnsw)" in stdout and "small (4-d cosine: hnsw)" in stdout
+    coll = vecdb.open(out)
+    assert list(coll.fields) == ["big", "small"] and coll.fields["small"].dim == 4
+    np.testing.assert_allclose(np.asarray(coll.get([3])["small"].to_pylist()), y[3:4] / np.linalg.norm(y[3]), rtol=1e-5)
+    rc, stdout, _ = cli(capsys, "search", out, "--field", "small", "--row", "3", "-k", "1", "--format", "json")
+    assert rc == 0 and json.loads(stdout)[0][0]["id"] == 3
+    rc, stdout, _ = cli(capsys, "search", out, "--field", "big", "--vector", json.dumps(x[5].tolist()), "-k", "3",
+                        "--where", "tag = 'c'", "--format", "json")
+    hits = [h["id"] for h in json.loads(stdout)[0]]
+    assert rc == 0 and hits == exact_ids(x, x[5], 3, np.array([t == "c" for t in table["tag"].to_pylist()]))
+    rc, stdout, _ = cli(capsys, "explain", out, "--field", "small", "--format", "json")
+    assert rc == 0 and json.loads(stdout)["index"] == "hnsw"
+    rc, stdout, _ = cli(capsys, "info", out, "--format", "json")
+    info = json.loads(stdout)
+    assert [(f["name"], f["dim"], [i["name"] for i in f["indexes"]]) for f in info["fields"]] == \
+        [("big", 8, ["hnsw"]), ("small", 4, ["hnsw"])]
+    rc, text, _ = cli(capsys, "info", out)
+    assert "vector fields (2):" in text and "index hnsw: hnsw" in text
+    rc, _, err = cli(capsys, "search", out, "--row", "3")
+    assert rc != 0 and "--field" in err
+    rc, _, err = cli(capsys, "build", tmp_path / "two.parquet", "--out", tmp_path / "bad.vdb",
+                     "--vector-column", "big=vec", "--vector-column", "small")
+    assert rc != 0 and "FIELD=COLUMN" in err and not (tmp_path / "bad.vdb").exists()
