@@ -74,6 +74,7 @@ class Field:
     store: VectorStore                       # the rows (a multi-vector field's carries its one index)
     views: Mapping[str, VectorStore]         # index name -> the rows searched through that index
     valid: np.ndarray | None = None          # rows holding a value; None = every row
+    _plain: dict = dataclasses.field(default_factory=dict, repr=False)  # plain_store's answers
 
     @property
     def name(self) -> str:
@@ -171,7 +172,7 @@ class Field:
         return Field(self.spec, self.store.bare() if self.spec.multi else self.store, views, self.valid)
 
     def with_spec(self, spec: FieldSpec) -> "Field":
-        return dataclasses.replace(self, spec=spec)
+        return dataclasses.replace(self, spec=spec, _plain={})
 
     # ----------------------------------------------------------------- reading
     def vectors_of(self, rows: np.ndarray) -> Any:
@@ -238,10 +239,13 @@ class Field:
         """The store an unfiltered search with no options goes straight to, if any (the fast path)."""
         if self.valid is not None:
             return None
-        stores = self.candidates(index, {})
-        store = stores[0] if len(stores) == 1 else \
-            self.choose_store(stores, snapshot, k, None, n_live, planner.SearchParams(), False)[0]
-        return store if store.plain_ready(k, n_live) else None
+        key = (k, n_live, index)
+        if key not in self._plain:  # the same answer for every such search of this snapshot
+            stores = self.candidates(index, {})
+            store = stores[0] if len(stores) == 1 else \
+                self.choose_store(stores, snapshot, k, None, n_live, planner.SearchParams(), False)[0]
+            self._plain[key] = store if store.plain_ready(k, n_live) else None
+        return self._plain[key]
 
     def index_list(self) -> list[dict[str, Any]]:
         out = []

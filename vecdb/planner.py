@@ -16,7 +16,7 @@ import numpy as np
 from .errors import DeviceError, InvalidParameterError
 from .filters.attribute_index import RowSet
 from .calibration import ef_for
-from .indexes.base import BeamIndex, CostedIndex, FilteredGraphIndex, Hits, pop_params
+from .indexes.base import BeamIndex, CostedIndex, FilteredGraphIndex, Hits, pop_params, supports
 from .indexes.device_costs import DeviceCosts, DeviceIndex, check_requested, place
 from .indexes.flat import exact_search
 from .topk import finish, merge
@@ -186,7 +186,7 @@ def _choose(index: Any, matches: int, total: int, k: int, filtered: bool, params
     if forced != "auto":
         if forced != "exact" and index is None:
             raise InvalidParameterError(f"plan {forced!r} needs an index; call build_index first")
-        if forced == "filtered_graph" and not isinstance(index, FilteredGraphIndex):
+        if forced == "filtered_graph" and not supports(index, FilteredGraphIndex):
             raise InvalidParameterError(f"plan 'filtered_graph' needs a FAISS hnsw index, not {kind!r}")
         if forced == "index" and filtered and not index.filters_inside:
             raise InvalidParameterError(
@@ -198,7 +198,7 @@ def _choose(index: Any, matches: int, total: int, k: int, filtered: bool, params
         why = "no approximate index is built" if index is None else "the index is exact"
         return Plan("exact", matches, total, why, kind)
     scan = matches * index.dim
-    if isinstance(index, CostedIndex) and not index.walks_graph:  # it states its cost: weigh the two
+    if supports(index, CostedIndex) and not index.walks_graph:  # it states its cost: weigh the two
         options = _plan_params("index", index, sel, params.options, config)
         spent = index.cost(matches, k, options)
         if scan <= spent:
@@ -231,7 +231,7 @@ def _choose(index: Any, matches: int, total: int, k: int, filtered: bool, params
         return Plan("index", matches, total,
                     f"{above}: {kind} scans its lists with the row bitmap", kind,
                     _plan_params("index", index, sel, params.options, config))
-    if isinstance(index, FilteredGraphIndex):
+    if supports(index, FilteredGraphIndex):
         return Plan("filtered_graph", matches, total,
                     f"{above}: traverse the {kind} graph over passing rows only, two-hop through rejected "
                     f"ones (exact if it examines more rows than pass)", kind,
@@ -249,7 +249,7 @@ def cost(plan: Plan, index: Any, dim: int, k: int, config: PlannerConfig) -> flo
     (see ``PlannerConfig``); a post-filter over-fetch, twice that."""
     if plan.name == "exact" or index is None:
         return float(plan.matches * dim)
-    if isinstance(index, CostedIndex):
+    if supports(index, CostedIndex):
         return index.cost(plan.matches, k, plan.params)
     return float(config.exact_max_scan * (2 if plan.name == "post_filter" else 1))
 
@@ -270,7 +270,7 @@ def _place(plan: Plan, index: Any, nq: int, k: int, requested: str, config: Plan
         fetch = min(index.ntotal, config.max_fetch, math.ceil(k / max(plan.selectivity, 1e-9) * config.overfetch) + k)
     device, why = place(plan=plan.name, index=index, nq=nq, k=k, matches=plan.matches, dim=index.dim,
                         requested=requested, fetch=fetch, costs=costs)
-    if device == "gpu" or (isinstance(index, DeviceIndex) and plan.name in ("index", "post_filter")):
+    if device == "gpu" or (supports(index, DeviceIndex) and plan.name in ("index", "post_filter")):
         return dataclasses.replace(plan, params={**plan.params, "device": device},
                                    reason=f"{plan.reason}; on the {device.upper()}: {why}")
     return plan
@@ -285,7 +285,7 @@ def _plan_params(name: str, index: Any, sel: float, params: Mapping[str, Any], c
             out["ef"] = max(8, int(index.ef_search * config.filtered_ef_ratio))
         m = index.M
         out["gather"] = int(min(4 * m, max(m, math.ceil(m * config.gather_scale / math.sqrt(max(sel, 1e-6))))))
-    if name == "index" and "ef" not in out and isinstance(index, BeamIndex) and sel < 1.0:
+    if name == "index" and "ef" not in out and supports(index, BeamIndex) and sel < 1.0:
         widened = index.ef_search / max(sel, 1e-6) ** config.ef_scale
         out["ef"] = int(min(config.ef_max, math.ceil(widened)))
     return out
@@ -341,7 +341,7 @@ def _post_filter(index: Any, queries: np.ndarray, k: int, mask: np.ndarray | Non
     user_ef = params.pop("ef", None)
     fetch = min(n, config.max_fetch, math.ceil(k / max(plan.selectivity, 1e-9) * config.overfetch) + k)
     while True:
-        if isinstance(index, BeamIndex):
+        if supports(index, BeamIndex):
             params["ef"] = max(fetch, user_ef or index.ef_search)
         hits = index.search(queries, fetch, **params)
         rows = hits.rows

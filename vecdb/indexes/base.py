@@ -104,6 +104,19 @@ class CostedIndex(Protocol):
         """Work of one query among ``matches`` passing rows."""
 
 
+_CONFORMS: dict[tuple[type, type], bool] = {}
+
+
+def supports(index: Any, protocol: type) -> bool:
+    """``isinstance(index, protocol)`` for the capability protocols above, remembered per index class: a
+    runtime protocol check walks the protocol's members on every call (~25 us, several per search)."""
+    key = (type(index), protocol)
+    found = _CONFORMS.get(key)
+    if found is None:
+        found = _CONFORMS[key] = isinstance(index, protocol)
+    return found
+
+
 _REGISTRY: dict[str, type] = {}
 
 

@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any, Mapping, Protocol, runtime_checkable
 
 from ..errors import DeviceError
+from .base import supports
 from .device import DEVICES, GPU_MAX_K, gpu_count
 
 
@@ -65,7 +66,7 @@ def place(*, plan: str, index: Any, nq: int, k: int, matches: int, dim: int, req
     if requested == "cpu":
         return "cpu", "device='cpu' asked for"
     on_gpu = index is not None and getattr(index, "device", "cpu") == "gpu"
-    runs_there = plan == "exact" or (plan in ("index", "post_filter") and isinstance(index, DeviceIndex))
+    runs_there = plan == "exact" or (plan in ("index", "post_filter") and supports(index, DeviceIndex))
     if requested == "gpu":
         if not on_gpu:
             where = "FAISS sees no GPU" if gpu_count() == 0 else \
