@@ -16,14 +16,15 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pyarrow as pa
 
 from .collection import Collection, create, open_collection
 from .errors import CollectionExistsError, InvalidParameterError, NotACollectionError
+from .fields import VectorField
 from .storage.lock import WriterLock
-from .storage.manifest import MANIFEST
+from .storage.manifest import MANIFEST, legacy_field_name
 
 _DROPPING = ".dropping-"  # a dropped collection's directory while it is being removed
 
@@ -62,14 +63,15 @@ class Database:
                       if not entry.name.startswith(".") and entry.is_dir()
                       and os.path.isfile(os.path.join(entry.path, MANIFEST)))
 
-    def create_collection(self, name: str, dim: int, metric: str = "cosine", *, multivector: bool = False,
-                          schema: pa.Schema | None = None, exist_ok: bool = False) -> Collection:
+    def create_collection(self, name: str, dim: int | None = None, metric: str = "cosine", *,
+                          multivector: bool = False, schema: pa.Schema | None = None, exist_ok: bool = False,
+                          vectors: Mapping[str, VectorField] | None = None) -> Collection:
         """A new, empty collection ``name`` (``vecdb.create``'s options). ``exist_ok=True`` returns the
-        existing collection instead when its dim, metric and kind of rows match, and raises
+        existing collection instead when its vector fields (dim, metric, kind of rows) match, and raises
         ``CollectionExistsError`` naming the difference when they do not."""
         path = self.path(name)
         try:
-            return create(path, dim, metric, schema=schema, multivector=multivector)
+            return create(path, dim, metric, schema=schema, multivector=multivector, vectors=vectors)
         except (CollectionExistsError, FileExistsError):
             if not exist_ok:
                 raise CollectionExistsError(f"collection {name!r} already exists in {str(self.root)!r}; "
@@ -78,11 +80,18 @@ class Database:
             coll = open_collection(path)
         except NotACollectionError:
             raise CollectionExistsError(f"{str(path)!r} exists and is not a vecdb collection") from None
-        asked = {"dim": int(dim), "metric": metric, "multivector": bool(multivector)}
-        found = {"dim": coll.dim, "metric": coll.metric, "multivector": coll.multivector}
+        asked = dict(vectors) if vectors is not None else \
+            {legacy_field_name(bool(multivector)): VectorField(dim, metric, bool(multivector))}
+        found = coll.fields
         if asked != found:
             coll.close()
-            diff = ", ".join(f"{k} {found[k]!r} (asked {asked[k]!r})" for k in asked if asked[k] != found[k])
+            if len(asked) == len(found) == 1:  # one field: say which of its properties differ
+                (a,), (f,) = asked.values(), found.values()
+                diff = ", ".join(f"{label} {getattr(f, key)!r} (asked {getattr(a, key)!r})" for key, label in
+                                 (("dim", "dim"), ("metric", "metric"), ("multi", "multivector"))
+                                 if getattr(a, key) != getattr(f, key))
+            else:
+                diff = f"vector fields {found} (asked {asked})"
             raise CollectionExistsError(f"collection {name!r} already exists with {diff}")
         return coll
 
