@@ -352,6 +352,13 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
                   "setting reaching recall 0.95 and the exact scan (Q ÷ yardstick only where R >= 0.95). "
                   "\"vecdb, best setting\" compares the default with vecdb's own search grid.", "",
                   *default_vs_all_table(rows, ks[0], multi), ""]
+        if any(r["engine"] == "vecdb-indexes" for r in rows):
+            lines += ["### Several indexes on one field: the planner's pick against each index forced", "",
+                      "`vecdb-indexes`: one field with an HNSW and a 2-bit binary index, the planner picking one (or "
+                      "the exact scan) per filter by cost; `-hnsw` / `-binary` force one on the same build. Cells as "
+                      "above: the pick's QPS ÷ each engine's best QPS at recall >= R (at least 1 = the pick is as "
+                      "fast as that index forced).", "",
+                      *default_vs_all_table(rows, ks[0], multi, engine="vecdb-indexes"), ""]
         lines += [f"### Best single-thread QPS at recall@{ks[0]} >= 0.9 / 0.95 (× exact = ratio to the exact "
                   "pre-filter scan in the same band and run)", "", *best_table(rows, ks[0], multi), ""]
     for k in ks[1:]:
