@@ -55,7 +55,9 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("source", nargs="?", metavar="SOURCE", help="Parquet / Arrow IPC file or directory")
     p.add_argument("--vectors", metavar="X.npy", help="vectors as a 2-D .npy array (instead of SOURCE)")
     p.add_argument("--attributes", metavar="FILE", help="attribute rows for --vectors")
-    p.add_argument("--vector-column", metavar="NAME", help="the vector column (detected when there is only one)")
+    p.add_argument("--vector-column", metavar="NAME", action="append",
+                   help="the vector column (detected when there is only one); for several vector fields, "
+                        "FIELD=COLUMN once per field")
     p.add_argument("--id-column", metavar="NAME", help="the id column (default: a column named 'id')")
     p.add_argument("--columns", metavar="A,B", help="attribute columns to keep (default: all)")
     p.add_argument("--batch-size", type=int, default=32768, metavar="N", help="rows per batch (default 32768)")
