@@ -260,3 +260,21 @@ def test_create_validates_fields(tmp_path):
     with pytest.raises(errors.InvalidParameterError, match="give dim"):
         vecdb.create(tmp_path / "c")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_tables_fill_several_fields_and_null_vectors_mean_no_value(tmp_path, rng):
+    import pyarrow as pa
+
+    xa = rng.normal(size=(40, 6)).astype(np.float32)
+    xb = rng.normal(size=(40, 3)).astype(np.float32)
+    b_col = pa.array([None if i % 4 == 0 else xb[i].tolist() for i in range(40)], pa.list_(pa.float32()))
+    table = pa.table({"id": np.arange(40) + 100, "ea": pa.array(xa.tolist(), pa.list_(pa.float32())), "eb": b_col,
+                      "g": np.arange(40) % 3})
+    coll = vecdb.create(tmp_path / "c.vdb", vectors={"a": vecdb.VectorField(6, "l2"), "b": vecdb.VectorField(3, "l2")})
+    coll.add(table, vector_column={"a": "ea", "b": "eb"}, batch_size=7)   # batches joined and split
+    assert len(coll) == 40 and coll.schema.names == ["g"]
+    got = coll.search(xb, 40, field="b")
+    assert set(got.ids[0][got.found[0]].tolist()) == {100 + i for i in range(40) if i % 4}
+    np.testing.assert_array_equal(coll.search(xa[5], 1, field="a").ids, [[105]])
+    with pytest.raises(errors.IngestError):
+        vecdb.create(tmp_path / "d.vdb", dim=6).add(table, vector_column="eb")  # one field: a null is an error

@@ -30,13 +30,13 @@ class Batch:
     """Rows read together: ``vectors`` (n, dim) of any float dtype (with several vector fields, a dict of
     them by field name), attributes, ids (or ``None``)."""
 
-    vectors: np.ndarray | dict[str, np.ndarray]
+    vectors: np.ndarray | dict[str, Any]  # by field: a matrix, or a list with None for rows without a value
     attributes: pa.Table | None
     ids: np.ndarray | None
+    rows: int | None = None  # with a dict of vectors
 
     def __len__(self) -> int:
-        first = next(iter(self.vectors.values())) if isinstance(self.vectors, dict) else self.vectors
-        return first.shape[0]
+        return self.rows if self.rows is not None else self.vectors.shape[0]
 
 
 class TableFile:
@@ -164,13 +164,24 @@ class _Columns:
         return next(iter(self.vector_columns.values()))
 
     def batch(self, rb: pa.RecordBatch, where: str, row0: int) -> Batch:
-        vectors = {}
+        vectors: dict[str | None, Any] = {}
         for field, column in self.vector_columns.items():
-            vectors[field] = vectors_of(rb.column(column), column, where, row0, self._dims.get(field))
+            arr = rb.column(column)
+            if field is not None and arr.null_count:  # a named field: a null is a row without a value
+                valid = arr.is_valid().to_numpy(zero_copy_only=False)
+                if not valid.any():
+                    vectors[field] = None
+                    continue
+                present = vectors_of(arr.filter(pa.array(valid)), column, where, row0, self._dims.get(field))
+                self._dims[field] = present.shape[1]
+                rows = iter(present)
+                vectors[field] = [next(rows) if v else None for v in valid]
+                continue
+            vectors[field] = vectors_of(arr, column, where, row0, self._dims.get(field))
             self._dims[field] = vectors[field].shape[1]
         ids = ids_of(rb.column(self.id_column), self.id_column, where) if self.id_column else None
         attrs = pa.Table.from_batches([rb.select(self.columns)]) if self.columns else None
-        return Batch(vectors[None] if None in vectors else vectors, attrs, ids)
+        return Batch(vectors[None], attrs, ids) if None in vectors else Batch(vectors, attrs, ids, rb.num_rows)
 
 
 def vectors_of(column: pa.Array | pa.ChunkedArray, name: str, where: str, row0: int,
@@ -230,9 +241,9 @@ def _concat(parts: list[Batch]) -> Batch:
     if len(parts) == 1:
         return parts[0]
     if isinstance(parts[0].vectors, dict):
-        joined = {f: np.concatenate([p.vectors[f] for p in parts]) for f in parts[0].vectors}
-        return dataclasses.replace(_concat([dataclasses.replace(p, vectors=p.vectors[next(iter(p.vectors))])
-                                            for p in parts]), vectors=joined)
+        joined = {f: _join([p.vectors[f] for p in parts], [len(p) for p in parts]) for f in parts[0].vectors}
+        rest = _concat([dataclasses.replace(p, vectors=np.empty((len(p), 0)), rows=None) for p in parts])
+        return dataclasses.replace(rest, vectors=joined, rows=sum(len(p) for p in parts))
     dims = {p.vectors.shape[1] for p in parts}
     if len(dims) > 1:
         raise CliError(f"vectors of mixed length across input files: dims {sorted(dims)}")
@@ -244,6 +255,16 @@ def _concat(parts: list[Batch]) -> Batch:
         except pa.ArrowException as exc:
             raise CliError(f"input files disagree on their attribute columns: {exc}") from exc
     return Batch(np.concatenate([p.vectors for p in parts]), table, ids)
+
+
+def _join(values: list, counts: list[int]) -> Any:
+    """One field's values over several batches: a matrix, or a list holding None for rows without one."""
+    if all(isinstance(v, np.ndarray) for v in values):
+        return np.concatenate(values)
+    out: list = []
+    for v, n in zip(values, counts):
+        out.extend([None] * n if v is None else list(v))
+    return out
 
 
 def _id_column(schema: pa.Schema, requested: str | None, where: str) -> str | None:
