@@ -33,6 +33,15 @@ def main() -> None:
     coll.add(x[12:], {"n": pa.array(range(12, 20), pa.int32())})
     coll.build_index("hnsw", M=4, ef_construction=16)
     coll.delete(ids=[101])
+    if FORMAT_VERSION >= 3:  # named vector fields: a dense one with two indexes, a set one, a row without a value
+        fields = vecdb.create(ROOT / f"v{FORMAT_VERSION}-fields.vdb", vectors={
+            "a": vecdb.VectorField(4, "cosine"), "s": vecdb.VectorField(3, "ip", multi=True)})
+        sets = [x[i, :3].reshape(1, 3) * np.array([[1.0], [0.5]], np.float32)[: 1 + i % 2] for i in range(20)]
+        fields.add({"a": x, "s": [None if i == 7 else s for i, s in enumerate(sets)]},
+                   {"n": pa.array(range(20), pa.int32())}, ids=np.arange(200, 220))
+        fields.build_index("hnsw", field="a", M=4, ef_construction=16)
+        fields.build_index("binary", field="a", bits=2, name="codes")
+        fields.build_index("muvera", field="s", inner="flat")
 
 
 if __name__ == "__main__":
