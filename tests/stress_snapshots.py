@@ -2,8 +2,10 @@
 
     python -m tests.stress_snapshots --seconds 300            # the long run (figures in the issue notes)
 
-Searchers run filtered and unfiltered queries (every index kind is built in turn by the writer) and check
-each answer: every hit passes its filter (attributes are a function of the id, so the check needs no
+Three collections in turn: one vector a row, a set of vectors a row, and two named fields (a dense one
+with no value in every tenth row, and a set one) searched field by field and fused. Searchers run
+filtered and unfiltered queries (every index kind is built in turn by the writer, several side by side
+on one field, the planner picking; some are dropped again) and check each answer: every hit passes its filter (attributes are a function of the id, so the check needs no
 shared state), no id appears twice in a row, no id deleted before the search began is returned, and a
 filter matching at least k live rows gets k hits. The writer adds rows, deletes by id and by filter, runs
 ``optimize`` and ``build_index``. Prints one JSON line of counts; exits 1 on any error or violation.
@@ -39,10 +41,16 @@ def attributes(ids: np.ndarray) -> dict:
     return {"g": (ids % 100).astype(np.int64), "tag": np.array(["abc"[i % 3] for i in ids.tolist()])}
 
 
-def rows(rng: np.random.Generator, ids: np.ndarray, multi: bool):
-    if multi:
-        return [rng.normal(size=(int(rng.integers(2, 6)), DIM)).astype(np.float32) for _ in ids]
-    return rng.normal(size=(len(ids), DIM)).astype(np.float32)
+def rows(rng: np.random.Generator, ids: np.ndarray, mode: str):
+    sets = [rng.normal(size=(int(rng.integers(2, 6)), DIM)).astype(np.float32) for _ in ids]
+    dense = rng.normal(size=(len(ids), DIM)).astype(np.float32)
+    if mode == "fields":  # every tenth row holds no dense value
+        return {"d": [None if i % 10 == 9 else v for i, v in zip(ids.tolist(), dense)], "m": sets}
+    return sets if mode == "multi" else dense
+
+
+def has_dense(i: int) -> bool:
+    return i % 10 != 9
 
 
 class State:
@@ -53,30 +61,37 @@ class State:
         self.deleted: set[int] = set()
         self.errors: list[str] = []
         self.violations: list[str] = []
-        self.counts = {"searches": 0, "batches": 0, "adds": 0, "deletes": 0, "optimizes": 0, "builds": 0}
+        self.counts = {"searches": 0, "batches": 0, "adds": 0, "deletes": 0, "optimizes": 0, "builds": 0, "drops": 0}
 
     def count(self, key: str, n: int = 1) -> None:
         with self.lock:
             self.counts[key] += n
 
 
-def searcher(coll: vecdb.Collection, state: State, stop: threading.Event, seed: int, multi: bool) -> None:
+def searcher(coll: vecdb.Collection, state: State, stop: threading.Event, seed: int, mode: str) -> None:
     rng = np.random.default_rng(seed)
-    filters = MULTI_FILTERS if multi else FILTERS
+    filters = MULTI_FILTERS if mode == "multi" else FILTERS
     k = 10
     while not stop.is_set():
         try:
             with state.lock:
                 deleted = frozenset(state.deleted)
-            batch = not multi and rng.random() < 0.3
+            field = None if mode != "fields" else ["d", "m", "fused"][int(rng.integers(0, 3))]
+            batch = mode == "dense" and rng.random() < 0.3
             if batch:  # one filter per query: the groups run on threads
                 chosen = [filters[int(j)] for j in rng.integers(0, len(filters), 4)]
                 res = coll.search(rng.normal(size=(4, DIM)), k=k, where=[f for f, _ in chosen])
                 state.count("batches")
             else:
                 chosen = [filters[int(rng.integers(0, len(filters)))]]
-                q = rng.normal(size=(3, DIM)) if multi else rng.normal(size=DIM)
-                res = coll.search(q, k=k, where=chosen[0][0])
+                q = rng.normal(size=(3, DIM)) if mode == "multi" or field == "m" else rng.normal(size=DIM)
+                if field == "fused":
+                    res = coll.search({"d": q[None], "m": rng.normal(size=(3, DIM))}, k=k, where=chosen[0][0],
+                                      fusion=["rrf", "weighted"][int(rng.integers(0, 2))])
+                else:
+                    res = coll.search(q, k=k, where=chosen[0][0], field=field)
+                if field == "d":  # rows without a dense value are not candidates
+                    chosen = [(w, lambda i, p=p: p(i) and has_dense(i)) for w, p in chosen]
             snap = res._snapshot
             for qi, (where, passes) in enumerate(chosen):
                 got = res.ids[qi][res.ids[qi] >= 0].tolist()
@@ -87,7 +102,7 @@ def searcher(coll: vecdb.Collection, state: State, stop: threading.Event, seed: 
                 if deleted.intersection(got):
                     state.violations.append(f"deleted ids returned: {sorted(deleted.intersection(got))}")
                 live = snap.ids[snap.live]
-                matching = sum(1 for i in live.tolist() if passes(i)) if where else len(live)
+                matching = sum(1 for i in live.tolist() if passes(i))
                 if len(got) < min(k, matching):
                     state.violations.append(f"{len(got)} hits for {where!r} with {matching} matching rows")
             state.count("searches", len(chosen))
@@ -96,7 +111,7 @@ def searcher(coll: vecdb.Collection, state: State, stop: threading.Event, seed: 
             return
 
 
-def writer(coll: vecdb.Collection, state: State, stop: threading.Event, seed: int, multi: bool) -> None:
+def writer(coll: vecdb.Collection, state: State, stop: threading.Event, seed: int, mode: str) -> None:
     rng = np.random.default_rng(seed)
     next_id = len(coll)
     step = 0
@@ -104,7 +119,7 @@ def writer(coll: vecdb.Collection, state: State, stop: threading.Event, seed: in
         while not stop.is_set():
             step += 1
             ids = np.arange(next_id, next_id + 40, dtype=np.int64)
-            coll.add(rows(rng, ids, multi), attributes(ids), ids=ids)
+            coll.add(rows(rng, ids, mode), attributes(ids), ids=ids)
             next_id += 40
             state.count("adds")
             live = coll.snapshot.ids[coll.snapshot.live]
@@ -124,29 +139,42 @@ def writer(coll: vecdb.Collection, state: State, stop: threading.Event, seed: in
                 coll.optimize()
                 state.count("optimizes")
             if step % 5 == 0:
-                if multi:
-                    coll.build_index("muvera", r_reps=2, k_sim=2, d_proj=8, inner=["flat", "hnsw"][step // 5 % 2],
-                                     **({"M": 8} if step // 5 % 2 else {}))
-                else:
+                muvera = {"field": "m"} if mode == "fields" else {}
+                if mode != "dense" and step % 10 == 0:
+                    coll.build_index("muvera", r_reps=2, k_sim=2, d_proj=8, inner=["flat", "hnsw"][step // 10 % 2],
+                                     **({"M": 8} if step // 10 % 2 else {}), **muvera)
+                elif mode != "multi":  # the kinds pile up side by side on one field; the planner picks
                     kind, options = KINDS[step // 5 % len(KINDS)]
-                    coll.build_index(kind, **options)
+                    coll.build_index(kind, **options, **({"field": "d"} if mode == "fields" else {}))
                 state.count("builds")
+            if step % 11 == 0 and mode != "multi":
+                names = [i["name"] for i in coll.indexes() if i["field"] in ("vector", "d")]
+                if len(names) > 1:
+                    coll.drop_index(names[int(rng.integers(0, len(names)))], **({"field": "d"} if mode == "fields" else {}))
+                    state.count("drops")
     except Exception:  # noqa: BLE001
         state.errors.append(traceback.format_exc())
     finally:
         stop.set() if state.errors else None
 
 
-def run(seconds: float, threads: int, multi: bool, root: Path) -> dict:
+def run(seconds: float, threads: int, mode: str, root: Path) -> dict:
     rng = np.random.default_rng(7)
-    coll = vecdb.create(root / ("multi.vdb" if multi else "dense.vdb"), dim=DIM, metric="ip" if multi else "cosine",
-                        multivector=multi)
+    if mode == "fields":
+        coll = vecdb.create(root / "fields.vdb", vectors={"d": vecdb.VectorField(DIM, "cosine"),
+                                                         "m": vecdb.VectorField(DIM, "ip", multi=True)})
+    else:
+        coll = vecdb.create(root / f"{mode}.vdb", dim=DIM, metric="ip" if mode == "multi" else "cosine",
+                            multivector=mode == "multi")
     ids = np.arange(600, dtype=np.int64)
-    coll.add(rows(rng, ids, multi), attributes(ids), ids=ids)
-    coll.build_index("muvera", r_reps=2, k_sim=2, d_proj=8) if multi else coll.build_index("hnsw", M=8)
+    coll.add(rows(rng, ids, mode), attributes(ids), ids=ids)
+    if mode != "dense":
+        coll.build_index("muvera", r_reps=2, k_sim=2, d_proj=8, **({"field": "m"} if mode == "fields" else {}))
+    if mode != "multi":
+        coll.build_index("hnsw", M=8, **({"field": "d"} if mode == "fields" else {}))
     state, stop = State(), threading.Event()
-    workers = [threading.Thread(target=searcher, args=(coll, state, stop, 100 + t, multi)) for t in range(threads)]
-    workers.append(threading.Thread(target=writer, args=(coll, state, stop, 1, multi)))
+    workers = [threading.Thread(target=searcher, args=(coll, state, stop, 100 + t, mode)) for t in range(threads)]
+    workers.append(threading.Thread(target=writer, args=(coll, state, stop, 1, mode)))
     for w in workers:
         w.start()
     deadline = time.monotonic() + seconds
@@ -161,7 +189,7 @@ def run(seconds: float, threads: int, multi: bool, root: Path) -> dict:
         state.violations.append("reopened collection holds other rows than the handle")
     if state.deleted.intersection(again.snapshot.ids[again.snapshot.live].tolist()):
         state.violations.append("deleted ids live after reopening")
-    return {"kind": "multi" if multi else "dense", **state.counts, "rows": len(again),
+    return {"kind": mode, **state.counts, "rows": len(again),
             "errors": len(state.errors), "violations": len(state.violations),
             "first_error": state.errors[0][-3000:] if state.errors else None,
             "first_violations": state.violations[:5]}
@@ -174,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
-        for multi in (False, True):
-            out = run(args.seconds, args.threads, multi, Path(tmp))
+        for mode in ("dense", "multi", "fields"):
+            out = run(args.seconds, args.threads, mode, Path(tmp))
             print(json.dumps(out), flush=True)
             failed |= bool(out["errors"] or out["violations"])
     return 1 if failed else 0
