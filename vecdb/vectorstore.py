@@ -45,7 +45,6 @@ class VectorStore(Protocol):
     """The vectors of every stored row, and the index over them."""
 
     kind: ClassVar[str]     # "dense" | "multi"
-    column: ClassVar[str]   # name of the vectors column in ``get``
     batched: ClassVar[bool]  # batches run through ``vecdb/batch.py`` (grouped kernels over chunks of queries)
     dim: int
     metric: str
@@ -155,7 +154,6 @@ class DenseStore:
     added since are scanned exactly beside it until ``optimize``."""
 
     kind: ClassVar[str] = "dense"
-    column: ClassVar[str] = "vector"
     batched: ClassVar[bool] = True
 
     dim: int

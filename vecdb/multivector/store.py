@@ -53,7 +53,6 @@ class MultiStore:
     """Sets of vectors per row; the MUVERA index (encoder, FDE matrix, inner index) when built."""
 
     kind: ClassVar[str] = "multi"
-    column: ClassVar[str] = "vectors"
     batched: ClassVar[bool] = False  # candidates, then a Chamfer rerank per filter group
 
     dim: int
