@@ -30,6 +30,7 @@ from .vectorstore import Batch, IndexSaver, VectorStore
 
 MULTI_METRICS = ("ip", "cosine")  # Chamfer sums inner products
 
+
 @dataclasses.dataclass(frozen=True)
 class VectorField:
     """One vector field of a new collection: ``dim``, ``metric`` (``cosine``, ``ip``, ``l2``), and ``multi``
@@ -54,6 +55,7 @@ class VectorField:
             raise InvalidParameterError(f"field name {name!r} is not an identifier (letters, digits, _ . -)")
         return FieldSpec(name, int(self.dim), self.metric, bool(self.multi))
 
+
 def store_class(spec: FieldSpec) -> type:
     if spec.multi:  # numba's Chamfer kernels load only for collections that need them
         from .multivector.store import MultiStore
@@ -62,6 +64,7 @@ def store_class(spec: FieldSpec) -> type:
     from .vectorstore import DenseStore
 
     return DenseStore
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Field:
@@ -253,16 +256,19 @@ class Field:
                         "config": dict(spec.config), **({"device": info["device"]} if info else {})})
         return out
 
+
 def _named(save: IndexSaver, name: str) -> IndexSaver:
     def named(stem: Path, written: list) -> IndexSpec:
         spec = save(stem, written)
         return dataclasses.replace(spec, name="" if name == spec.kind else name)
     return named
 
+
 def _readonly(array: np.ndarray | None) -> np.ndarray | None:
     if array is not None:
         array.flags.writeable = False
     return array
+
 
 def resolve(fields: Mapping[str, "Field"], name: str | None) -> "Field":
     """The field ``name`` names, or the only one."""
@@ -273,6 +279,7 @@ def resolve(fields: Mapping[str, "Field"], name: str | None) -> "Field":
     if name not in fields:
         raise InvalidParameterError(f"unknown vector field {name!r}; fields are {', '.join(fields)}")
     return fields[name]
+
 
 def split_values(fields: Mapping[str, "Field"], vectors: Any) -> dict[str, Any]:
     """A write's values by field: a dict by field name, or, with one field, its values."""
@@ -288,6 +295,7 @@ def split_values(fields: Mapping[str, "Field"], vectors: Any) -> dict[str, Any]:
                                     f"the vectors as a dict by field name")
     return {next(iter(fields)): vectors}
 
+
 def encode_all(fields: Mapping[str, "Field"], values: Mapping[str, Any]) -> dict[str, Batch]:
     """Every field's batch for one write, all of the same row count."""
     batches: dict[str, Batch] = {}
@@ -302,4 +310,3 @@ def encode_all(fields: Mapping[str, "Field"], values: Mapping[str, Any]) -> dict
         if name not in batches:
             batches[name] = field.encode(None, n)
     return {name: batches[name] for name in fields}
-
