@@ -4,6 +4,7 @@ choosing among them, fused multi-field search. Real data: the first 1,000 rows o
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -278,3 +279,89 @@ def test_tables_fill_several_fields_and_null_vectors_mean_no_value(tmp_path, rng
     np.testing.assert_array_equal(coll.search(xa[5], 1, field="a").ids, [[105]])
     with pytest.raises(errors.IngestError):
         vecdb.create(tmp_path / "d.vdb", dim=6).add(table, vector_column="eb")  # one field: a null is an error
+
+
+def _oracle_dense(x, live, valid, q, k, passing):
+    ok = live & valid & passing
+    scores = np.where(ok, x @ q, -np.inf)
+    order = np.lexsort((np.arange(len(x)), -scores))[:k]
+    return [int(i) for i in order if np.isfinite(scores[i])]
+
+
+def _oracle_sets(sets, live, passing, q, k):
+    scores = np.array([(q @ s.T).max(axis=1).sum() if live[i] and passing[i] else -np.inf for i, s in enumerate(sets)])
+    order = np.lexsort((np.arange(len(sets)), -scores))[:k]
+    return [int(i) for i in order if np.isfinite(scores[i])]
+
+
+def test_random_writes_keep_every_field_equal_to_its_oracle(tmp_path):
+    """Random adds (rows without a dense value among them), upserts, deletes, index builds and drops,
+    compactions, reopens on a two-field collection; after each step each field's exact search equals
+    a brute-force oracle over the live rows, with and without a filter."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    ops = st.lists(st.sampled_from(["add", "upsert", "delete", "hnsw", "binary", "drop", "compact", "reopen"]),
+                   min_size=3, max_size=8)
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(ops=ops, seed=st.integers(0, 2**16))
+    def run(ops, seed):
+        rng = np.random.default_rng(seed)
+        path = Path(tempfile.mkdtemp(dir=tmp_path)) / "c.vdb"  # hypothesis replays examples: a new folder each
+        coll = vecdb.create(path, vectors={"d": vecdb.VectorField(6, "ip"), "s": vecdb.VectorField(3, "ip", multi=True)})
+        model: dict[int, tuple] = {}  # id -> (dense or None, set, g)
+        next_id = 0
+
+        def rows(n, ids):
+            dense = [None if rng.random() < 0.2 else rng.normal(size=6).astype(np.float32) for _ in range(n)]
+            sets = [rng.normal(size=(int(rng.integers(1, 4)), 3)).astype(np.float32) for _ in range(n)]
+            g = rng.integers(0, 3, n)
+            for i, d, s, gg in zip(ids, dense, sets, g):
+                model[int(i)] = (d, s, int(gg))
+            return {"d": dense, "s": sets}, {"g": g}
+
+        for op in ["add", *ops]:
+            if op == "add":
+                ids = np.arange(next_id, next_id + 12)
+                next_id += 12
+                vectors, attrs = rows(12, ids)
+                coll.add(vectors, attrs, ids=ids)
+            elif op == "upsert" and model:
+                ids = rng.choice(sorted(model), size=min(3, len(model)), replace=False)
+                vectors, attrs = rows(len(ids), ids)
+                coll.upsert(vectors, attrs, ids=ids)
+            elif op == "delete" and model:
+                ids = rng.choice(sorted(model), size=min(4, len(model)), replace=False)
+                coll.delete(ids=ids)
+                for i in ids:
+                    model.pop(int(i))
+            elif op in ("hnsw", "binary") and model:
+                coll.build_index(op, field="d", **({"M": 4} if op == "hnsw" else {"bits": 2}))
+            elif op == "drop" and coll.indexes():
+                coll.drop_index(coll.indexes()[0]["name"], field=coll.indexes()[0]["field"])
+            elif op == "compact":
+                coll.compact()
+            elif op == "reopen":
+                coll = vecdb.open(path)
+            ids = np.array(sorted(model), dtype=np.int64)
+            if not len(ids):
+                continue
+            x = np.stack([model[i][0] if model[i][0] is not None else np.zeros(6, np.float32) for i in ids])
+            valid = np.array([model[i][0] is not None for i in ids])
+            g = np.array([model[i][2] for i in ids])
+            q = rng.normal(size=6).astype(np.float32)
+            qs = rng.normal(size=(2, 3)).astype(np.float32)
+            live = np.ones(len(ids), bool)
+            for where, passing in ((None, np.ones(len(ids), bool)), ("g = 1", g == 1)):
+                want = [int(ids[i]) for i in _oracle_dense(x, live, valid, q, 5, passing)]
+                got = coll.search(q, 5, where, field="d", plan="exact")
+                assert got.ids[0][got.found[0]].tolist() == want, (op, where)
+                want = [int(ids[i]) for i in _oracle_sets([model[i][1] for i in ids], live, passing, qs, 5)]
+                got = coll.search(qs, 5, where, field="s", plan="exact")
+                assert got.ids[0][got.found[0]].tolist() == want, (op, where)
+                fused = coll.search({"d": q, "s": qs}, 5, where)
+                found = fused.ids[0][fused.found[0]].tolist()
+                assert len(set(found)) == len(found) and set(found) <= {int(i) for i in ids[passing]}
+                assert len(found) == min(5, int(passing.sum()))
+
+    run()
