@@ -137,18 +137,28 @@ def index(snap: Snapshot, field: Field, save: IndexSaver, operation: str, *, rep
     """A version naming the index of ``field`` that ``save`` writes (in place of index ``replaces``, or of
     the one of the same name) and the attribute indexes of every row (written in the same commit unless
     the saved ones still cover every row)."""
+    return indexes(snap, [(field, save)], operation, replaces=replaces)
+
+
+def indexes(snap: Snapshot, updates: list[tuple[Field, IndexSaver]], operation: str, *,
+            replaces: str | None = None) -> Change:
+    """One version with every index ``updates`` saves (each ``(field after, saver)``; several of one field
+    come in order, the field after the last), so a verb touching several indexes (``optimize``) is one
+    commit."""
     fresh: list[Any] = []
 
     def build(draft: Manifest, written: list[Path]) -> Manifest:
         stem = snap.root / f"index-{draft.version:06d}"
-        spec = save(stem, written)
-        current = draft.field(field.name)
-        if replaces is not None and replaces != spec.label:
-            current = dataclasses.replace(current, indexes=tuple(s for s in current.indexes if s.label != replaces))
-        draft = draft.with_field(current.with_index(spec))
+        for i, (field, save) in enumerate(updates):
+            spec = save(stem if len(updates) == 1 else stem.with_name(f"{stem.name}.{field.name}.{i}"), written)
+            current = draft.field(field.name)
+            if replaces is not None and replaces != spec.label:
+                current = dataclasses.replace(current, indexes=tuple(s for s in current.indexes if s.label != replaces))
+            draft = draft.with_field(current.with_index(spec))
         return dataclasses.replace(draft, attributes_index=_attribute_indexes(snap, draft, stem, written, fresh))
 
-    return Change(operation, build, lambda manifest: snap.successor(manifest, fields={field.name: field},
+    after = {field.name: field for field, _ in updates}  # the last of each field holds all its changes
+    return Change(operation, build, lambda manifest: snap.successor(manifest, fields=after,
                                                                       attributes=fresh[0] if fresh else None))
 
 

@@ -249,15 +249,15 @@ class Writes:
             if snap.stored and 1 - snap.n_live / snap.stored > REBUILD_DEAD_FRACTION:
                 self._apply(snap, changes.compact(snap))
                 return
-            done_any = False
-            for name, spec in specs:
-                snap = self._snapshot
-                done = snap.fields[name].optimized(self.root, snap.manifest.field(name).index(spec.label))
+            updates, fields = [], dict(snap.fields)
+            for name, spec in specs:  # every index extended by its new rows, all in one commit
+                done = fields[name].optimized(self.root, spec)
                 if done is not None:
-                    snap = self._apply(snap, changes.index(snap, *done, "optimize"))
-                    done_any = True
-            if not done_any and not changes.attr_files.covers(snap.manifest.attributes_index, snap.manifest.segments,
-                                                                snap.stored):
+                    fields[name] = done[0]
+                    updates.append(done)
+            if updates:
+                self._apply(snap, changes.indexes(snap, updates, "optimize"))
+            elif not changes.attr_files.covers(snap.manifest.attributes_index, snap.manifest.segments, snap.stored):
                 name, spec = specs[0]
                 self._apply(snap, changes.index(snap, snap.fields[name], lambda stem, written: spec, "optimize"))
 
