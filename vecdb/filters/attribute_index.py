@@ -253,8 +253,11 @@ class AttributeIndex:
 
     def _key(self, info: _Column, value: Any) -> Any:
         """``value`` as a key of ``info``'s inverted index (the binder converts each literal once).
-        Numbers stay Python numbers: a dict compares ints and floats exactly."""
+        Numbers stay Python numbers: a dict compares ints and floats exactly; a string is its own key
+        in a string column (what its Arrow scalar's ``as_py()`` gives back)."""
         if info.kind in ("int", "float") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        if info.kind == "string" and isinstance(value, str):
             return value
         return self._binder.scalar(info, value).as_py()
 
