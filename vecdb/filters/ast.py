@@ -97,6 +97,8 @@ def deep_recursion() -> _DeepRecursion:
 
 def check_text(value: str, what: str) -> str:
     """``value`` if it is valid Unicode (encodable as UTF-8), else FilterError."""
+    if value.isascii():  # O(1) in CPython: no encoding to try
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -106,6 +108,11 @@ def check_text(value: str, what: str) -> str:
 
 def check_literal(value: Any) -> Scalar:
     """Return ``value`` as a filter literal (numpy scalars become Python ones) or raise."""
+    kind = type(value)
+    if kind is str:  # the usual literals first, as the checks below would return them
+        return check_text(value, "the string")
+    if kind is int and -_INT_LIMIT < value < _INT_LIMIT:
+        return value
     if hasattr(value, "item") and type(value).__module__ == "numpy":
         value = value.item()
     if value is None:
@@ -183,15 +190,6 @@ def _check_column(column: Any) -> None:
     check_text(column, "the column name")
 
 
-def _shallow(value: Any) -> Any:
-    """Hash key of one field: child nodes stand for their (already computed) hash."""
-    if isinstance(value, Expr):
-        return ("expr", value._hash)
-    if isinstance(value, tuple):
-        return tuple([_shallow(v) for v in value])
-    return (type(value).__name__, value)
-
-
 @functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     """The dataclass field names of a node class (``dataclasses.fields`` rebuilds the tuple per call)."""
@@ -220,8 +218,10 @@ class Expr:
             names = names.union(*[c._columns for c in children])
         else:
             depth = 1
+        # the class and the fields as they are: a child hashes as its stored ``_hash`` (no recursion);
+        # 1, 1.0 and TRUE hash alike, and ``__eq__`` tells them apart
         cls = type(self)
-        key = (cls.__name__, *[_shallow(getattr(self, name)) for name in _field_names(cls)])
+        key = (cls, *[getattr(self, name) for name in _field_names(cls)])
         object.__setattr__(self, "_depth", depth)
         object.__setattr__(self, "_columns", names)
         object.__setattr__(self, "_hash", hash(key))
