@@ -312,14 +312,15 @@ class Collection(Writes):
         q = store.prepare_queries(queries)
         nq = len(q)
         want = k + int(offset)
-        if where is None and not params and planner is None and store.plain_ready(want, snap.n_live):
+        search_params = store.search_params(params)
+        if where is None and planner is None and store.plain_ready(want, snap.n_live) and (
+                not params or (search_params.index_only and getattr(store.index, "device", "cpu") == "cpu")):
             with parallel.omp_threads(threads) if nq > 1 else contextlib.nullcontext():  # FAISS' batch threads
-                # what the planner would run: skip its bookkeeping
-                hits = store.index.search(q, want, **store.plain_params(snap.planner))
+                # what the planner would run: skip its bookkeeping (the calibrated beam unless one is given)
+                hits = store.index.search(q, want, **{**store.plain_params(snap.planner), **search_params.options})
             last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
             if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
                 return self._result(snap, hits, ("index",) * nq, offset, score_threshold, with_vectors)
-        search_params = store.search_params(params)
         if planner is not None:
             search_params = dataclasses.replace(search_params, config=planner)
         want = min(want, max(snap.n_live, 1))
