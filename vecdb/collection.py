@@ -367,16 +367,19 @@ class Collection(Writes):
         """The ``want`` best rows of field ``target`` per query among those passing ``where``, and the plans."""
         q = target.store.prepare_queries(queries)
         nq = len(q)
-        if where is None and not params and planner is None:
-            plain = target.plain_store(want, snap.n_live, snap, index)
+        stores, search_params = target.search_params(index, params)
+        if where is None and planner is None and (not params or search_params.index_only):
+            # no options: the store the planner would pick; only index options: the one index taking them
+            plain = target.plain_store(want, snap.n_live, snap, index) if not params else \
+                stores[0] if len(stores) == 1 and stores[0].plain_ready(want, snap.n_live) \
+                and stores[0].index.device == "cpu" else None
             if plain is not None:
                 with parallel.omp_threads(threads) if nq > 1 else contextlib.nullcontext():  # FAISS' batch threads
-                    # what the planner would run: skip its bookkeeping
-                    hits = plain.index.search(q, want, **plain.plain_params(snap.planner))
+                    # what the planner would run: skip its bookkeeping (the calibrated beam unless one is given)
+                    hits = plain.index.search(q, want, **{**plain.plain_params(snap.planner), **search_params.options})
                 last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
                 if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
                     return hits, ("index",) * nq
-        stores, search_params = target.search_params(index, params)
         if planner is not None:
             search_params = dataclasses.replace(search_params, config=planner)
         want = min(want, max(snap.n_live, 1))

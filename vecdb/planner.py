@@ -132,6 +132,14 @@ class SearchParams:
     # taken by ``Collection.search`` itself; listed with the rest when an option is unknown
     RESULT: ClassVar[tuple[str, ...]] = ("offset", "score_threshold", "with_vectors", "planner", "threads")
 
+    @property
+    def index_only(self) -> bool:
+        """Only the index's own options (``ef``, ``nprobe``, ...) were given: no plan, recall target,
+        candidates, device or planner settings, so an unfiltered search of a ready index is the index's
+        plain search with them (``Collection.search`` skips the planner's bookkeeping then)."""
+        return (self.plan == "auto" and self.target_recall is None and self.candidates is None
+                and self.device == "auto" and self.config is None)
+
     @classmethod
     def parse(cls, params: Mapping[str, Any], index: Any, *, extra: tuple[str, ...] = (),
               plans: tuple[str, ...] = PLANS) -> "SearchParams":

@@ -298,8 +298,10 @@ class DenseStore:
                                nq=len(members))
         if describe is not None:
             return plan, Hits.empty(0, k)
+        # members are ascending query numbers: as many as the queries means all of them (no gather copy)
+        mine = queries if len(members) == queries.shape[0] else queries[members]
         hits = planner.run(plan, vectors=self.vectors, index=self.index, index_rows=self.index_rows,
-                           queries=queries[members], k=k, selection=selection, metric=self.metric,
+                           queries=mine, k=k, selection=selection, metric=self.metric,
                            config=params.config or snapshot.planner)
         return plan, hits
 

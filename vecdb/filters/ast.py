@@ -20,13 +20,13 @@ strings must be valid Unicode (no lone surrogates).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import functools
 import math
 import sys
 import threading
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Iterable, Iterator, Union
+from typing import Any, ClassVar, Iterable, Union
 
 from vecdb.errors import FilterError
 
@@ -57,31 +57,48 @@ _recursion_users = 0
 _recursion_saved = 0
 
 
-@contextlib.contextmanager
-def deep_recursion() -> Iterator[None]:
-    """Run a recursive walk of a filter with the interpreter's recursion limit raised to what a
-    ``MAX_DEPTH``-deep tree needs (Python 3.11+ keeps Python-to-Python calls off the C stack); the
-    limit is restored when the last walk on any thread ends."""
-    global _recursion_users, _recursion_saved
-    with _recursion_lock:
-        if _recursion_users == 0:
-            _recursion_saved = sys.getrecursionlimit()
-            if _recursion_saved < _RECURSION:
-                sys.setrecursionlimit(_RECURSION)
-        _recursion_users += 1
-    try:
-        yield
-    except RecursionError:
-        raise FilterError(f"filter too deeply nested (at most {MAX_DEPTH} levels)") from None
-    finally:
+class _DeepRecursion:
+    """The context manager ``deep_recursion()`` returns (a class, not a generator: it wraps the parse
+    of every filter a search sees for the first time, and ``contextlib.contextmanager`` cost ~6 us
+    a parse there)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        global _recursion_users, _recursion_saved
+        with _recursion_lock:
+            if _recursion_users == 0:
+                _recursion_saved = sys.getrecursionlimit()
+                if _recursion_saved < _RECURSION:
+                    sys.setrecursionlimit(_RECURSION)
+            _recursion_users += 1
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        global _recursion_users
         with _recursion_lock:
             _recursion_users -= 1
             if _recursion_users == 0 and sys.getrecursionlimit() == _RECURSION:
                 sys.setrecursionlimit(_recursion_saved)
+        if kind is not None and issubclass(kind, RecursionError):
+            raise FilterError(f"filter too deeply nested (at most {MAX_DEPTH} levels)") from None
+        return False
+
+
+_DEEP_RECURSION = _DeepRecursion()
+
+
+def deep_recursion() -> _DeepRecursion:
+    """Run a recursive walk of a filter with the interpreter's recursion limit raised to what a
+    ``MAX_DEPTH``-deep tree needs (Python 3.11+ keeps Python-to-Python calls off the C stack); the
+    limit is restored when the last walk on any thread ends. A ``RecursionError`` inside becomes a
+    ``FilterError``."""
+    return _DEEP_RECURSION
 
 
 def check_text(value: str, what: str) -> str:
     """``value`` if it is valid Unicode (encodable as UTF-8), else FilterError."""
+    if value.isascii():  # O(1) in CPython: no encoding to try
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -91,6 +108,11 @@ def check_text(value: str, what: str) -> str:
 
 def check_literal(value: Any) -> Scalar:
     """Return ``value`` as a filter literal (numpy scalars become Python ones) or raise."""
+    kind = type(value)
+    if kind is str:  # the usual literals first, as the checks below would return them
+        return check_text(value, "the string")
+    if kind is int and -_INT_LIMIT < value < _INT_LIMIT:
+        return value
     if hasattr(value, "item") and type(value).__module__ == "numpy":
         value = value.item()
     if value is None:
@@ -168,13 +190,10 @@ def _check_column(column: Any) -> None:
     check_text(column, "the column name")
 
 
-def _shallow(value: Any) -> Any:
-    """Hash key of one field: child nodes stand for their (already computed) hash."""
-    if isinstance(value, Expr):
-        return ("expr", value._hash)
-    if isinstance(value, tuple):
-        return tuple(_shallow(v) for v in value)
-    return (type(value).__name__, value)
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The dataclass field names of a node class (``dataclasses.fields`` rebuilds the tuple per call)."""
+    return tuple(f.name for f in fields(cls))
 
 
 class Expr:
@@ -189,14 +208,20 @@ class Expr:
     _columns: frozenset[str]
 
     def _seal(self, children: tuple["Expr", ...] = (), columns: Iterable[str] = ()) -> None:
-        """Finish a node: depth (FilterError past ``MAX_DEPTH``), hash and columns."""
-        depth = 1 + max((c._depth for c in children), default=0)
-        if depth > MAX_DEPTH:
-            raise FilterError(f"filter too deeply nested (at most {MAX_DEPTH} levels)")
+        """Finish a node: depth (FilterError past ``MAX_DEPTH``), hash and columns. (On the path of
+        every filter a search sees for the first time: no generators, field names read once per class.)"""
         names = frozenset(columns)
         if children:
-            names = names.union(*(c._columns for c in children))
-        key = (type(self).__name__,) + tuple(_shallow(getattr(self, f.name)) for f in fields(self))  # type: ignore[arg-type]
+            depth = 1 + max([c._depth for c in children])
+            if depth > MAX_DEPTH:
+                raise FilterError(f"filter too deeply nested (at most {MAX_DEPTH} levels)")
+            names = names.union(*[c._columns for c in children])
+        else:
+            depth = 1
+        # the class and the fields as they are: a child hashes as its stored ``_hash`` (no recursion);
+        # 1, 1.0 and TRUE hash alike, and ``__eq__`` tells them apart
+        cls = type(self)
+        key = (cls, *[getattr(self, name) for name in _field_names(cls)])
         object.__setattr__(self, "_depth", depth)
         object.__setattr__(self, "_columns", names)
         object.__setattr__(self, "_hash", hash(key))
@@ -211,8 +236,8 @@ class Expr:
                 continue
             if type(a) is not type(b) or a._hash != b._hash:
                 return False
-            for f in fields(a):  # type: ignore[arg-type]
-                x, y = getattr(a, f.name), getattr(b, f.name)
+            for name in _field_names(type(a)):
+                x, y = getattr(a, name), getattr(b, name)
                 if isinstance(x, Expr):
                     stack.append((x, y))
                 elif isinstance(x, tuple) and x and isinstance(x[0], Expr):

@@ -346,6 +346,17 @@ class _Binder:
             out = self._scalars[memo] = _scalar(info, value)
         return out
 
+    def check(self, info: _Column, value: Scalar) -> None:
+        """Raise FilterError unless ``value`` can be compared with ``info``'s column. A literal of the
+        column's own kind (a number for a number column, a string for a string column, a bool for a
+        bool column) always can: no Arrow scalar is made for it (binding is on the path of every
+        filter a search sees for the first time)."""
+        kind = info.kind
+        if (isinstance(value, str) and kind == "string") or (isinstance(value, bool) and kind == "bool") or (
+                kind in ("int", "float") and _is_number(value)):
+            return
+        self.scalar(info, value)
+
     def column(self, name: str) -> _Column:
         info = self._columns.get(name)
         if info is None:
@@ -394,23 +405,26 @@ class _Binder:
             return lambda data: pc.invert(inner(data))
         if isinstance(expr, Compare):
             info = self.scalar_column(expr.column, f"'{expr.op}'")
-            scalar = self.scalar(info, expr.value)  # validates the literal against the column
+            self.check(info, expr.value)
             if info.kind in ("int", "float") and _is_number(expr.value):
                 op = "=" if expr.op == "!=" else expr.op
                 return _numeric_kernel(info, expr.op, numbers.sides(info.kind, info.value_type, op, expr.value))
-            fn = _COMPARE[expr.op]
-            return lambda data: _apply(data.column(info.name), lambda a: fn(a, scalar))
+            fn, value = _COMPARE[expr.op], expr.value
+            return lambda data: _apply(data.column(info.name), lambda a: fn(a, self.scalar(info, value)))
         if isinstance(expr, Between):
             if expr.symmetric:
                 return self.bind(expr.asymmetric())
             info = self.scalar_column(expr.column, "BETWEEN")
-            low, high = self.scalar(info, expr.low), self.scalar(info, expr.high)
+            self.check(info, expr.low)
+            self.check(info, expr.high)
             if info.kind in ("int", "float") and _is_number(expr.low) and _is_number(expr.high):
                 bounds = numbers.between_sides(info.kind, info.value_type, expr.low, expr.high)  # type: ignore[arg-type]
                 return _numeric_kernel(info, "BETWEEN", bounds)
+            low, high = expr.low, expr.high
             return lambda data: _apply(
                 data.column(info.name),
-                lambda a: pc.and_kleene(pc.greater_equal(a, low), pc.less_equal(a, high)),
+                lambda a: pc.and_kleene(pc.greater_equal(a, self.scalar(info, low)),
+                                        pc.less_equal(a, self.scalar(info, high))),
             )
         if isinstance(expr, Like):
             info = self.scalar_column(expr.column, "LIKE")
@@ -451,8 +465,15 @@ class _Binder:
         """Validate ``values`` now; the ``_value_set`` arrays are built on first use (the attribute
         indexes answer most filters without them)."""
         for v in values:
-            self.scalar(info, v)
-        return functools.cache(functools.partial(_value_set, info, values))
+            self.check(info, v)
+        made: list[tuple[pa.Array, pa.DataType | None]] = []
+
+        def value_set() -> tuple[pa.Array, pa.DataType | None]:  # functools.cache's wrapper cost ~5 us a bind
+            if not made:
+                made.append(_value_set(info, values))
+            return made[0]
+
+        return value_set
 
     def bind_in(self, expr: In) -> Kernel:
         info = self.scalar_column(expr.column, "IN (...)")

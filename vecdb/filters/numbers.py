@@ -24,10 +24,20 @@ Number = Union[int, float]
 Sides = Union[bool, tuple[tuple[str, Number], ...]]
 
 
+def _bounds_of(t: pa.DataType) -> tuple[int, int]:
+    bits = t.bit_width
+    return (0, 2**bits - 1) if pa.types.is_unsigned_integer(t) else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+# by Arrow type id: binding a filter asks once per integer literal and bound (np.iinfo cost ~1 us a call)
+_INT_RANGES = {t.id: _bounds_of(t) for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(),
+                                              pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64())}
+
+
 def int_range(t: pa.DataType) -> tuple[int, int]:
     """Smallest and largest value of an Arrow integer type."""
-    info = np.iinfo(t.to_pandas_dtype())
-    return int(info.min), int(info.max)
+    bounds = _INT_RANGES.get(t.id)
+    return bounds if bounds is not None else _bounds_of(t)
 
 
 def _int_sides(t: pa.DataType, op: str, value: Number) -> Sides:
