@@ -358,14 +358,15 @@ class Collection(Writes):
         if weights is not None:
             raise InvalidParameterError("weights= fuses several fields: give queries as a dict {field: queries}")
         target = fields_mod.resolve(snap.fields, field)
-        hits, plans = self._field_hits(snap, target, queries, want, where, index, planner, params, threads)
+        hits, plans = self._field_hits(snap, target, target.store.prepare_queries(queries), want, where, index,
+                                       planner, params, threads)
         return self._result(snap, target, hits, plans, offset, score_threshold, with_vectors)
 
-    def _field_hits(self, snap: Snapshot, target: Field, queries: Any, want: int, where: Any, index: str | None,
+    def _field_hits(self, snap: Snapshot, target: Field, q: Any, want: int, where: Any, index: str | None,
                     planner: planner_mod.PlannerConfig | None, params: dict[str, Any],
                     threads: int) -> tuple[Hits, tuple[str, ...]]:
-        """The ``want`` best rows of field ``target`` per query among those passing ``where``, and the plans."""
-        q = target.store.prepare_queries(queries)
+        """The ``want`` best rows of field ``target`` per query (``q``: its store's ``prepare_queries``)
+        among those passing ``where``, and the plans."""
         nq = len(q)
         stores, search_params = target.search_params(index, params)
         if where is None and planner is None and (not params or search_params.index_only):

@@ -85,10 +85,6 @@ class Field:
         return self.store.rows
 
     @classmethod
-    def empty(cls, spec: FieldSpec) -> "Field":
-        return cls(spec, store_class(spec).load(Path("."), (), spec, []), {})
-
-    @classmethod
     def load(cls, root: Path, segments: Sequence[Segment], spec: FieldSpec, lazy: list) -> "Field":
         store = store_class(spec).load(root, segments, spec, lazy)
         views: dict[str, VectorStore] = {}
@@ -296,15 +292,20 @@ def split_values(fields: Mapping[str, "Field"], vectors: Any) -> dict[str, Any]:
     return {next(iter(fields)): vectors}
 
 
-def encode_all(fields: Mapping[str, "Field"], values: Mapping[str, Any]) -> dict[str, Batch]:
-    """Every field's batch for one write, all of the same row count."""
+def encode_all(fields: Mapping[str, "Field"], values: Mapping[str, Any],
+               carried: np.ndarray | None = None) -> dict[str, Batch]:
+    """Every field's batch for one write, all of the same row count. A field given no values holds none
+    in these rows, or with ``carried`` the values stored rows ``carried`` hold now (``update_vectors``)."""
     batches: dict[str, Batch] = {}
     for name, field in fields.items():  # fields with values first: they give the row count
         if values[name] is not None:
             batches[name] = field.encode(values[name], None)
+        elif carried is not None:
+            batches[name] = field.taken(carried)
     counts = {name: b.n for name, b in batches.items()}
-    if len(set(counts.values())) > 1:
-        raise InvalidParameterError(f"the fields' values hold different numbers of rows: {counts}")
+    if len(set(counts.values())) > 1 or (carried is not None and next(iter(counts.values())) != carried.size):
+        raise InvalidParameterError(f"the fields' values hold different numbers of rows: {counts}"
+                                    + ("" if carried is None else f" (for {carried.size} rows)"))
     n = next(iter(counts.values()))
     for name, field in fields.items():
         if name not in batches:

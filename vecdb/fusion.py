@@ -35,8 +35,8 @@ FETCH = 3       # each field's list holds FETCH * k rows: rows ranked lower by o
 def fused(field_hits: Callable[..., tuple[Hits, tuple[str, ...]]], snap: Any, queries: Mapping[str, Any], want: int,
           weights: Mapping[str, float] | None, fusion: str, params: Mapping[str, Any]) -> tuple[Hits, tuple[str, ...]]:
     """The ``want`` best rows per query by ``fusion`` of the fields' rankings, and a plan name per query
-    (``rrf(title=index, tokens=chamfer_exact)``). ``field_hits(field, queries, n, params)``: one field's
-    ``n`` best rows (``Collection._field_hits`` bound to the search's filter and settings)."""
+    (``rrf(title=index, tokens=chamfer_exact)``). ``field_hits(field, prepared queries, n, params)``: one
+    field's ``n`` best rows (``Collection._field_hits`` bound to the search's filter and settings)."""
     if fusion not in FUSIONS:
         raise InvalidParameterError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
     if not queries:
@@ -49,7 +49,7 @@ def fused(field_hits: Callable[..., tuple[Hits, tuple[str, ...]]], snap: Any, qu
         raise InvalidParameterError(f"every field needs the same number of queries; got {counts}")
     nq = next(iter(counts.values()))
     fetch = FETCH * want
-    lists = {f.name: field_hits(f, queries[f.name], fetch, dict(params)) for f in targets}
+    lists = {f.name: field_hits(f, prepared[f.name], fetch, dict(params)) for f in targets}
     candidates = _union([hits.rows for hits, _ in lists.values()])
     scores = np.zeros(candidates.shape, dtype=np.float64)
     for f in targets:
@@ -98,12 +98,8 @@ def _rrf(rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """Each candidate's ``1 / (RRF_K + rank)`` in one field's list (0 when the list misses it)."""
     out = np.zeros(candidates.shape, dtype=np.float64)
     for i in range(rows.shape[0]):
-        found = rows[i] >= 0
-        listed, ranks = rows[i][found], np.flatnonzero(found) + 1
-        order = np.argsort(listed)
-        pos = np.searchsorted(listed[order], candidates[i])
-        pos = np.minimum(pos, max(listed.size - 1, 0))
-        hit = (candidates[i] >= 0) & (listed.size > 0) & (listed[order][pos] == candidates[i]) if listed.size else \
-            np.zeros(candidates.shape[1], bool)
-        out[i, hit] = 1.0 / (RRF_K + ranks[order][pos[hit]])
+        rank = {int(r): j + 1 for j, r in enumerate(rows[i]) if r >= 0}
+        for j, c in enumerate(candidates[i]):
+            if int(c) in rank:
+                out[i, j] = 1.0 / (RRF_K + rank[int(c)])
     return out

@@ -240,13 +240,6 @@ def rebatch(batches: Iterator[Batch], batch_size: int) -> Iterator[Batch]:
 def _concat(parts: list[Batch]) -> Batch:
     if len(parts) == 1:
         return parts[0]
-    if isinstance(parts[0].vectors, dict):
-        joined = {f: _join([p.vectors[f] for p in parts], [len(p) for p in parts]) for f in parts[0].vectors}
-        rest = _concat([dataclasses.replace(p, vectors=np.empty((len(p), 0)), rows=None) for p in parts])
-        return dataclasses.replace(rest, vectors=joined, rows=sum(len(p) for p in parts))
-    dims = {p.vectors.shape[1] for p in parts}
-    if len(dims) > 1:
-        raise CliError(f"vectors of mixed length across input files: dims {sorted(dims)}")
     ids = None if parts[0].ids is None else np.concatenate([p.ids for p in parts])
     table = None
     if parts[0].attributes is not None:
@@ -254,6 +247,12 @@ def _concat(parts: list[Batch]) -> Batch:
             table = pa.concat_tables([p.attributes for p in parts], promote_options="permissive")
         except pa.ArrowException as exc:
             raise CliError(f"input files disagree on their attribute columns: {exc}") from exc
+    if isinstance(parts[0].vectors, dict):  # by field: a matrix, or a list with None for rows without a value
+        joined = {f: _join([p.vectors[f] for p in parts], [len(p) for p in parts]) for f in parts[0].vectors}
+        return Batch(joined, table, ids, sum(len(p) for p in parts))
+    dims = {p.vectors.shape[1] for p in parts}
+    if len(dims) > 1:
+        raise CliError(f"vectors of mixed length across input files: dims {sorted(dims)}")
     return Batch(np.concatenate([p.vectors for p in parts]), table, ids)
 
 

@@ -44,15 +44,7 @@ class Writes:
         """Validated rows for a write: every field's vectors (a field given no values holds none in these
         rows, or, with ``carried``, the values rows ``carried`` hold now), attributes conformed to the
         schema, ids."""
-        values = fields_mod.split_values(snap.fields, vectors)
-        if carried is None:
-            batches = fields_mod.encode_all(snap.fields, values)
-        else:
-            batches = {name: field.encode(values[name], None) if values[name] is not None else field.taken(carried)
-                       for name, field in snap.fields.items()}
-            counts = {name: b.n for name, b in batches.items()}
-            if len(set(counts.values())) > 1:
-                raise InvalidParameterError(f"expected {carried.size} rows of vectors; got {counts}")
+        batches = fields_mod.encode_all(snap.fields, fields_mod.split_values(snap.fields, vectors), carried)
         n = next(iter(batches.values())).n
         new_ids = snap.new_ids(ids, n, replace=replace)
         table = attrs_mod.to_table(attributes, n)

@@ -295,10 +295,6 @@ class Manifest:
     def field(self, name: str) -> FieldSpec:
         return next(f for f in self.fields if f.name == name)
 
-    @property
-    def field_names(self) -> list[str]:
-        return [f.name for f in self.fields]
-
     # the first field's, for code and tools that know one field (formats 1 and 2 had only that one)
     @property
     def dim(self) -> int:
