@@ -10,7 +10,7 @@ import numba as nb
 import numpy as np
 
 from .scoring import FAST, dot_or_l2, score_rows
-from .topk import heap_push, heap_replace_top, heap_sort, worse
+from .topk import heap_sort, offer, worse
 
 
 SCORE_BLOCK = 64  # rows scored per call of ``score_rows`` before they enter the heap
@@ -28,10 +28,7 @@ def _topk_one(vectors, rows, first_row, stop_row, q, k, l2, heap_s, heap_r, bloc
             r = rows[idx]
             if acc == -np.inf:
                 continue
-            if size < k:
-                size = heap_push(heap_s, heap_r, size, acc, r)
-            elif worse(heap_s[0], heap_r[0], acc, r):
-                heap_replace_top(heap_s, heap_r, size, acc, r)
+            size = offer(heap_s, heap_r, size, k, acc, r)
     heap_sort(heap_s, heap_r, size)
     out_s[:size] = heap_s[:size]
     out_r[:size] = heap_r[:size]
@@ -44,15 +41,8 @@ def topk_rows(vectors, rows, queries, k, l2):
     Returns ``(nq, k)`` arrays sorted best first (ties: the smaller row first), padded with
     ``-inf`` / ``-1`` when fewer than k rows are given.
     """
-    nq = queries.shape[0]
-    out_s = np.full((nq, k), -np.inf, np.float32)
-    out_r = np.full((nq, k), -1, np.int64)
-    heap_s = np.empty(k, np.float32)
-    heap_r = np.empty(k, np.int64)
-    block = np.empty(SCORE_BLOCK, np.float32)
-    for qi in range(nq):
-        _topk_one(vectors, rows, 0, rows.shape[0], queries[qi], k, l2, heap_s, heap_r, block, out_s[qi], out_r[qi])
-    return out_s, out_r
+    starts = np.array([0, rows.shape[0]], np.int64)  # one group: every query scans every row
+    return topk_rows_grouped(vectors, rows, starts, np.zeros(queries.shape[0], np.int64), queries, k, l2)
 
 
 @nb.njit(nogil=True, cache=True, fastmath=FAST)

@@ -74,6 +74,16 @@ def heap_replace_top(heap_s, heap_r, size, s, r):  # pragma: no cover (compiled)
 
 
 @njit(inline="always")
+def offer(heap_s, heap_r, size, k, s, r):  # pragma: no cover (compiled)
+    """Offer (s, r) to a heap of at most ``k`` entries; returns the new size."""
+    if size < k:
+        return heap_push(heap_s, heap_r, size, s, r)
+    if worse(heap_s[0], heap_r[0], s, r):
+        heap_replace_top(heap_s, heap_r, size, s, r)
+    return size
+
+
+@njit(inline="always")
 def heap_pop(heap_s, heap_r, size):  # pragma: no cover (compiled)
     """Drop the worst entry (read ``heap_s[0]``, ``heap_r[0]`` first if needed); returns the new size."""
     size -= 1
@@ -111,10 +121,7 @@ def topk_of(scores, rows, k):  # pragma: no cover (compiled)
             s = scores[qi, c]
             if r < 0 or s == -np.inf:
                 continue
-            if size < k:
-                size = heap_push(heap_s, heap_r, size, s, r)
-            elif worse(heap_s[0], heap_r[0], s, r):
-                heap_replace_top(heap_s, heap_r, size, s, r)
+            size = offer(heap_s, heap_r, size, k, s, r)
         heap_sort(heap_s, heap_r, size)
         out_s[qi, :size] = heap_s[:size]
         out_r[qi, :size] = heap_r[:size]
