@@ -126,7 +126,7 @@ def test_build_from_npy_and_attributes_with_hnsw_params(tmp_path, capsys):
     info = json.loads(out)
     assert info["metric"] == "ip" and info["rows"] == 200
     assert info["index"]["kind"] == "hnsw"
-    assert info["index"]["config"] == {"M": 8, "ef_construction": 40, "ef_search": 64, "storage": "fp16"}
+    assert info["index"]["config"] == {"M": 8, "ef_construction": 40, "ef_search": 64, "storage": "flat"}
 
 
 @pytest.mark.parametrize("kind", index_kinds())

@@ -24,7 +24,7 @@ def _vectors(n: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("make", [lambda: HNSWIndex(DIM, "ip", M=8, ef_construction=40),
-                                  lambda: HNSWIndex(DIM, "ip", M=8, ef_construction=40, storage="flat"),
+                                  lambda: HNSWIndex(DIM, "ip", M=8, ef_construction=40, storage="fp16"),
                                   lambda: IVFIndex(DIM, "ip", nlist=4)])
 def test_chunked_build_reports_and_indexes_every_row(make, monkeypatch):
     monkeypatch.setattr(build_progress, "MIN_CHUNK", 100)
@@ -41,8 +41,9 @@ def test_chunked_build_reports_and_indexes_every_row(make, monkeypatch):
     # every row finds itself, as in the index built in one call
     got = index.search(x, 1, **({"nprobe": 4} if isinstance(index, IVFIndex) else {"ef": 64})).rows[:, 0]
     assert (got == np.arange(450)).mean() >= 0.99
-    if isinstance(index, HNSWIndex) and index.storage == "fp16":
-        np.testing.assert_array_equal(index._float, x)  # the float32 rows it rescores with
+    if isinstance(index, HNSWIndex):  # the float32 rows it rescores with (fp16) or keeps itself (flat)
+        rows = index._float if index.storage == "fp16" else index.held_rows()
+        np.testing.assert_array_equal(rows, x)
 
 
 def test_listener_is_scoped_to_the_block():

@@ -140,3 +140,43 @@ def test_footprint_reports_parts_on_disk_and_resident(coll):
     assert foot["total"]["on_disk"] == sum(v["on_disk"] for k, v in foot.items() if k not in ("total", "process"))
     # two segments (rows added after the index): the vectors are held in memory, all resident
     assert foot["vectors"]["resident"] == coll.snapshot.store.vectors.nbytes
+
+
+def test_run_all_order_errors_nesting_and_fork():
+    """The process's worker pool: results in item order; an error reaches the caller after every share
+    ended; a ``run_all`` inside one runs on its own thread (no deadlock); a forked child gets a pool of
+    its own. In a subprocess, so a deadlock fails the test by its timeout instead of hanging the suite."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import multiprocessing as mp, threading, time
+        from vecdb import parallel
+        assert parallel.run_all(lambda i: i * i, list(range(100)), 4) == [i * i for i in range(100)]
+        seen = []
+        def boom(i):
+            time.sleep(0.001)
+            seen.append(i)
+            if i == 7:
+                raise ValueError("item 7")
+            return i
+        try:
+            parallel.run_all(boom, list(range(40)), 3)
+            raise SystemExit("no error")
+        except ValueError as exc:
+            assert str(exc) == "item 7"
+        n = len(seen); time.sleep(0.05); assert len(seen) == n, "a share ran on after the error was raised"
+        nested = parallel.run_all(lambda i: sum(parallel.run_all(lambda j: i * j, list(range(10)), 4)),
+                                  list(range(20)), 4)
+        assert nested == [45 * i for i in range(20)]
+        callers = [threading.Thread(target=lambda: parallel.run_all(lambda i: i, list(range(500)), 2)) for _ in range(6)]
+        [t.start() for t in callers]; [t.join(30) for t in callers]
+        assert not any(t.is_alive() for t in callers)
+        ctx = mp.get_context("fork")
+        with ctx.Pool(1) as p:
+            assert p.apply(parallel.run_all, (abs, [-1, -2, -3], 2)) == [1, 2, 3]
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

@@ -21,7 +21,6 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -336,6 +335,15 @@ class Collection(Writes):
         """
         snap = self._read()
         k = check_k(k)
+        if type(queries) is np.ndarray and queries.ndim == 1 and where is None and not params and field is None \
+                and index is None and planner is None and not offset and score_threshold is None and not with_vectors \
+                and weights is None:  # one unfiltered query, no options: the plain path with nothing around it
+            target = snap.fields[next(iter(snap.fields))] if len(snap.fields) == 1 else None
+            run = target and target.plain_search(k, snap.n_live, snap, None)
+            if run is not None:
+                hits = run(target.store.prepare_queries(queries))
+                if hits.rows[0, -1] >= 0:
+                    return self._result(snap, target, hits, ("index",))
         if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
             raise InvalidParameterError(f"offset must be a non-negative integer; got {offset!r}")
         if score_threshold is not None and (isinstance(score_threshold, bool)
@@ -368,19 +376,26 @@ class Collection(Writes):
         """The ``want`` best rows of field ``target`` per query (``q``: its store's ``prepare_queries``)
         among those passing ``where``, and the plans."""
         nq = len(q)
-        stores, search_params = target.search_params(index, params)
-        if where is None and planner is None and (not params or search_params.index_only):
-            # no options: the store the planner would pick; only index options: the one index taking them
-            plain = target.plain_store(want, snap.n_live, snap, index) if not params else \
-                stores[0] if len(stores) == 1 and stores[0].plain_ready(want, snap.n_live) \
+        # the plain path, what the planner would run without its bookkeeping: no filter and no options (the
+        # store and calibrated beam the planner would pick, set up once), or only index options (the one
+        # index taking them)
+        run = target.plain_search(want, snap.n_live, snap, index) if where is None and planner is None \
+            and not params else None
+        stores, search_params = (None, None) if run is not None else target.search_params(index, params)
+        if run is None and where is None and planner is None and search_params.index_only:
+            plain = stores[0] if len(stores) == 1 and stores[0].plain_ready(want, snap.n_live) \
                 and stores[0].index.device == "cpu" else None
             if plain is not None:
-                with parallel.omp_threads(threads) if nq > 1 else contextlib.nullcontext():  # FAISS' batch threads
-                    # what the planner would run: skip its bookkeeping (the calibrated beam unless one is given)
-                    hits = plain.index.search(q, want, **{**plain.plain_params(snap.planner), **search_params.options})
-                last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
-                if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
-                    return hits, ("index",) * nq
+                options = {**plain.plain_params(snap.planner), **search_params.options}
+                run = lambda queries: plain.index.search(queries, want, **options)  # noqa: E731
+        if run is not None:
+            with parallel.omp_threads(threads) if nq > 1 else contextlib.nullcontext():  # FAISS' batch threads
+                hits = run(q)
+            last = hits.rows[:, -1]  # padding comes last: k hits each when the last column has none
+            if (last[0] >= 0) if nq == 1 else (last.min() >= 0):
+                return hits, ("index",) * nq
+            if stores is None:
+                stores, search_params = target.search_params(index, params)
         if planner is not None:
             search_params = dataclasses.replace(search_params, config=planner)
         want = min(want, max(snap.n_live, 1))
@@ -402,13 +417,9 @@ class Collection(Writes):
                                       deleted_only=deleted_only, plan=plan)
             return members, plan, hits
 
-        threads = 1 if len(groups) == 1 else min(len(groups), threads)
-        if threads > 1:  # one filter per query: groups run on threads (the kernels release the GIL)
-            with ThreadPoolExecutor(threads) as pool:
-                done = list(pool.map(lambda group: run_group(group, True), groups))
-        else:
-            done = [run_group(group, False) for group in groups]
-        return _assemble(done, nq, want)
+        # one filter per query: groups run on threads (the kernels release the GIL)
+        pooled = threads > 1 and len(groups) > 1
+        return _assemble(parallel.run_all(lambda group: run_group(group, pooled), groups, threads), nq, want)
 
     def search_multi(self, queries: Any, k: int = 10, where: Any = None, **params: Any) -> SearchResult:
         """``search`` under the name multi-vector collections had in earlier releases."""
@@ -430,7 +441,7 @@ class Collection(Writes):
             limit = -float(threshold) if l2 else float(threshold)
             below = scores < np.float32(limit)
             scores, rows = np.where(below, -np.inf, scores).astype(np.float32), np.where(below, -1, rows)
-        vectors = target.store.hit_vectors(rows) if with_vectors else None
+        vectors = target.reader.hit_vectors(rows) if with_vectors else None
         last = rows[:, -1]  # padding comes last: a query is full when its last column is a row
         if not snap.string_ids and ((last[0] >= 0) if last.shape[0] == 1 else (last.min() >= 0)):
             return SearchResult(snap.ids[rows], -scores if l2 else scores,  # the usual case

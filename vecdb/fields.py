@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from . import planner
 from .errors import InvalidParameterError, InvalidVectorError
 from .filters.attribute_index import RowSet
-from .indexes.base import check_metric
+from .indexes.base import Hits, check_metric, prepared_search
 from .storage.files import read_npy
 from .storage.manifest import FieldSpec, IndexSpec, Segment, valid_name
 from .vectorstore import Batch, IndexSaver, VectorStore
@@ -83,6 +83,12 @@ class Field:
     @property
     def rows(self) -> int:
         return self.store.rows
+
+    @property
+    def reader(self) -> VectorStore:
+        """The store that reads of row values go through: the newest index's view (the same rows, read
+        from the index's own copy where it keeps one: ``DenseStore._with``), else the bare rows."""
+        return next(reversed(self.views.values())) if self.views else self.store
 
     @classmethod
     def load(cls, root: Path, segments: Sequence[Segment], spec: FieldSpec, lazy: list) -> "Field":
@@ -175,7 +181,7 @@ class Field:
         """The values of ``rows`` as an Arrow column (null where a row holds none)."""
         import pyarrow as pa
 
-        column = self.store.vectors_of(rows)
+        column = self.reader.vectors_of(rows)
         if self.valid is None or self.valid[rows].all():
             return column
         return pa.array(column.to_pylist(), type=column.type, mask=~self.valid[rows])
@@ -241,6 +247,16 @@ class Field:
             store = stores[0] if len(stores) == 1 else \
                 self.choose_store(stores, snapshot, k, None, n_live, planner.SearchParams(), False)[0]
             self._plain[key] = store if store.plain_ready(k, n_live) else None
+        return self._plain[key]
+
+    def plain_search(self, k: int, n_live: int, snapshot: Any, index: str | None) -> Callable[[Any], Hits] | None:
+        """``plain_store``'s index searched with the beam the planner would pick, set up once per snapshot,
+        ``k`` and ``index`` (``indexes.base.prepared_search``); None where there is no plain path."""
+        key = ("search", k, n_live, index)
+        if key not in self._plain:
+            store = self.plain_store(k, n_live, snapshot, index)
+            self._plain[key] = None if store is None else \
+                prepared_search(store.index, k, store.plain_params(snapshot.planner))
         return self._plain[key]
 
     def index_list(self) -> list[dict[str, Any]]:

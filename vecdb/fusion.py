@@ -57,7 +57,7 @@ def fused(field_hits: Callable[..., tuple[Hits, tuple[str, ...]]], snap: Any, qu
         if fusion == "rrf":
             scores += weights[f.name] * _rrf(hits.rows, candidates)
         else:
-            s = f.store.score(prepared[f.name], candidates).astype(np.float64)
+            s = f.reader.score(prepared[f.name], candidates).astype(np.float64)
             usable = np.isfinite(s) & (candidates >= 0)
             if f.valid is not None:
                 usable &= f.valid[np.maximum(candidates, 0)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
@@ -89,9 +90,63 @@ def chunks(n: int, threads: int, *, min_size: int = 4, per_thread: int = 4) -> l
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+_worker = threading.local()  # ``busy``: this thread is running a share of a ``run_all``
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The process's one pool of worker threads (one per core), made on first use and again in a forked
+    child (a fork copies the pool object but not its threads)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool, _pool_pid = ThreadPoolExecutor(cpu_count(), thread_name_prefix="vecdb"), os.getpid()
+        return _pool
+
+
 def run_all(fn: Callable[[Any], Any], items: Sequence[Any], threads: int) -> list[Any]:
-    """``[fn(item) for item in items]``, on ``threads`` threads when there are several items."""
-    if threads <= 1 or len(items) <= 1:
+    """``[fn(item) for item in items]``, on up to ``threads`` threads when there are several items.
+
+    The calling thread works too, beside ``threads - 1`` workers of the process's pool (no threads are
+    started per call: starting them cost more than the small batches they ran); each takes the next item
+    until none is left. A ``run_all`` inside ``fn`` runs on its own thread only, so nested work never
+    waits for pool threads that are waiting for it."""
+    n = len(items)
+    if threads <= 1 or n <= 1 or getattr(_worker, "busy", False):
         return [fn(item) for item in items]
-    with ThreadPoolExecutor(min(threads, len(items))) as pool:
-        return list(pool.map(fn, items))
+    out: list[Any] = [None] * n
+    order = iter(range(n))
+    take = threading.Lock()
+
+    def share() -> None:
+        was, _worker.busy = getattr(_worker, "busy", False), True
+        try:
+            while True:
+                with take:
+                    i = next(order, None)
+                if i is None:
+                    return
+                try:
+                    out[i] = fn(items[i])
+                except BaseException:
+                    with take:  # the others stop at their next item: the call fails anyway
+                        for _ in order:
+                            pass
+                    raise
+        finally:
+            _worker.busy = was
+
+    pool = _executor()
+    helpers = [pool.submit(share) for _ in range(min(threads, n) - 1)]
+    try:
+        share()
+    finally:
+        for helper in helpers:  # every share ends before the caller goes on (or re-raises); one still
+            if not helper.cancel():  # queued behind other callers' work has nothing left to take
+                helper.exception()
+    for helper in helpers:
+        if not helper.cancelled():
+            helper.result()
+    return out

@@ -190,8 +190,7 @@ class Snapshot:
     @property
     def store(self) -> VectorStore:
         """The first field's rows, through its newest index if it has one (what one-field code reads)."""
-        first = next(iter(self.fields.values()))
-        return list(first.views.values())[-1] if first.views else first.store
+        return next(iter(self.fields.values())).reader
 
     @property
     def index(self) -> Any:

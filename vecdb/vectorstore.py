@@ -23,7 +23,7 @@ from . import planner
 from .calibration import calibrate
 from .errors import InvalidParameterError
 from .filters.attribute_index import RowSet
-from .indexes.base import Hits, VectorIndex, index_class
+from .indexes.base import Hits, RowHolder, VectorIndex, index_class, supports
 from .storage.files import describe_file, read_npy, verify
 from .storage.manifest import FieldSpec, FileEntry, IndexSpec, Segment
 from .vectors import as_matrix
@@ -181,10 +181,22 @@ class DenseStore:
 
     def with_saved_index(self, root: Path, spec: IndexSpec, lazy: list) -> "DenseStore":
         index = load_index(root, spec, self.dim, self.metric, self.vectors)
-        return dataclasses.replace(self, index=index, calibration=dict(spec.calibration))
+        return self._with(index, dict(spec.calibration))
 
     def with_index_of(self, other: "VectorStore") -> "DenseStore":
-        return dataclasses.replace(self, index=other.index, calibration=other.calibration)
+        return self._with(other.index, other.calibration)
+
+    def _with(self, index: VectorIndex | None, calibration: Mapping[str, Any]) -> "DenseStore":
+        """These rows searched through ``index``. Where the index keeps a float32 copy of every row, the
+        store reads its rows from there: the same values (the index was given them), one copy in memory,
+        and the store's own (mapped) file is left unread."""
+        vectors = self.vectors
+        if index is not None and index.ntotal == self.rows and supports(index, RowHolder):
+            held = index.held_rows()
+            if held is not None:
+                vectors = held
+        return dataclasses.replace(self, vectors=vectors, index=index, calibration=calibration,
+                                   _buffer=self._buffer if vectors is self.vectors else None)
 
     def bare(self) -> "DenseStore":
         return dataclasses.replace(self, index=None, calibration={})
@@ -226,14 +238,14 @@ class DenseStore:
         index = cls(self.dim, self.metric, **options)
         index.build(self.vectors)
         calibration = calibrate(index, self.vectors, self.metric)
-        return dataclasses.replace(self, index=index, calibration=calibration), self._saver(index, calibration)
+        return self._with(index, calibration), self._saver(index, calibration)
 
     def optimized(self, root: Path, spec: IndexSpec) -> tuple["DenseStore", IndexSaver] | None:
         if self.index is None or spec.rows == self.rows:
             return None
         index = load_index(root, spec, self.dim, self.metric, self.vectors)  # a copy no search reads
         index.add(self.vectors[spec.rows:])
-        return dataclasses.replace(self, index=index), self._saver(index, self.calibration)
+        return self._with(index, self.calibration), self._saver(index, self.calibration)
 
     def taken(self, rows: np.ndarray) -> Batch:
         return Batch(int(rows.shape[0]), {"vectors": np.ascontiguousarray(self.vectors[rows], dtype=np.float32)})

@@ -3,26 +3,23 @@
 The kernels themselves live in ``vecdb.kernels.binary`` (imported on first use, so registering the
 ``binary`` index kind compiles nothing). The functions here check dtypes (a code matrix that is not
 ``uint64`` raises ``TypeError``; nothing is guessed), copy the small arguments the kernels want
-writable, and spread the fused scan over threads (the kernel releases the GIL).
+writable, and spread the fused scan over the process's threads (``parallel.run_all``; the kernel releases
+the GIL).
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 import numpy as np
 
 from ..errors import InvalidParameterError
+from ..parallel import run_all
 from .encoders import BinaryEncoder, check_codes, pack_planes, unpack_planes, words_per_plane
 
 # Below this many (query, row) visits a scan runs on the calling thread: waking workers costs more.
 SERIAL_MAX_VISITS = 1 << 20
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 
 
 def _kernels() -> ModuleType:
@@ -37,14 +34,6 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=default_threads(), thread_name_prefix="vecdb-binary")
-        return _pool
 
 
 def _writable(a: np.ndarray, dtype: type) -> np.ndarray:
@@ -122,19 +111,17 @@ def scan(queries: np.ndarray, codes: np.ndarray, *, bits: int, dim: int, weights
     threads = default_threads() if threads is None else max(1, int(threads))
     if threads == 1 or nq * visits <= SERIAL_MAX_VISITS or nq == 0:
         return kernel(q, codes, bits, dim, w, term, bitmap, 0, n, c)
-    pool = _executor()
     if nq >= threads:
         bounds = np.linspace(0, nq, threads + 1).astype(int)
-        futures = [pool.submit(kernel, q[a:b], codes, bits, dim, w, term, bitmap, 0, n, c)
-                   for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        parts = [f.result() for f in futures]
+        spans = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        parts = run_all(lambda span: kernel(q[span[0]:span[1]], codes, bits, dim, w, term, bitmap, 0, n, c),
+                        spans, threads)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     blocks = min(threads, max(1, n // 4096))
     per_block = -(-n // blocks)
     step = -(-per_block // 64) * 64  # a multiple of 64 rows: blocks own whole bitmap words
-    futures = [pool.submit(kernel, q, codes, bits, dim, w, term, bitmap, lo, min(n, lo + step), c)
-               for lo in range(0, n, step)]
-    parts = [f.result() for f in futures]
+    parts = run_all(lambda lo: kernel(q, codes, bits, dim, w, term, bitmap, lo, min(n, lo + step), c),
+                    list(range(0, n, step)), threads)
     return merge_topc(np.concatenate([p[0] for p in parts], axis=1),
                       np.concatenate([p[1] for p in parts], axis=1), c)
 

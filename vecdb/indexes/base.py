@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -102,6 +102,47 @@ class CostedIndex(Protocol):
 
     def cost(self, matches: int, k: int, params: dict[str, Any]) -> float:
         """Work of one query among ``matches`` passing rows."""
+
+
+@runtime_checkable
+class RowHolder(Protocol):
+    """An index that keeps a float32 copy of the rows it covers (FAISS' ``IndexHNSWFlat``): the store
+    reads rows from it instead of holding a second copy (one copy of the vectors resident, not two)."""
+
+    def held_rows(self) -> np.ndarray | None:
+        """Rows ``0 .. ntotal - 1`` as a read-only ``(ntotal, dim)`` float32 array that keeps the index
+        alive, or None where this instance keeps none (another storage)."""
+
+
+def borrowed(owner: Any, address: int, shape: tuple[int, ...], typestr: str = "<f4") -> np.ndarray:
+    """A read-only numpy view of memory ``owner`` holds at ``address``; the array keeps ``owner`` alive
+    (its ``base`` holds it), so the memory outlives every view of it."""
+    return np.asarray(Borrowed(owner, address, shape, typestr))
+
+
+class Borrowed:
+    """The owner of memory a ``borrowed`` array views (``array.base``)."""
+
+    def __init__(self, owner: Any, address: int, shape: tuple[int, ...], typestr: str):
+        self.owner = owner
+        self.__array_interface__ = {"data": (address, True), "shape": shape, "typestr": typestr, "version": 3}
+
+
+@runtime_checkable
+class PreparedIndex(Protocol):
+    """An index whose unfiltered search with fixed options is set up once and then costs one native call
+    (FAISS: its search parameters made once). Everything Python does around a ~150 us graph walk runs on
+    caches the walk has just emptied, so the plain path's work per query is kept to this one call."""
+
+    def prepared(self, k: int, **params: Any) -> Callable[[np.ndarray], Hits]:
+        """``lambda queries: self.search(queries, k, **params)``, with the options checked once here."""
+
+
+def prepared_search(index: Any, k: int, params: dict[str, Any]) -> Callable[[np.ndarray], Hits]:
+    """The unfiltered search of ``index`` for ``k`` and ``params``, set up once (see ``PreparedIndex``)."""
+    if supports(index, PreparedIndex):
+        return index.prepared(k, **params)
+    return lambda queries: index.search(queries, k, **params)
 
 
 _CONFORMS: dict[tuple[type, type], bool] = {}
