@@ -58,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--ef", type=_ints, default=None, help="replace the ef values of HNSW grids")
     r.add_argument("--nprobe", type=_ints, default=None, help="replace the nprobe values of IVF grids")
     r.add_argument("--no-batch", action="store_true", help="skip the batch throughput pass")
+    r.add_argument("--no-memory", action="store_true",
+                   help="skip the resident-memory measurement (each saved build reopened in a fresh process)")
     r.add_argument("--repeat", type=int, default=1,
                    help="latency passes per run, keeping each query's fastest (default 1)")
     r.add_argument("--run-timeout", type=float, default=60.0,
@@ -90,7 +92,8 @@ def _run(args: argparse.Namespace, command: str) -> Path:
     for name in names:
         out = args.out if len(names) == 1 else args.out / name.replace(":", "_").replace("/", "_")
         cfg = RunConfig(dataset=name, engines=tuple(eng.resolve(args.engines)), out=out, profile=args.grid,
-                        ks=args.k, threads=args.threads, batch=not args.no_batch, overrides=overrides,
+                        ks=args.k, threads=args.threads, batch=not args.no_batch, memory=not args.no_memory,
+                        overrides=overrides,
                         data=DataOptions(data_dir=args.data_dir, cache_dir=args.cache_dir, max_queries=args.queries),
                         workdir=args.workdir, command=command, run_timeout_s=args.run_timeout or None,
                         repeat=args.repeat)

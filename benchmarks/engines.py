@@ -80,6 +80,11 @@ class Engine:
     def attach(self, state: Any) -> None:
         self.state = state
 
+    def reopen(self, workdir: Path) -> Any:
+        """The build saved under ``workdir`` opened as a user would, for ``benchmarks.memory`` (None: this
+        engine keeps nothing of its own on disk, and is not measured there)."""
+        return None
+
     def release(self) -> None:
         self.state = None
 
@@ -145,6 +150,11 @@ class Vecdb(Engine):
         coll.build_index(opts.pop("index"), **opts)
         self.state = coll
         return coll
+
+    def reopen(self, workdir: Path) -> Any:
+        import vecdb
+
+        return vecdb.open(workdir / "collection.vdb")
 
     def _kwargs(self, params: dict) -> dict:
         return dict(params) if self.plan == "auto" else {**params, "plan": self.plan}
@@ -295,6 +305,11 @@ class FaissHNSW(Engine):
         self.state = index
         return index
 
+    def reopen(self, workdir: Path) -> Any:
+        import faiss
+
+        return faiss.read_index(str(workdir / "index.faiss"))
+
     def _selector(self, where: str | None) -> tuple[Any, Any]:
         import faiss
 
@@ -378,6 +393,13 @@ class Hnswlib(Engine):
         index.add_items(self.ds.base, np.arange(self.ds.n), num_threads=threads)
         index.save_index(str(workdir / "index.hnswlib"))
         self.state = index
+        return index
+
+    def reopen(self, workdir: Path) -> Any:
+        import hnswlib
+
+        index = hnswlib.Index(space="l2" if self.ds.metric == "l2" else "ip", dim=self.ds.dim)
+        index.load_index(str(workdir / "index.hnswlib"), max_elements=self.ds.n)
         return index
 
     def search_group(self, queries: np.ndarray, k: int, where: str | None, params: dict, threads: int) -> Result:

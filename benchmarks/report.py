@@ -194,6 +194,25 @@ def builds_table(results: Results) -> list[str]:
     return lines
 
 
+def memory_table(results: Results) -> list[str]:
+    """Resident memory of each saved build reopened in a fresh process (``benchmarks.memory``), and its
+    ratio to FAISS HNSW's (``faiss-hnsw``) when it was measured in the same run."""
+    if not results.memory:
+        return []
+    faiss = [m["after_queries_bytes"] for m in results.memory if m.get("engine") == "faiss-hnsw" and not m.get("error")]
+    lines = ["| engine | build | open MB | after queries MB | queries | × faiss-hnsw | per-process MB (left out) | error |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for m in results.memory:
+        if m.get("error"):
+            lines.append(f"| {m['engine']} | {m['build_id']} | - | - | - | - | - | {m['error']} |")
+            continue
+        ratio = _fmt(m["after_queries_bytes"] / faiss[0], 2) if faiss else "-"
+        lines.append(f"| {m['engine']} | {m['build_id']} | {m['open_bytes'] / 2**20:.0f} | "
+                     f"{m['after_queries_bytes'] / 2**20:.0f} | {m['queries']} | {ratio} | "
+                     f"{m['warm_bytes'] / 2**20:.0f} | |")
+    return lines
+
+
 def batch_scaling_table(results: Results) -> list[str]:
     """Batch QPS of each engine's default setting with every thread against one thread, per band."""
     threads = results.meta.get("threads")
@@ -365,6 +384,13 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
         lines += [f"### k = {k} (default search settings)", "", *other_k_table(rows, k, multi), ""]
     lines += ["### Correctness (all runs; filter failures must be 0)", "", *correctness_table(rows), "",
               "### Builds", "", *builds_table(results), ""]
+    memory = memory_table(results)
+    if memory:
+        lines += ["### Resident memory: each build reopened in a fresh process, every query answered once",
+                  "", "RSS after opening the saved build and answering every query (one thread, default "
+                  "setting, filters applied) minus RSS before opening it, after a warm-up on the same files "
+                  "(per-process costs such as compiled kernels: the last column). `benchmarks/memory.py`.",
+                  "", *memory, ""]
     scaling = batch_scaling_table(results)
     if scaling:
         lines += ["### Batches: every thread against one (default settings)", "", *scaling, ""]

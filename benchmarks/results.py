@@ -6,6 +6,8 @@ Layout of ``<out>/``::
     queries.parquet  qid, band, match_count, selectivity, filter (what every engine was asked)
     builds.jsonl     one line per build: family, engines, params, build_s, rss_delta_bytes, disk_bytes, error
     runs.jsonl       one line per (engine, build, search setting, k): batch timings per band, error
+    memory.jsonl     one line per (engine, build): resident bytes after reopening it in a fresh process and
+                     answering every query (``benchmarks.memory``)
     raw/run-NNNN.parquet   qid, ids (list<int64>), scores (list<float32>), latency_s, error
 
 Metrics are never stored here by the runner; ``benchmarks.metrics`` computes them afterwards.
@@ -102,7 +104,7 @@ class ResultWriter:
     def __init__(self, out: Path):
         self.out = Path(out)
         (self.out / "raw").mkdir(parents=True, exist_ok=True)
-        for name in ("builds.jsonl", "runs.jsonl"):
+        for name in ("builds.jsonl", "runs.jsonl", "memory.jsonl"):
             (self.out / name).write_text("")
         self.n_runs = 0
 
@@ -114,6 +116,10 @@ class ResultWriter:
 
     def add_build(self, record: dict) -> None:
         with open(self.out / "builds.jsonl", "a") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+
+    def add_memory(self, record: dict) -> None:
+        with open(self.out / "memory.jsonl", "a") as f:
             f.write(json.dumps(record, default=str) + "\n")
 
     def add_run(self, record: dict, ids: np.ndarray, scores: np.ndarray, latency: np.ndarray,
@@ -143,6 +149,7 @@ class Results:
     queries: pa.Table
     builds: list[dict]
     runs: list[dict]
+    memory: list[dict] = dataclasses.field(default_factory=list)  # benchmarks.memory, per engine and build
 
     def raw(self, run_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
         """``(ids, scores, latency_s, errors)`` of one run."""
@@ -164,7 +171,7 @@ def load_results(path: str | Path) -> Results:
         raise FileNotFoundError(f"{str(path)!r} is not a results folder (no meta.json)")
     return Results(path=path, meta=json.loads((path / "meta.json").read_text()),
                    queries=pq.read_table(path / "queries.parquet"), builds=_jsonl(path / "builds.jsonl"),
-                   runs=_jsonl(path / "runs.jsonl"))
+                   runs=_jsonl(path / "runs.jsonl"), memory=_jsonl(path / "memory.jsonl"))
 
 
 def command_line(argv: list[str] | None) -> str:

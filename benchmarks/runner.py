@@ -57,6 +57,7 @@ class RunConfig:
     command: str = ""
     run_timeout_s: float | None = 60.0
     repeat: int = 1  # latency passes per run; each query's fastest is kept (first-pass cache effects out)
+    memory: bool = True  # each saved build reopened in a fresh process: resident memory after the queries
 
 
 def search_grid(cls: type[eng.Engine], profile: str, overrides: dict[str, tuple]) -> list[dict]:
@@ -229,11 +230,25 @@ def _run_build(cfg: RunConfig, ds: Dataset, writer: ResultWriter, family: str,
         try:
             for engine in engines:
                 _run_engine(cfg, ds, writer, engine, build_id, build_params)
+            if cfg.memory and type(engines[0]).reopen is not eng.Engine.reopen:  # siblings share its files
+                _measure_memory(cfg, writer, type(engines[0]).name, build_id, Path(tmp))
         finally:
             for engine in engines:
                 engine.release()
             del state
             gc.collect()
+
+
+def _measure_memory(cfg: RunConfig, writer: ResultWriter, name: str, build_id: str, workdir: Path) -> None:
+    from .memory import measure_in_child
+
+    record = measure_in_child(name, cfg.dataset, cfg.data, workdir, cfg.ks[0])
+    writer.add_memory({"build_id": build_id, **record})
+    if record.get("error"):
+        log.warning("memory of %s (%s): %s", name, build_id, record["error"])
+    else:
+        log.info("memory of %s: %.0f MB resident after opening and %d queries (fresh process)", name,
+                 record["after_queries_bytes"] / 2**20, record["queries"])
 
 
 def _run_engine(cfg: RunConfig, ds: Dataset, writer: ResultWriter, engine: eng.Engine, build_id: str,

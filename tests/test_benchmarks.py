@@ -367,12 +367,18 @@ def test_smoke_writes_raw_results_with_provenance(smoke):
     raw = pq.read_table(smoke / "raw" / f"{runs[0]['run_id']}.parquet")
     assert raw.num_rows == meta["dataset"]["nq"] and raw.schema.field("ids").type.list_size == runs[0]["k"]
     assert set(raw.column_names) == {"qid", "ids", "scores", "latency_s", "error"}
+    # every engine with files of its own reopened in a fresh process, every query answered there
+    memory = {m["engine"]: m for m in map(json.loads, (smoke / "memory.jsonl").read_text().splitlines())}
+    assert {"vecdb", "faiss-hnsw", "hnswlib"} <= set(memory)
+    for m in memory.values():
+        assert not m.get("error") and m["queries"] == meta["dataset"]["nq"]
+        assert m["after_queries_bytes"] >= m["open_bytes"] > 0
 
 
 def test_smoke_summary_and_plots(smoke):
     text = (smoke / "summary.md").read_text()
     for heading in ("vecdb at its default settings against every engine at equal recall", "Q ÷ yardstick",
-                    "Best single-thread QPS", "× exact", "k = 100", "Correctness", "Builds"):
+                    "Best single-thread QPS", "× exact", "k = 100", "Correctness", "Builds", "Resident memory"):
         assert heading in text
     for engine in ("vecdb", "faiss-hnsw", "hnswlib", "exact"):
         assert f"| {engine} |" in text
