@@ -164,12 +164,13 @@ class Vecdb(Engine):
         return pad(res.ids, scores, k)
 
     def search_group(self, queries: np.ndarray, k: int, where: str | None, params: dict, threads: int) -> Result:
-        return self._convert(self.state.search(queries, k, where=where, **self._kwargs(params)), k)
+        return self._convert(self.state.search(queries, k, where=where, threads=threads, **self._kwargs(params)), k)
 
     def search_batch(self, queries: np.ndarray, wheres: list[str | None], k: int, params: dict,
                      threads: int) -> Result:
         """vecdb's own batch API: one filter per query (it groups equal filters itself)."""
-        return self._convert(self.state.search(queries, k, where=list(wheres), **self._kwargs(params)), k)
+        return self._convert(self.state.search(queries, k, where=list(wheres), threads=threads,
+                                               **self._kwargs(params)), k)
 
 
 class VecdbExact(Vecdb):

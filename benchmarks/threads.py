@@ -1,4 +1,4 @@
-"""One thread count for every engine: FAISS (OpenMP), BLAS (numpy's and faiss'), numba; hnswlib takes it
+"""One thread count for every engine: vecdb, FAISS (OpenMP), BLAS (numpy's and faiss'), numba; hnswlib takes it
 per call (``num_threads``) from the runner.
 
 BLAS is limited through ``threadpoolctl`` when it is installed; otherwise through the ``*_set_num_threads``
@@ -58,6 +58,12 @@ def set_threads(n: int) -> str:
         import faiss
 
         faiss.omp_set_num_threads(n)
+    except ImportError:
+        pass
+    try:
+        import vecdb
+
+        vecdb.set_threads(n)  # vecdb's process-wide default (engines also pass ``threads=`` per call)
     except ImportError:
         pass
     try:
