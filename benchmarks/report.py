@@ -94,6 +94,23 @@ def _default_row(rows: list[dict], k: int, band: str, engine: str = "vecdb") -> 
     return next((r for r in rows if r["run_id"] == run_id and r["band"] == band), None) if run_id else None
 
 
+def batch_equal_recall_table(rows: list[dict], k: int, engine: str = "vecdb") -> list[str]:
+    """Per band: ``engine``'s batch QPS at its default setting (recall R) against each other engine's best
+    batch QPS among its settings reaching recall >= R (every thread; cell: the ratio, then that QPS)."""
+    others = [e for e in plots.engine_order(rows) if e != engine]
+    lines = ["| band | R | batch QPS | " + " | ".join(others) + " |", "|---|---:|---:|" + "---:|" * len(others)]
+    for band in BANDS:
+        d = _default_row(rows, k, band, engine)
+        if d is None or not np.isfinite(d.get("batch_qps", np.nan)):
+            continue
+        cells = [band, f"{d['recall']:.3f}", _fmt(d["batch_qps"])]
+        for e in others:
+            b = best_at(rows, e, band, k, d["recall"] - 1e-9, key="batch_qps")
+            cells.append(f"{_fmt(d['batch_qps'] / b['batch_qps'], 2)} ({_fmt(b['batch_qps'])})" if b else "never reaches R")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
 def _max_recall(rows: list[dict], engine: str, band: str, k: int) -> float | None:
     rec = [r["recall"] for r in rows if r["engine"] == engine and r["band"] == band and r["k"] == k
            and not r["run_error"] and np.isfinite(r["recall"])]
@@ -384,6 +401,12 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
         lines += [f"### k = {k} (default search settings)", "", *other_k_table(rows, k, multi), ""]
     lines += ["### Correctness (all runs; filter failures must be 0)", "", *correctness_table(rows), "",
               "### Builds", "", *builds_table(results), ""]
+    batch_eq = batch_equal_recall_table(rows, ks[0])
+    if batch_eq:
+        lines += [f"### Batches at equal recall: vecdb's default against each engine's best batch reaching its recall "
+                  f"(k = {ks[0]}, {meta.get('threads')} threads)", "",
+                  "Each band's queries in one call. Cell: vecdb's batch QPS ÷ the engine's best batch QPS among its "
+                  "settings with recall >= R, then that QPS.", "", *batch_eq, ""]
     memory = memory_table(results)
     if memory:
         lines += ["### Resident memory: each build reopened in a fresh process, every query answered once",
