@@ -180,3 +180,34 @@ def test_run_all_order_errors_nesting_and_fork():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_blas_threads_overlapping_blocks_restore_the_setting():
+    """Batches on several user threads limit BLAS at overlapping times: a block ending while another is
+    open leaves the limit in place, and the last one out restores what was there before the first."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from vecdb import parallel
+
+    def blas_threads() -> list[int]:  # process-wide settings only (an OpenMP build keeps one per thread)
+        return [lib["num_threads"] for lib in threadpool_info()
+                if lib["user_api"] == "blas" and lib.get("threading_layer") != "openmp"]
+
+    before = blas_threads()
+    with parallel.blas_threads(1):
+        assert all(n == 1 for n in blas_threads())
+        def elsewhere() -> None:
+            with parallel.blas_threads(1):
+                pass
+
+        other = threading.Thread(target=elsewhere)
+        with parallel.blas_threads(1):  # a second block, opened and closed inside the first
+            pass
+        other.start()
+        other.join(10)
+        assert all(n == 1 for n in blas_threads()), "an inner block's end restored the setting too early"
+    assert blas_threads() == before
+    with parallel.blas_threads(2):  # more than one: nothing changes
+        assert blas_threads() == before

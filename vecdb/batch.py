@@ -29,6 +29,7 @@ from .indexes.faiss_indexes import HNSWIndex
 from .indexes.flat import FUSED_MAX_WORK
 
 MASK_BYTES = 64 << 20  # stacked filter masks held at once by the graph bucket
+SERIAL_MAX_FLOATS = 4 << 20  # an exact bucket reading fewer vector floats than this runs on one thread
 Done = tuple[list[int], planner_mod.Plan, Hits]
 
 
@@ -89,6 +90,8 @@ def _exact(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list
     order, group_of = _query_order(items)
     queries = np.ascontiguousarray(q[order], dtype=np.float32)
     l2 = store.metric == "l2"
+    if np.diff(starts)[group_of].sum() * store.dim < SERIAL_MAX_FLOATS:
+        threads = 1  # a few hundred microseconds of scanning: waking a worker and sharing the GIL cost more
 
     def chunk(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         a, b = span
@@ -146,6 +149,7 @@ def _rest(snap: Any, q: np.ndarray, items: list, k: int, params: planner_mod.Sea
         def pooled(item: tuple) -> Done:
             with parallel.omp_threads(1):
                 return one(item, True)
-        return parallel.run_all(pooled, items, threads)
+        with parallel.blas_threads(1):  # the groups are the parallelism: BLAS threads would oversubscribe
+            return parallel.run_all(pooled, items, threads)
     with parallel.omp_threads(threads):
         return [one(item, False) for item in items]

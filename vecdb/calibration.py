@@ -12,9 +12,17 @@ arxiv (72,000 x 384, HNSW M=32, the 1,000 public queries unfiltered, recall@10 a
                                                   0.901 / 0.949 / 0.979 / 0.992, 0.850 / 0.919 / 0.964 / 0.986
 
 Real queries sit about 1.2x farther from their nearest stored row than a stored row sits from its own
-nearest neighbour (0.86 against 0.71 on arxiv); ``PERTURB = 1.7`` puts the calibration queries there
-(the choice is documented here because it was fitted on one dataset). Each query is a sampled row
-moved by ``PERTURB`` times that row's 1-NN distance in a random direction (renormalised for cosine).
+nearest neighbour (0.86 against 0.71 on arxiv), which a move of about 1.7x would match; ``PERTURB`` is
+2.0, a little harder than real queries, so that a target is met rather than missed (the choice is
+documented here because it was fitted on one dataset). Each query is a sampled row moved by ``PERTURB``
+times that row's 1-NN distance in a random direction (renormalised for cosine).
+
+Delivered on the arxiv public queries (HNSW M=32, recall@10, one query at a time), target 0.90 / 0.95 /
+0.99: unfiltered 0.915 / 0.963 / 0.994. The filtered bands' beams come from curves made on random row
+masks, and the walk finds real attribute filters easier than random masks (at ef 32: 0.964 on the ~50%
+band against 0.902-0.911 calibrated), so they get more than asked: ~50% 0.964 / 0.984 / 0.996, ~10%
+0.950 / 0.974 / 0.993 (at least the target everywhere, up to 0.06 above it at 0.90). Below a few
+percent the exact scan is the cheaper plan and delivers 1.0.
 
 Curves: recall@k against the exact oracle per beam width, unfiltered, and for the filtered graph
 walk once per band of selectivity (``SELECTIVITIES``, random row masks); a search uses the band at or

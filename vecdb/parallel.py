@@ -80,6 +80,43 @@ def omp_threads(n: int) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
+@functools.cache
+def _blas() -> Any:
+    """threadpoolctl's controller over the BLAS libraries loaded now (inspected once)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_before: Any = None
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """BLAS (numpy's, FAISS') on one thread per call inside the block, for work this module spreads over
+    its own threads (each running BLAS calls: BLAS' own threads would oversubscribe the cores). BLAS
+    libraries keep one process-wide setting, so overlapping blocks (batches on several user threads)
+    share it: the first sets it, the last one out restores what was there. ``n`` > 1 changes nothing."""
+    global _blas_users, _blas_before
+    if n > 1:
+        yield
+        return
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_before = _blas().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_before.restore_original_limits()
+                _blas_before = None
+
+
 def chunks(n: int, threads: int, *, min_size: int = 4, per_thread: int = 4) -> list[tuple[int, int]]:
     """``[start, stop)`` ranges covering ``range(n)``: about ``per_thread`` per thread (so a slow chunk
     does not hold the others up), at least ``min_size`` items each."""
