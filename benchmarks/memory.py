@@ -44,7 +44,7 @@ def measure(engine_name: str, dataset: str, data: dict, workdir: str, k: int) ->
     set_threads(1)
     cls = eng.registry()[engine_name]
     engine = cls(ds)
-    params = cls.default_search or cls.search_grid["full"][0]
+    params = {**cls.search_grid["full"][0], **cls.default_search}  # the runner's default setting
     gc.collect()
     loaded = rss_bytes()
 

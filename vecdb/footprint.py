@@ -3,8 +3,9 @@
 Memory-mapped files (the vectors, Arrow attribute files, saved attribute indexes) count the pages of
 them resident now (``/proc/self/smaps``' ``Rss`` of each mapping: what searches have touched). Arrays
 read whole (ids, deletions) and the vector index, which FAISS reads into its own memory, count their
-size; rows the store reads from the index (HNSW's float32 rows) count with the index. Linux only for
-the mapped parts; elsewhere they report None.
+size. The vectors part counts the field's own rows: where searches read them from the index (HNSW's
+float32 rows, ``Field.reader``), those count with the index, and the mapped file's untouched pages with
+nothing. Linux only for the mapped parts; elsewhere they report None.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .indexes.base import Borrowed
 
 _MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
 
@@ -48,10 +47,10 @@ def process_resident() -> int | None:
     return int(match.group(1)) * 1024 if match else None
 
 
-def _held_elsewhere(array: Any) -> bool:
-    """Whether ``array`` views a memory-mapped file, or rows an index keeps (counted with the index)."""
+def _mapped(array: Any) -> bool:
+    """Whether ``array`` views a memory-mapped file."""
     while array is not None:
-        if isinstance(array, (np.memmap, mmap.mmap, Borrowed)):
+        if isinstance(array, (np.memmap, mmap.mmap)):
             return True
         array = getattr(array, "base", None)
     return False
@@ -79,7 +78,7 @@ def footprint(snapshot: Any) -> dict[str, Any]:
     vec_resident: int | None = 0
     for name, field in snapshot.fields.items():  # in memory (segments joined, rows added), or mapped files
         held = getattr(field.store, "vectors", None)
-        if isinstance(held, np.ndarray) and not _held_elsewhere(held):
+        if isinstance(held, np.ndarray) and not _mapped(held):
             vec_resident += int(held.nbytes)
         else:
             files = resident([e.file for seg in manifest.segments for e in seg.fields[name].values()])
