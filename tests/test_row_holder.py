@@ -137,3 +137,37 @@ def test_plain_path_answers_as_the_planned_path(tmp_path):
             np.testing.assert_array_equal(plain.scores, other.scores)
         assert len(set(plain.ids[0])) == 10
     gc.collect()
+
+
+def test_plain_path_with_a_beam_or_a_recall_target(tmp_path):
+    """``ef=`` and ``target_recall=`` keep the one-call path (set up once per value): same ids and scores
+    as the planner's path with the same beam; bad values are the planner's typed errors; a sweep over
+    many beams does not grow the per-snapshot cache without end; other options leave the path."""
+    from vecdb import fields
+    from vecdb.errors import InvalidParameterError
+
+    rng = np.random.default_rng(5)
+    c = vecdb.create(tmp_path / "c.vdb", dim=32, metric="cosine")
+    c.add(_rows(rng, 3000, 32), small_table(rng, 3000))
+    c.build_index("hnsw", M=8, ef_construction=40)
+    field = next(iter(c.snapshot.fields.values()))
+    for q in _rows(rng, 10, 32):
+        for ef in (12, 40):
+            plain = c.search(q, 10, ef=ef)
+            assert plain.plans == ("index",)
+            forced = c.search(q, 10, plan="index", ef=ef)
+            np.testing.assert_array_equal(plain.ids, forced.ids)
+            np.testing.assert_array_equal(plain.scores, forced.scores)
+            np.testing.assert_array_equal(c.search(q[None], 10, ef=ef).ids, plain.ids)
+        for target in (0.5, 0.99):
+            beam = c.explain(q, target_recall=target).params["ef"]
+            np.testing.assert_array_equal(c.search(q, 10, target_recall=target).ids,
+                                          c.search(q, 10, plan="index", ef=beam).ids)
+    assert c.explain(q, target_recall=0.5).params["ef"] <= c.explain(q, target_recall=0.99).params["ef"]
+    for bad in ({"ef": "wide"}, {"ef": [1]}, {"target_recall": 1.5}, {"efs": 3}):
+        with pytest.raises(InvalidParameterError):
+            c.search(q, 10, **bad)
+    assert c.search(q, 10, plan="exact").plans == ("exact",)  # a plan leaves the plain path
+    for ef in range(10, 10 + 2 * fields.PLAIN_KEYS):
+        assert c.search(q, 10, ef=ef).ids.shape == (1, 10)
+    assert len(field._plain) <= fields.PLAIN_KEYS

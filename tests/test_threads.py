@@ -104,34 +104,6 @@ def test_thread_settings(coll):
         c.search(q, 3, nonsense=1)  # the accepted options listed include threads
 
 
-def test_calibration_queries_sit_off_the_rows():
-    """Calibration queries are rows moved by 2x their 1-NN distance: none equals a stored row, each is
-    farther from its nearest row than that row's own nearest neighbour."""
-    from vecdb.calibration import calibration_queries
-    from vecdb.indexes.flat import exact_search
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(2000, 16)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = calibration_queries(x, "cosine", 50, np.random.default_rng(1))
-    assert q.shape == (50, 16) and np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
-    nearest = exact_search(x, q, 1, "cosine")
-    assert np.all(nearest.scores[:, 0] < 0.9999)
-
-
-def test_old_calibrations_keep_the_fixed_default_beam():
-    """Curves saved before ``method`` existed (midpoint queries, one filtered curve) drive
-    ``target_recall`` only; the default stays the index's ef_search."""
-    from vecdb.calibration import ef_for
-
-    old = {"unfiltered": [[16, 0.8], [64, 0.94], [128, 0.97]], "filtered_graph": [[16, 0.9], [64, 0.97]]}
-    assert ef_for(old, "index", 0.95) == 128 and ef_for(old, "filtered_graph", 0.95) == 64
-    new = {"method": "m", "unfiltered": [[16, 0.8]], "filtered_bands": [[0.5, [[16, 0.99]]], [0.05, [[16, 0.5],
-                                                                                                    [32, 0.96]]]]}
-    assert ef_for(new, "filtered_graph", 0.95, 0.6) == 16 and ef_for(new, "filtered_graph", 0.95, 0.1) == 32
-    assert ef_for(new, "filtered_graph", 0.95, 0.01) == 32  # below every band: the sparsest
-
-
 def test_footprint_reports_parts_on_disk_and_resident(coll):
     foot = coll.footprint()
     for part in ("vectors", "index", "attributes", "attribute indexes", "ids and deletions", "total", "process"):

@@ -335,11 +335,11 @@ class Collection(Writes):
         """
         snap = self._read()
         k = check_k(k)
-        if type(queries) is np.ndarray and queries.ndim == 1 and where is None and not params and field is None \
-                and index is None and planner is None and not offset and score_threshold is None and not with_vectors \
-                and weights is None:  # one unfiltered query, no options: the plain path with nothing around it
+        if type(queries) is np.ndarray and queries.ndim == 1 and where is None and "threads" not in params \
+                and field is None and index is None and planner is None and not offset and score_threshold is None \
+                and not with_vectors and weights is None:  # one unfiltered query: the plain path, nothing around it
             target = snap.fields[next(iter(snap.fields))] if len(snap.fields) == 1 else None
-            run = target and target.plain_search(k, snap.n_live, snap, None)
+            run = target and target.plain_search(k, snap.n_live, snap, None, params)
             if run is not None:
                 hits = run(target.store.prepare_queries(queries))
                 if hits.rows[0, -1] >= 0:
@@ -376,18 +376,11 @@ class Collection(Writes):
         """The ``want`` best rows of field ``target`` per query (``q``: its store's ``prepare_queries``)
         among those passing ``where``, and the plans."""
         nq = len(q)
-        # the plain path, what the planner would run without its bookkeeping: no filter and no options (the
-        # store and calibrated beam the planner would pick, set up once), or only index options (the one
-        # index taking them)
-        run = target.plain_search(want, snap.n_live, snap, index) if where is None and planner is None \
-            and not params else None
+        # the plain path, what the planner would run without its bookkeeping: no filter, and no options but
+        # a recall target or the index's own (the store and beam the planner would pick, set up once)
+        run = target.plain_search(want, snap.n_live, snap, index, params) if where is None and planner is None \
+            else None
         stores, search_params = (None, None) if run is not None else target.search_params(index, params)
-        if run is None and where is None and planner is None and search_params.index_only:
-            plain = stores[0] if len(stores) == 1 and stores[0].plain_ready(want, snap.n_live) \
-                and stores[0].index.device == "cpu" else None
-            if plain is not None:
-                options = {**plain.plain_params(snap.planner), **search_params.options}
-                run = lambda queries: plain.index.search(queries, want, **options)  # noqa: E731
         if run is not None:
             with parallel.omp_threads(threads) if nq > 1 else contextlib.nullcontext():  # FAISS' batch threads
                 hits = run(q)

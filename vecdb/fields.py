@@ -29,6 +29,8 @@ from .storage.manifest import FieldSpec, IndexSpec, Segment, valid_name
 from .vectorstore import Batch, IndexSaver, VectorStore
 
 MULTI_METRICS = ("ip", "cosine")  # Chamfer sums inner products
+PLAIN_KEYS = 256  # plain searches (k, options) set up per snapshot at most
+_UNSET = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,15 +251,31 @@ class Field:
             self._plain[key] = store if store.plain_ready(k, n_live) else None
         return self._plain[key]
 
-    def plain_search(self, k: int, n_live: int, snapshot: Any, index: str | None) -> Callable[[Any], Hits] | None:
-        """``plain_store``'s index searched with the beam the planner would pick, set up once per snapshot,
-        ``k`` and ``index`` (``indexes.base.prepared_search``); None where there is no plain path."""
-        key = ("search", k, n_live, index)
-        if key not in self._plain:
+    def plain_search(self, k: int, n_live: int, snapshot: Any, index: str | None,
+                     params: Mapping[str, Any] | None = None) -> Callable[[Any], Hits] | None:
+        """An unfiltered search straight through the index the planner would pick, with the beam it would
+        pick, set up once per snapshot, ``k``, ``index`` and options (``indexes.base.prepared_search``);
+        None where there is no such path. ``params``: the search's options; the index's own (``ef``) and
+        a recall target keep the plain path, others (a plan, a device) leave it. Bad options raise here
+        as they would on the planner's path."""
+        key = ("search", k, n_live, index, tuple(sorted(params.items())) if params else ())
+        try:
+            run = self._plain.get(key, _UNSET)
+        except TypeError:  # an unhashable option value: the planner's path checks it
+            return None
+        if run is not _UNSET:
+            return run
+        if not params:
             store = self.plain_store(k, n_live, snapshot, index)
-            self._plain[key] = None if store is None else \
-                prepared_search(store.index, k, store.plain_params(snapshot.planner))
-        return self._plain[key]
+            given = planner.SearchParams()
+        else:
+            stores, given = self.search_params(index, params)
+            store = stores[0] if given.plain and len(stores) == 1 and stores[0].plain_ready(k, n_live) \
+                and self.valid is None and stores[0].index.device == "cpu" else None
+        run = None if store is None else prepared_search(store.index, k, store.plain_params(snapshot.planner, given))
+        if len(self._plain) < PLAIN_KEYS:  # a sweep over many beams does not grow it without end
+            self._plain[key] = run
+        return run
 
     def index_list(self) -> list[dict[str, Any]]:
         out = []

@@ -133,12 +133,11 @@ class SearchParams:
     RESULT: ClassVar[tuple[str, ...]] = ("offset", "score_threshold", "with_vectors", "planner", "threads")
 
     @property
-    def index_only(self) -> bool:
-        """Only the index's own options (``ef``, ``nprobe``, ...) were given: no plan, recall target,
+    def plain(self) -> bool:
+        """Only the index's own options (``ef``, ``nprobe``, ...) and a recall target were given: no plan,
         candidates, device or planner settings, so an unfiltered search of a ready index is the index's
-        plain search with them (``Collection.search`` skips the planner's bookkeeping then)."""
-        return (self.plan == "auto" and self.target_recall is None and self.candidates is None
-                and self.device == "auto" and self.config is None)
+        plain search with them (``Field.plain_search``: the planner's bookkeeping skipped)."""
+        return self.plan == "auto" and self.candidates is None and self.device == "auto" and self.config is None
 
     @classmethod
     def parse(cls, params: Mapping[str, Any], index: Any, *, extra: tuple[str, ...] = (),
@@ -300,6 +299,12 @@ def _place(plan: Plan, index: Any, nq: int, k: int, requested: str, config: Plan
     return plan
 
 
+def gather_width(m: int, selectivity: float, config: PlannerConfig = PlannerConfig()) -> int:
+    """Passing neighbours the filtered walk gathers per expansion at ``selectivity`` (see
+    ``PlannerConfig``; the build-time calibration measures the walk with the same width)."""
+    return int(min(4 * m, max(m, math.ceil(m * config.gather_scale / math.sqrt(max(selectivity, 1e-6))))))
+
+
 def _plan_params(name: str, index: Any, sel: float, params: Mapping[str, Any], config: PlannerConfig) -> dict:
     out = dict(params)
     if name == "exact" or index is None:
@@ -307,8 +312,7 @@ def _plan_params(name: str, index: Any, sel: float, params: Mapping[str, Any], c
     if name == "filtered_graph":
         if "ef" not in out:
             out["ef"] = max(8, int(index.ef_search * config.filtered_ef_ratio))
-        m = index.M
-        out["gather"] = int(min(4 * m, max(m, math.ceil(m * config.gather_scale / math.sqrt(max(sel, 1e-6))))))
+        out["gather"] = gather_width(index.M, sel, config)
     if name == "index" and "ef" not in out and supports(index, BeamIndex) and sel < 1.0:
         widened = index.ef_search / max(sel, 1e-6) ** config.ef_scale
         out["ef"] = int(min(config.ef_max, math.ceil(widened)))

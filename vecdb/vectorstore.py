@@ -108,6 +108,9 @@ class VectorStore(Protocol):
     def plain_ready(self, k: int, n_live: int) -> bool:
         """Whether an unfiltered search may go straight to the index (the search's fast path)."""
 
+    def plain_params(self, config: planner.PlannerConfig, params: planner.SearchParams) -> dict[str, Any]:
+        """The index options of that plain search, for the search's ``params``."""
+
     def prepare_queries(self, queries: Any) -> Any:
         """Validated queries; ``len()`` of the result is the number of queries."""
 
@@ -288,14 +291,15 @@ class DenseStore:
     def search_params(self, params: Mapping[str, Any]) -> planner.SearchParams:
         return planner.SearchParams.parse(params, self.index) if params else _NO_PARAMS
 
-    def plain_params(self, config: planner.PlannerConfig) -> dict[str, Any]:
-        """The index options of a plain unfiltered search: the calibrated beam for the default recall
-        target (what ``planner.choose`` would pick), or none (the index's own default)."""
-        target = config.default_target_recall
-        if target is None or not self.calibration.get("method"):
-            return {}
-        ef = planner.ef_for(self.calibration, "index", target)
-        return {} if ef is None else {"ef": ef}
+    def plain_params(self, config: planner.PlannerConfig, params: planner.SearchParams = _NO_PARAMS) -> dict[str, Any]:
+        """The index options of a plain unfiltered search: the search's own (``ef``), else the calibrated
+        beam for its recall target or the default one (what ``planner.choose`` would pick), else none (the
+        index's own default)."""
+        target = params.target_recall
+        if target is None and self.calibration.get("method"):
+            target = config.default_target_recall
+        ef = None if target is None else planner.ef_for(self.calibration, "index", target)
+        return {**({} if ef is None else {"ef": ef}), **params.options}
 
     def plain_ready(self, k: int, n_live: int) -> bool:
         """An unfiltered search would run the approximate index as is: nothing deleted, no rows beyond it."""

@@ -219,7 +219,7 @@ class MultiStore:
     def plain_ready(self, k: int, n_live: int) -> bool:
         return False  # every search reranks: always through the planner
 
-    def plain_params(self, config: planner.PlannerConfig) -> dict[str, Any]:
+    def plain_params(self, config: planner.PlannerConfig, params: planner.SearchParams) -> dict[str, Any]:
         return {}
 
     def prepare_queries(self, queries: Any) -> QuerySets:

@@ -1,0 +1,110 @@
+"""Build-time recall calibration (``vecdb/calibration.py``): the query model, the masks of each band of
+selectivity, the curves measured the way the planner walks, and the beam read back per selectivity."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import vecdb
+from vecdb import calibration, planner
+from vecdb.indexes.flat import exact_search
+
+
+def test_calibration_queries_sit_off_the_rows():
+    """Calibration queries are rows moved by 2x their 1-NN distance: none equals a stored row, each is
+    farther from its nearest row than that row's own nearest neighbour."""
+    from vecdb.calibration import calibration_queries
+    from vecdb.indexes.flat import exact_search
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = calibration_queries(x, "cosine", 50, np.random.default_rng(1))
+    assert q.shape == (50, 16) and np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+    nearest = exact_search(x, q, 1, "cosine")
+    assert np.all(nearest.scores[:, 0] < 0.9999)
+
+
+def test_old_calibrations_keep_the_fixed_default_beam():
+    """Curves saved before ``method`` existed (midpoint queries, one filtered curve) drive
+    ``target_recall`` only; the default stays the index's ef_search."""
+    from vecdb.calibration import ef_for
+
+    old = {"unfiltered": [[16, 0.8], [64, 0.94], [128, 0.97]], "filtered_graph": [[16, 0.9], [64, 0.97]]}
+    assert ef_for(old, "index", 0.95) == 128 and ef_for(old, "filtered_graph", 0.95) == 64
+    new = {"method": "m", "unfiltered": [[16, 0.8]], "filtered_bands": [[0.5, [[16, 0.99]]], [0.05, [[16, 0.5],
+                                                                                                    [32, 0.96]]]]}
+    assert ef_for(new, "filtered_graph", 0.95, 0.6) == 16 and ef_for(new, "filtered_graph", 0.95, 0.1) == 32
+    assert ef_for(new, "filtered_graph", 0.95, 0.01) == 32  # below every band: the sparsest
+
+
+def test_filtered_beam_interpolates_between_bands():
+    """Between two calibrated bands each beam's recall is interpolated in log selectivity: the beam
+    needed for a target never drops as the selectivity moves from the easy band to the hard one, and at
+    a band it is that band's own answer."""
+    curves = {"method": "m", "unfiltered": [[16, 0.9]],
+              "filtered_bands": [[0.5, [[16, 0.80], [32, 0.90], [64, 0.97]]],
+                                 [0.05, [[16, 0.95], [32, 0.98], [64, 0.99]]]]}
+    assert calibration.ef_for(curves, "filtered_graph", 0.9, 0.5) == 32
+    assert calibration.ef_for(curves, "filtered_graph", 0.9, 0.05) == 16
+    # halfway in log selectivity: 16 reads 0.875, 32 reads 0.94
+    assert calibration.ef_for(curves, "filtered_graph", 0.9, float(np.sqrt(0.5 * 0.05))) == 32
+    assert calibration.ef_for(curves, "filtered_graph", 0.87, float(np.sqrt(0.5 * 0.05))) == 16
+    beams = [calibration.ef_for(curves, "filtered_graph", 0.96, s) for s in np.geomspace(0.9, 0.01, 30)]
+    assert beams == sorted(beams, reverse=True) and beams[0] == 64 and beams[-1] == 32
+
+
+def test_band_masks_pass_the_band_share_and_topic_masks_take_whole_regions():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(10, 8)).astype(np.float32) * 4
+    x = (centres[rng.integers(0, 10, 3000)] + rng.normal(size=(3000, 8))).astype(np.float32)
+    region = calibration.regions(x, "l2", rng, count=10)
+    assert region.shape == (3000,) and set(np.unique(region)) <= set(range(10))
+    # each row's region is its nearest sampled centre: rows of one region sit closer together
+    same = region[:, None] == region[None, :300]
+    dist = np.linalg.norm(x[:, None, :] - x[None, :300, :], axis=2)
+    assert dist[same].mean() < 0.8 * dist[~same].mean()
+    masks = calibration.band_masks(region, 0.2, 6, rng)
+    assert masks.shape == (6, 3000) and np.all(masks.sum(1) == 600)
+    for i, mask in enumerate(masks):
+        partial = [r for r in np.unique(region[mask]) if not mask[region == r].all()]
+        if i % 2 == 0:  # topic: whole regions but the last one taken
+            assert len(partial) <= 1
+        else:  # random rows: scattered over (nearly) every region
+            assert len(np.unique(region[mask])) >= 8
+
+
+class _Spy:
+    """Wraps a FAISS HNSW index and records the gather width of every filtered walk."""
+
+    def __init__(self, index):
+        self._index, self.gathers = index, []
+
+    def __getattr__(self, name):
+        return getattr(self._index, name)
+
+    def search_filtered_graph(self, queries, k, allow, *, ef=None, budget=None, gather=None):
+        self.gathers.append((round(float(allow.mean()), 2), gather))
+        return self._index.search_filtered_graph(queries, k, allow, ef=ef, budget=budget, gather=gather)
+
+
+def test_filtered_curves_measure_the_walk_the_planner_runs(tmp_path):
+    """Each band's walk uses the planner's gather width at that selectivity, and the curves are
+    recalls of the exact oracle, rising with the beam."""
+    from vecdb.indexes.base import BeamIndex, FilteredGraphIndex
+    from vecdb.indexes.faiss_indexes import HNSWIndex
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4000, 16)).astype(np.float32)
+    index = HNSWIndex(16, "l2", M=8, ef_construction=40)
+    index.build(x)
+    spy = _Spy(index)
+    assert isinstance(spy, BeamIndex) and isinstance(spy, FilteredGraphIndex)
+    curves = calibration.calibrate(spy, x, "l2", n_queries=40, n_filtered=40)
+    assert [s for s, _ in curves["filtered_bands"]] == list(calibration.SELECTIVITIES)
+    for sel, gather in spy.gathers:
+        band = min(calibration.SELECTIVITIES, key=lambda s: abs(s - sel))
+        assert gather == planner.gather_width(8, band)
+    for _, curve in curves["filtered_bands"]:
+        recalls = [r for _, r in curve]
+        assert all(0 <= r <= 1 for r in recalls) and recalls[-1] >= recalls[0] and recalls[-1] > 0.8
