@@ -171,3 +171,37 @@ def test_plain_path_with_a_beam_or_a_recall_target(tmp_path):
     for ef in range(10, 10 + 2 * fields.PLAIN_KEYS):
         assert c.search(q, 10, ef=ef).ids.shape == (1, 10)
     assert len(field._plain) <= fields.PLAIN_KEYS
+
+
+def test_the_writing_process_drops_its_copy_once_the_index_holds_the_rows(tmp_path):
+    """The process that added the rows and built the index keeps one copy too: the field's bare rows
+    (exact scans, ``get``) read the index's rows after ``build_index`` and ``optimize``, and the buffer the
+    adds filled is freed once no snapshot holds it."""
+    import weakref
+
+    rng = np.random.default_rng(7)
+    c = vecdb.create(tmp_path / "c.vdb", dim=16, metric="l2")
+    c.add(_rows(rng, 1000, 16), small_table(rng, 1000))
+    c.add(_rows(rng, 500, 16), small_table(rng, 500))
+    field = next(iter(c.snapshot.fields.values()))
+    filled = weakref.ref(field.store._buffer.array)
+    before = field.store.vectors.copy()
+    del field
+    c.build_index("hnsw", M=8, ef_construction=40)
+    field = next(iter(c.snapshot.fields.values()))
+    held = c.snapshot.store.index.held_rows()
+    assert np.shares_memory(field.store.vectors, held) and field.store.index is None
+    gc.collect()
+    assert filled() is None  # the adds' buffer is gone
+    np.testing.assert_array_equal(field.store.vectors, before)
+    got = c.get(c.snapshot.ids[:5], with_vectors=True)
+    np.testing.assert_array_equal(np.stack(got.column("vector").to_numpy(zero_copy_only=False)), before[:5])
+
+    c.add(_rows(rng, 200, 16), small_table(rng, 200))  # rows beyond the index: held by the store again
+    c.optimize()
+    field = next(iter(c.snapshot.fields.values()))
+    assert np.shares_memory(field.store.vectors, c.snapshot.store.index.held_rows())
+    q = _rows(rng, 10, 16)
+    exact = c.search(q, 5, plan="exact")
+    truth = ((field.store.vectors[None, :, :] - q[:, None, :]) ** 2).sum(-1).argsort(1)[:, :5]
+    np.testing.assert_array_equal(exact.ids, c.snapshot.ids[truth])

@@ -161,15 +161,26 @@ class Field:
                                         f"(it has {sorted(self.views)}; drop_index it first)")
         view, save = (self.store.bare() if self.spec.multi else self.store).built(kind, options)
         views = {**self.views, name: view}
-        return Field(self.spec, view if self.spec.multi else self.store, views, self.valid), _named(save, name)
+        return Field(self.spec, view if self.spec.multi else view.bare(), views, self.valid), _named(save, name)
 
     def optimized(self, root: Path, spec: IndexSpec) -> tuple["Field", IndexSaver] | None:
         done = self.views[spec.label].optimized(root, spec)
         if done is None:
             return None
         view, save = done
-        return Field(self.spec, view if self.spec.multi else self.store, {**self.views, spec.label: view},
+        return Field(self.spec, view if self.spec.multi else view.bare(), {**self.views, spec.label: view},
                      self.valid), _named(save, spec.name)
+
+    def recalibrated(self, name: str, queries: Any) -> tuple["Field", IndexSaver]:
+        """This field with index ``name``'s recall curves measured on ``queries`` (prepared); the saver
+        records them in its spec (its files are unchanged)."""
+        view = self.views[name].recalibrated(queries)
+        if view is None:
+            raise InvalidParameterError(f"index {name!r} of field {self.name!r} has no beam width to calibrate "
+                                        f"(HNSW indexes have)")
+        spec = next(s for s in self.spec.indexes if s.label == name)
+        recorded = dataclasses.replace(spec, calibration=dict(view.calibration))
+        return dataclasses.replace(self, views={**self.views, name: view}, _plain={}), lambda stem, written: recorded
 
     def dropped(self, name: str) -> "Field":
         views = {n: v for n, v in self.views.items() if n != name}
