@@ -60,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--no-batch", action="store_true", help="skip the batch throughput pass")
     r.add_argument("--no-memory", action="store_true",
                    help="skip the resident-memory measurement (each saved build reopened in a fresh process)")
+    r.add_argument("--calibrate-sample", action="store_true",
+                   help="calibrate vecdb's builds on the dataset's held-out sample queries (Collection.calibrate; "
+                        "synthetic datasets have them)")
     r.add_argument("--repeat", type=int, default=1,
                    help="latency passes per run, keeping each query's fastest (default 1)")
     r.add_argument("--run-timeout", type=float, default=60.0,
@@ -96,7 +99,7 @@ def _run(args: argparse.Namespace, command: str) -> Path:
                         overrides=overrides,
                         data=DataOptions(data_dir=args.data_dir, cache_dir=args.cache_dir, max_queries=args.queries),
                         workdir=args.workdir, command=command, run_timeout_s=args.run_timeout or None,
-                        repeat=args.repeat)
+                        repeat=args.repeat, calibrate_sample=args.calibrate_sample)
         outs.append(run(cfg))
     if args.no_report:
         return args.out

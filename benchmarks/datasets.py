@@ -64,6 +64,9 @@ class Dataset:
     gt_ids: np.ndarray
     match_counts: np.ndarray
     info: dict = dataclasses.field(default_factory=dict)
+    # queries from the source ``queries`` come from and none of them: what a user would calibrate on
+    # (``Collection.calibrate``; the runner's ``--calibrate-sample``); None where there is no such source
+    sample_queries: np.ndarray | None = None
 
     @property
     def n(self) -> int:

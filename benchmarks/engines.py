@@ -60,6 +60,7 @@ class Engine:
     family: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
     note: ClassVar[str] = ""
+    calibrates: ClassVar[bool] = False  # its builds take {"calibrate": "sample"} (``--calibrate-sample``)
     build_grid: ClassVar[dict[str, list[dict]]] = {"smoke": [{}], "full": [{}]}
     search_grid: ClassVar[dict[str, list[dict]]] = {"smoke": [{}], "full": [{}]}
     default_search: ClassVar[dict] = {}
@@ -135,6 +136,7 @@ class Vecdb(Engine):
     name = "vecdb"
     family = "vecdb"
     plan = "auto"
+    calibrates = True
     build_grid = {"smoke": [{"index": "hnsw", "M": 16, "ef_construction": 100}],
                   "full": [{"index": "hnsw", "M": 32, "ef_construction": 200}]}
     # {} = vecdb's own defaults (the planner picks the beam per plan); the rest trace the curve
@@ -147,7 +149,12 @@ class Vecdb(Engine):
         coll = vecdb.create(workdir / "collection.vdb", dim=self.ds.dim, metric=self.ds.metric)
         coll.add(self.ds.base, self.ds.attributes)
         opts = dict(params)
+        calibrate = opts.pop("calibrate", None)
         coll.build_index(opts.pop("index"), **opts)
+        if calibrate == "sample":  # the runner's --calibrate-sample
+            if self.ds.sample_queries is None:
+                raise ValueError(f"dataset {self.ds.name} has no sample queries to calibrate on")
+            coll.calibrate(self.ds.sample_queries)
         self.state = coll
         return coll
 

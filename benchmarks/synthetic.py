@@ -33,6 +33,7 @@ GEN_VERSION = 1
 SEED = 20250318
 DIM = 128
 N_QUERIES = 600
+N_SAMPLE = 200  # held-out sample queries (``sample_queries``)
 GT_K = 100
 N_LABELS, N_TAGS, VALUE_RANGE = 1000, 300, 1_000_000
 TARGETS = (None, 0.5, 0.1, 0.01, 0.001, "rows30")
@@ -133,6 +134,14 @@ def generate(n: int, *, dim: int = DIM, nq: int = N_QUERIES) -> tuple[np.ndarray
     return base, queries, attrs, filters, kinds
 
 
+def sample_queries(n: int, *, dim: int = DIM, count: int = N_SAMPLE) -> np.ndarray:
+    """``count`` more queries drawn as ``generate``'s are (around the same centres) from a stream of their
+    own: held out from the benchmark's queries, for ``Collection.calibrate``."""
+    centres = np.random.default_rng([SEED, n, dim]).standard_normal((max(8, int(np.sqrt(n))), dim),
+                                                                    dtype=np.float32)  # generate's first draw
+    return _vectors(np.random.default_rng([SEED, n, dim, 1]), count, centres, spread=0.9)
+
+
 def _masks(attrs: pa.Table, filters: list[str | None]) -> tuple[list[np.ndarray | None], np.ndarray]:
     from vecdb.filters import bind, parse
 
@@ -165,7 +174,8 @@ def make(n: int, *, dim: int = DIM, nq: int = N_QUERIES, name: str | None = None
     return Dataset(name=name or f"synthetic-{n}", base=base, queries=queries, metric="ip", attributes=attrs,
                    filters=filters, gt_ids=gt_ids, match_counts=counts,
                    info={"generator_version": GEN_VERSION, "seed": SEED, "kinds": kinds,
-                         "generate_s": round(t1 - t0, 2), "ground_truth_s": round(t2 - t1, 2)})
+                         "generate_s": round(t1 - t0, 2), "ground_truth_s": round(t2 - t1, 2)},
+                   sample_queries=sample_queries(n, dim=dim))
 
 
 def load_or_generate(n: int, *, cache_dir: Path, name: str | None = None) -> Dataset:
@@ -180,7 +190,8 @@ def load_or_generate(n: int, *, cache_dir: Path, name: str | None = None) -> Dat
                    metric="ip", attributes=pq.read_table(root / "attributes.parquet"),
                    filters=[s or None for s in qt.column("filter_sql").to_pylist()],
                    gt_ids=np.load(root / "gt_ids.npy"), match_counts=qt.column("match_count").to_numpy(),
-                   info={"source": str(root), "generator_version": GEN_VERSION, "seed": SEED})
+                   info={"source": str(root), "generator_version": GEN_VERSION, "seed": SEED},
+                   sample_queries=sample_queries(n))
 
 
 def _write(ds: Dataset, root: Path) -> None:

@@ -111,6 +111,30 @@ def test_synthetic_cache(tmp_path):
     assert np.array_equal(ds.gt_ids, again.gt_ids) and ds.filters == again.filters
 
 
+def test_synthetic_sample_queries_are_held_out_from_the_same_source(tiny):
+    """The sample a user would calibrate on: drawn as the queries are (around the same centres, so as
+    close to the rows), none of them a benchmark query, the same on every call."""
+    sample = tiny.sample_queries
+    assert sample.shape == (synthetic.N_SAMPLE, tiny.dim) and sample.dtype == np.float32
+    assert np.allclose(np.linalg.norm(sample, axis=1), 1, atol=1e-5)
+    assert np.array_equal(sample, synthetic.sample_queries(2000))
+    assert not (sample[:, None, :] == tiny.queries[None, :, :]).all(-1).any()
+    near = lambda q: (q @ tiny.base.T).max(1).mean()  # noqa: E731
+    assert abs(near(sample) - near(tiny.queries)) < 0.05
+
+
+def test_vecdb_builds_calibrate_on_the_sample_when_asked(tiny, tmp_path):
+    from vecdb import calibration
+
+    engine = eng.Vecdb(tiny)
+    coll = engine.build({**eng.Vecdb.build_grid["smoke"][0], "calibrate": "sample"}, tmp_path, 1)
+    assert coll.snapshot.store.calibration["method"] == calibration.SAMPLE_METHOD
+    assert coll.versions()[-1]["operation"] == "calibrate"
+    bare = dataclasses.replace(tiny, sample_queries=None)
+    with pytest.raises(ValueError, match="no sample queries"):
+        eng.Vecdb(bare).build({**eng.Vecdb.build_grid["smoke"][0], "calibrate": "sample"}, tmp_path / "b", 1)
+
+
 def test_exact_topk_l2_and_ties():
     base = np.array([[0, 0], [1, 0], [1, 0], [5, 5]], np.float32)
     ids, scores = exact_topk(base, np.array([[1, 0]], np.float32), 3, "l2",

@@ -4,6 +4,7 @@ selectivity, the curves measured the way the planner walks, and the beam read ba
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import vecdb
 from vecdb import calibration, planner
@@ -108,3 +109,69 @@ def test_filtered_curves_measure_the_walk_the_planner_runs(tmp_path):
     for _, curve in curves["filtered_bands"]:
         recalls = [r for _, r in curve]
         assert all(0 <= r <= 1 for r in recalls) and recalls[-1] >= recalls[0] and recalls[-1] > 0.8
+
+
+def _clusters(rng: np.random.Generator, n: int, centres: np.ndarray, spread: float = 0.35) -> np.ndarray:
+    x = centres[rng.integers(0, len(centres), n)] + spread * rng.normal(size=(n, centres.shape[1]))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_calibrate_on_a_sample_of_real_queries(tmp_path):
+    """``Collection.calibrate(queries)``: curves measured on the user's queries, saved as a version of
+    their own (the index files unchanged, older versions keep their curves), read by ``target_recall``
+    and the default beam; queries from the same source then get at least the target."""
+    from .conftest import small_table
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(40, 24))
+    c = vecdb.create(tmp_path / "c.vdb", dim=24, metric="cosine")
+    c.add(_clusters(rng, 6000, centres), small_table(rng, 6000))
+    c.build_index("hnsw", M=8, ef_construction=60)
+    built = dict(c.snapshot.store.calibration)
+    version = c.version
+    curves = c.calibrate(_clusters(rng, 150, centres))
+    assert curves["method"] == calibration.SAMPLE_METHOD and curves["queries"] == 150
+    assert curves != built and [s for s, _ in curves["filtered_bands"]] == list(calibration.SELECTIVITIES)
+    assert c.version == version + 1 and c.versions()[-1]["operation"] == "calibrate"
+    assert dict(c.snapshot.store.calibration) == curves
+    again = vecdb.open(tmp_path / "c.vdb")
+    assert dict(again.snapshot.store.calibration) == curves
+    assert dict(vecdb.open(tmp_path / "c.vdb", version=version).snapshot.store.calibration) == built
+
+    held_out = _clusters(rng, 60, centres)
+    exact = c.search(held_out, 10, plan="exact")
+    for target in (0.9, 0.99):
+        ef = c.explain(held_out[0], target_recall=target).params["ef"]
+        assert ef == calibration.ef_for(curves, "index", target)
+        got = c.search(held_out, 10, target_recall=target)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.ids, exact.ids)])
+        assert recall >= target - 0.02, (target, recall)
+    assert c.explain(held_out[0]).params["ef"] == calibration.ef_for(curves, "index", 0.95)  # the default
+
+
+def test_calibrate_refuses_bad_input_and_changes_nothing(tmp_path):
+    from vecdb.errors import DimensionError, InvalidParameterError, InvalidVectorError
+
+    from .conftest import small_table
+
+    rng = np.random.default_rng(4)
+    c = vecdb.create(tmp_path / "c.vdb", dim=8, metric="l2")
+    c.add(rng.normal(size=(500, 8)).astype(np.float32), small_table(rng, 500))
+    q = rng.normal(size=(30, 8)).astype(np.float32)
+    with pytest.raises(InvalidParameterError, match="0 indexes"):
+        c.calibrate(q)  # no index yet
+    c.build_index("hnsw", M=8, ef_construction=40)
+    c.build_index("flat", name="exact")
+    version, curves = c.version, dict(c.snapshot.store.calibration)
+    with pytest.raises(InvalidParameterError, match="at least"):
+        c.calibrate(q[:5])
+    with pytest.raises(DimensionError):
+        c.calibrate(rng.normal(size=(30, 9)))
+    with pytest.raises(InvalidVectorError):
+        c.calibrate(np.full((30, 8), np.nan))
+    with pytest.raises(InvalidParameterError, match="no index"):
+        c.calibrate(q, index="nope")
+    with pytest.raises(InvalidParameterError, match="no beam"):
+        c.calibrate(q, index="exact")
+    assert c.version == version and dict(c.snapshot.store.calibration) == curves
+    assert c.calibrate(q, index="hnsw")["method"] == calibration.SAMPLE_METHOD

@@ -1,4 +1,4 @@
-"""``vecdb delete | upsert | compact | versions | verify``."""
+"""``vecdb delete | upsert | compact | calibrate | versions | verify``."""
 
 from __future__ import annotations
 
@@ -65,3 +65,30 @@ def test_upsert_without_ids_is_refused_and_changes_nothing(tmp_path, capsys):
     np.save(tmp_path / "v.npy", np.ones((2, 8), np.float32))
     rc, _, err = cli(capsys, "upsert", coll.root, "--vectors", tmp_path / "v.npy")
     assert rc == 1 and "ids" in err and vecdb.open(coll.root).version == version
+
+
+def test_calibrate_from_a_query_file(tmp_path, capsys):
+    """``vecdb calibrate``: the curves measured on the file's queries, saved as a version; a file with
+    too few queries, of the wrong width, or not an array is one error line and changes nothing."""
+    from vecdb.calibration import SAMPLE_METHOD
+
+    coll = collection(tmp_path)
+    version = coll.version
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "few.npy", rng.normal(size=(5, 8)).astype(np.float32))
+    np.save(tmp_path / "wide.npy", rng.normal(size=(40, 9)).astype(np.float32))
+    (tmp_path / "junk.npy").write_bytes(b"not an array")
+    for name, words in (("few.npy", "at least 20"), ("wide.npy", "dim"), ("junk.npy", "cannot read")):
+        rc, _, err = cli(capsys, "calibrate", coll.root, "--queries", tmp_path / name)
+        assert rc == 1 and words in err and err.count("\n") == 1, err
+    assert vecdb.open(coll.root).version == version
+    np.save(tmp_path / "q.npy", rng.normal(size=(40, 8)).astype(np.float32))
+    rc, out, err = cli(capsys, "calibrate", coll.root, "--queries", tmp_path / "q.npy", "--format", "json")
+    assert rc == 0, err
+    got = json.loads(out)
+    again = vecdb.open(coll.root)
+    assert got["version"] == version + 1 == again.version and got["curves"]["method"] == SAMPLE_METHOD
+    assert dict(again.snapshot.store.calibration) == got["curves"]
+    assert set(got["beams"]) == {"0.9", "0.95", "0.99"} and got["beams"]["0.9"] <= got["beams"]["0.99"]
+    rc, out, _ = cli(capsys, "calibrate", coll.root, "--queries", tmp_path / "q.npy")
+    assert rc == 0 and "calibrated" in out and "ef" in out

@@ -46,7 +46,9 @@ topics), ~10% at 0.99 fell to 0.986 in one seed of three.
 
 On data whose real queries sit as close to the rows as the rows to each other (synthetic Gaussian
 clusters: ratio 0.99 against arxiv's 1.21), every query model here is too hard and the targets are
-over-served: on synthetic-1M the 0.95 default runs ef 256 and delivers 1.000.
+over-served: on synthetic-1M the 0.95 default runs ef 256 and delivers 1.000. There
+``Collection.calibrate(queries)`` measures the curves on a sample of the user's own queries instead
+(``SAMPLE_METHOD``: unfiltered, and under the same masks per band).
 
 Curves: recall@k against the exact oracle per beam width, unfiltered, and for the filtered graph walk
 once per band of selectivity (``SELECTIVITIES``). The curves are saved in the manifest beside the index
@@ -72,6 +74,9 @@ REGIONS = 16  # topic masks: regions around this many sampled rows (a few broad 
 FILTERED_QUERIES = 400  # filtered queries, spread over the masks of each band
 MASKS = 40  # distinct masks per band of selectivity, half topic, half random
 METHOD = "perturbed-rows-2x-1nn;filtered-1.7x-topic-and-random-masks"
+SAMPLE_METHOD = "sample-queries;topic-and-random-masks"  # Collection.calibrate(queries)
+MIN_SAMPLE = 20  # queries Collection.calibrate needs at least
+SAMPLE_MAX = 1000  # of a larger sample, this many measured unfiltered (FILTERED_QUERIES of them filtered)
 FILTERED_MARGIN = 0.02  # the old single filtered curve (random masks, midpoint queries) only
 
 
@@ -129,11 +134,13 @@ def band_masks(region: np.ndarray, selectivity: float, count: int, rng: np.rando
 
 
 def calibrate(index: Any, vectors: np.ndarray, metric: str, *, k: int = 10, n_queries: int = 200,
-              n_filtered: int = FILTERED_QUERIES,
-              selectivities: tuple[float, ...] = SELECTIVITIES, seed: int = 0) -> dict[str, Any]:
+              n_filtered: int = FILTERED_QUERIES, selectivities: tuple[float, ...] = SELECTIVITIES, seed: int = 0,
+              sample: np.ndarray | None = None) -> dict[str, Any]:
     """Recall@k per beam width: ``{"unfiltered": [[ef, r], ...], "filtered_bands": [[sel, [[ef, r], ...]],
     ...], ...}``. The filtered walk is measured as the planner runs it (its gather width at the band's
-    selectivity, ``planner.gather_width``)."""
+    selectivity, ``planner.gather_width``). ``sample``: real queries (prepared: float32, unit length for
+    cosine) measured instead of moved rows, unfiltered and under each band's masks
+    (``Collection.calibrate``)."""
     from .planner import gather_width  # the planner reads these curves (``ef_for``)
 
     n = index.ntotal
@@ -141,14 +148,21 @@ def calibrate(index: Any, vectors: np.ndarray, metric: str, *, k: int = 10, n_qu
         return {}
     rng = np.random.default_rng(seed)
     head = vectors[:n]
-    queries = calibration_queries(head, metric, n_queries, rng)
+    if sample is None:
+        queries, method = calibration_queries(head, metric, n_queries, rng), METHOD
+    else:
+        picked = rng.choice(len(sample), min(len(sample), SAMPLE_MAX), replace=False)
+        queries, method = np.ascontiguousarray(sample[np.sort(picked)], dtype=np.float32), SAMPLE_METHOD
     truth = exact_search(head, queries, k, metric).rows
-    curves: dict[str, Any] = {"k": k, "queries": len(queries), "method": METHOD, "unfiltered": []}
+    curves: dict[str, Any] = {"k": k, "queries": len(queries), "method": method, "unfiltered": []}
     for ef in EFS:
         curves["unfiltered"].append([ef, _recall(index.search(queries, k, ef=ef).rows, truth)])
     if not isinstance(index, FilteredGraphIndex):
         return curves
-    queries = calibration_queries(head, metric, n_filtered, rng, perturb=FILTERED_PERTURB)
+    if sample is None:
+        queries = calibration_queries(head, metric, n_filtered, rng, perturb=FILTERED_PERTURB)
+    else:
+        queries = queries[:n_filtered]
     region = regions(head, metric, rng)
     groups = np.arange(len(queries)) % MASKS
     walk_efs = EFS[:-2]  # the walk past 256 is never what a target needs (the widest stands in)

@@ -14,10 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import changes, fields as fields_mod, ingest
+from . import calibration, changes, fields as fields_mod, ingest
 from .errors import InvalidParameterError, SchemaError, UnknownIdError
 from .filters import Expr
 from .filters.builder import Column
+from .indexes.base import BeamIndex, supports
 from .snapshot import Snapshot
 from .storage import attributes as attrs_mod
 from .storage.manifest import GRACE_SECONDS, KEEP_VERSIONS, collect_garbage, read_manifest, retained_files, valid_name
@@ -218,6 +219,33 @@ class Writes:
             replaces = next(iter(target.views), None) if target.spec.multi else None
             built, save = (target.dropped(replaces) if replaces else target).built(kind, options, name)
             self._apply(snap, changes.index(snap, built, save, "build_index", replaces=replaces))
+
+    def calibrate(self: "Collection", queries: Any, *, field: str | None = None,
+                  index: str | None = None) -> dict[str, Any]:
+        """Measure the recall curves that ``target_recall`` and the default beam read on a sample of your
+        own queries (at least ``calibration.MIN_SAMPLE``; up to ``calibration.SAMPLE_MAX`` are used),
+        instead of the build-time ones made from stored rows moved off the data (``vecdb/calibration.py``
+        says how those miss on data whose queries sit closer to it). The filtered curves run the sample
+        under the build-time masks. Saved as a new version (the index's files are unchanged); returns
+        the curves. ``index``: which of ``field``'s indexes (default: the only HNSW one)."""
+        with self._writing() as snap:
+            target = fields_mod.resolve(snap.fields, field)
+            if index is None:
+                beams = [name for name, view in target.views.items() if supports(view.index, BeamIndex)]
+                if len(beams) != 1:
+                    raise InvalidParameterError(
+                        f"field {target.name!r} has {len(beams)} indexes with a beam ({beams}); name one: index=")
+                index = beams[0]
+            if index not in target.views:
+                raise InvalidParameterError(f"field {target.name!r} has no index {index!r}; it has "
+                                            f"{sorted(target.views) or 'none'}")
+            q = target.store.prepare_queries(queries)
+            if len(q) < calibration.MIN_SAMPLE:
+                raise InvalidParameterError(
+                    f"calibrate needs at least {calibration.MIN_SAMPLE} queries; got {len(q)}")
+            after, save = target.recalibrated(index, q)
+            self._apply(snap, changes.index(snap, after, save, "calibrate"))
+            return dict(after.views[index].calibration)
 
     def drop_index(self: "Collection", name: str, *, field: str | None = None) -> None:
         """Remove index ``name`` of ``field`` (default: the only field); searches scan exactly or use the

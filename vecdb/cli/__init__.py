@@ -1,5 +1,5 @@
 """The ``vecdb`` console script: ``build``, ``search``, ``info``, ``explain``, ``delete``, ``upsert``,
-``compact``, ``versions``, ``verify`` and ``bench``, thin over the library.
+``compact``, ``calibrate``, ``versions``, ``verify`` and ``bench``, thin over the library.
 
 Every failure the user can cause (a missing file, a bad filter, an unknown column, ...) ends as one line
 ``vecdb: error: ...`` on stderr and a non-zero exit status (1; 2 for a malformed command line; 130 when
@@ -23,6 +23,7 @@ EPILOG = """examples: from the repository root, on the bundled slice (scratch/ i
   vecdb info scratch/arxiv.vdb
   vecdb delete scratch/arxiv.vdb --where "n_authors > 100"
   vecdb compact scratch/arxiv.vdb
+  vecdb calibrate scratch/arxiv.vdb --queries data/arxiv-slice/queries.f32.npy
   vecdb versions scratch/arxiv.vdb
   vecdb verify scratch/arxiv.vdb
   vecdb explain scratch/arxiv.vdb --where "'cs.LG' IN categories"

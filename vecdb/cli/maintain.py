@@ -1,4 +1,5 @@
-"""``vecdb delete | upsert | compact | versions | verify``: change and look after a collection in place.
+"""``vecdb delete | upsert | compact | calibrate | versions | verify``: change and look after a collection in
+place.
 
 Each write takes the collection's writer lock (other writers, in any process, wait) and commits a new
 version; readers keep answering from the version they opened.
@@ -26,6 +27,9 @@ EPILOG = {
     "compact": """examples:
   vecdb compact scratch/arxiv.vdb               # drop deleted rows, merge segments, rebuild the index
   vecdb compact scratch/arxiv.vdb --cleanup     # and remove older versions' files now
+""",
+    "calibrate": """examples: (recall curves from a sample of your own queries, for target_recall and the default)
+  vecdb calibrate scratch/arxiv.vdb --queries data/arxiv-slice/queries.f32.npy
 """,
     "versions": """examples:
   vecdb versions scratch/arxiv.vdb
@@ -70,6 +74,16 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                "options. Handles reading older versions keep working until their files are cleaned up.")
     p.add_argument("--cleanup", action="store_true", help="then remove every older version's files now")
     p.set_defaults(run=run_compact)
+
+    p = parser("calibrate", "measure the recall curves on a sample of your queries",
+               "Measure the recall per beam width that target_recall and the default beam read on a sample of "
+               "your own queries (at least 20; a .npy array), instead of the build-time query model; saved as "
+               "a new version.")
+    p.add_argument("--queries", required=True, metavar="Q.npy", help="query vectors: a 2-D .npy array")
+    p.add_argument("--field", metavar="NAME", help="the vector field (needed when there are several)")
+    p.add_argument("--index", metavar="NAME", help="the index (default: the field's only HNSW index)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    p.set_defaults(run=run_calibrate)
 
     p = parser("versions", "list the retained versions", "The versions whose files are kept, oldest first.")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
@@ -137,6 +151,27 @@ def run_compact(args: argparse.Namespace) -> int:
     emit_line(f"compacted {args.path}: {after['rows']:,} rows in {after['segments']} segment(s), "
               f"{before['deleted_rows']:,} deleted rows dropped; on disk {before['bytes_on_disk']:,} -> "
               f"{after['bytes_on_disk']:,} bytes" + (f" ({removed} files of older versions removed)" if removed else ""))
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import vecdb
+    from vecdb.calibration import ef_for
+
+    try:
+        queries = np.load(args.queries, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read {args.queries!r} as a .npy array: {exc}") from exc
+    coll = vecdb.open(args.path)
+    curves = coll.calibrate(queries, field=args.field, index=args.index)
+    beams = {str(t): ef_for(curves, "index", t) for t in (0.9, 0.95, 0.99)}
+    if args.format == "json":
+        write_text(json.dumps({"version": coll.version, "beams": beams, "curves": curves}, indent=2) + "\n", None)
+        return 0
+    emit_line(f"calibrated {args.path} on {curves['queries']} queries (version {coll.version}); unfiltered beam "
+              + ", ".join(f"ef {ef} for recall {t}" for t, ef in beams.items()))
     return 0
 
 

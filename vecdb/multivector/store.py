@@ -216,6 +216,9 @@ class MultiStore:
         """Per query, each hit's set of vectors (lists of lists of floats)."""
         return [self.vectors_of(r[r >= 0]).to_pylist() for r in rows]
 
+    def recalibrated(self, queries: Any) -> None:
+        return None  # the rerank's candidates, not a beam, set its recall
+
     def plain_ready(self, k: int, n_live: int) -> bool:
         return False  # every search reranks: always through the planner
 
