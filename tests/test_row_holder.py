@@ -205,3 +205,26 @@ def test_the_writing_process_drops_its_copy_once_the_index_holds_the_rows(tmp_pa
     exact = c.search(q, 5, plan="exact")
     truth = ((field.store.vectors[None, :, :] - q[:, None, :]) ** 2).sum(-1).argsort(1)[:, :5]
     np.testing.assert_array_equal(exact.ids, c.snapshot.ids[truth])
+
+
+def test_a_list_of_no_filters_is_the_plain_search(tmp_path):
+    """``where=[None] * nq`` (one "no filter" per query, as a caller with optional filters sends) runs
+    the plain index search, the same answers as ``where=None``."""
+    from vecdb.errors import InvalidParameterError
+
+    rng = np.random.default_rng(8)
+    c = vecdb.create(tmp_path / "c.vdb", dim=16, metric="ip")
+    c.add(_rows(rng, 2000, 16), small_table(rng, 2000))
+    c.build_index("hnsw", M=8, ef_construction=40)
+    q = _rows(rng, 12, 16)
+    plain = c.search(q, 10)
+    listed = c.search(q, 10, where=[None] * 12)
+    np.testing.assert_array_equal(listed.ids, plain.ids)
+    np.testing.assert_array_equal(listed.scores, plain.scores)
+    assert listed.plans == plain.plans == ("index",) * 12
+    mixed = c.search(q, 10, where=[None] * 11 + ["year >= 2010"])
+    np.testing.assert_array_equal(mixed.ids[:11], plain.ids[:11])
+    years = c.get(mixed.ids[-1][mixed.ids[-1] >= 0], columns=["year"]).column("year").to_pylist()
+    assert years and all(y >= 2010 for y in years)
+    with pytest.raises(InvalidParameterError):
+        c.search(q, 10, where=[None] * 11)  # one filter per query

@@ -378,7 +378,9 @@ class Collection(Writes):
         nq = len(q)
         # the plain path, what the planner would run without its bookkeeping: no filter, and no options but
         # a recall target or the index's own (the store and beam the planner would pick, set up once)
-        run = target.plain_search(want, snap.n_live, snap, index, params) if where is None and planner is None \
+        unfiltered = where is None or (isinstance(where, (list, tuple)) and len(where) == nq
+                                       and all(w is None for w in where))  # one "no filter" per query
+        run = target.plain_search(want, snap.n_live, snap, index, params) if unfiltered and planner is None \
             else None
         stores, search_params = (None, None) if run is not None else target.search_params(index, params)
         if run is not None:
