@@ -52,6 +52,27 @@ def test_same_results_for_any_thread_count(coll, plan):
         assert other.plans == base.plans
 
 
+def test_filters_evaluated_on_threads_answer_the_same(coll, monkeypatch):
+    """When the first filters of a batch are slow to evaluate (large selections), the rest are
+    evaluated on threads: the same selections, the same answers, in query order."""
+    from vecdb import batch
+
+    c = coll
+    q, where = _batch(np.random.default_rng(3), 200, c.dim)
+    where = [w if w is None else f"{w} OR year = {1990 + i % 30}" for i, w in enumerate(where)]  # many filters
+    base = c.search(q, 10, where=where, threads=1)
+    calls = []
+    real = batch.parallel.run_all
+    monkeypatch.setattr(batch, "SELECT_PARALLEL_S", 0.0)
+    monkeypatch.setattr(batch.parallel, "run_all", lambda fn, items, threads: calls.append(len(items)) or
+                        real(fn, items, threads))
+    other = c.search(q, 10, where=where, threads=2)
+    assert calls and calls[0] == len(set(where)) - batch.SELECT_PROBE  # the filters after the probe
+    np.testing.assert_array_equal(other.ids, base.ids)
+    np.testing.assert_array_equal(other.scores, base.scores)
+    assert other.plans == base.plans
+
+
 def test_batch_equals_one_query_at_a_time(coll):
     """A batch (kernels over chunks of queries, many filters per call) answers as single calls do."""
     c = coll

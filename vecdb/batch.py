@@ -1,6 +1,7 @@
 """A batch of queries with their filters, on every core (``Collection.search`` with a dense store).
 
-1. The distinct filters are evaluated on the calling thread (on threads it measured slower).
+1. The distinct filters are evaluated on the calling thread while they are cheap (small ones are mostly
+   Python: on threads they measured slower), on threads once they prove slow (``_selections``).
 2. Each filter group gets its store (the field's index the cost model prefers, ``Field.choose_store``)
    and its plan (``DenseStore.choose``; cheap, on the calling thread).
 3. The groups are bucketed by plan and each bucket runs as chunks of queries on threads, each chunk
@@ -17,6 +18,7 @@ plans (and the graph walk) return identical results for any ``threads``.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,6 +31,8 @@ from .indexes.faiss_indexes import HNSWIndex
 from .indexes.flat import FUSED_MAX_WORK
 
 MASK_BYTES = 64 << 20  # stacked filter masks held at once by the graph bucket
+SELECT_PROBE = 4  # filters evaluated on the calling thread before deciding (``_selections``)
+SELECT_PARALLEL_S = 300e-6  # ... to evaluate the rest on threads when they took this long each
 SERIAL_MAX_FLOATS = 4 << 20  # an exact bucket reading fewer vector floats than this runs on one thread
 Done = tuple[list[int], planner_mod.Plan, Hits]
 
@@ -36,9 +40,7 @@ Done = tuple[list[int], planner_mod.Plan, Hits]
 def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Sequence[tuple[Expr | None, list[int]]],
                   k: int, params: planner_mod.SearchParams, threads: int) -> list[Done]:
     """Plan and run every filter group of a batch on ``threads`` threads; ``(members, plan, hits)`` each."""
-    # on the calling thread: evaluating a bound filter is mostly Python, and on threads it ran slower in
-    # every arxiv band (the GIL passed back and forth), 1.2-5x
-    selections = [snap.live_selection(expr, field) for expr, _ in groups]
+    selections = _selections(snap, field, groups, threads)
     exact, graph, rest = [], {}, []
     for (expr, members), selection in zip(groups, selections):
         matches = selection.count if selection is not None else snap.n_live
@@ -62,6 +64,22 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
             done += _graph(store, q, items[start:start + step], k, threads)
     done += _rest(snap, q, rest, k, params, threads)
     return done
+
+
+def _selections(snap: Any, field: Any, groups: Sequence[tuple[Expr | None, list[int]]], threads: int) -> list:
+    """Each group's live rows. On the calling thread while filters are cheap: evaluating a small one is
+    mostly Python, and on threads that ran slower in every arxiv band (the GIL passed back and forth),
+    1.2-5x. Once the first ``SELECT_PROBE`` have taken ``SELECT_PARALLEL_S`` each on average (large
+    selections: mostly numpy, scattering half a million row numbers into a mask on 1M rows), the rest
+    run on threads."""
+    out = []
+    start = time.perf_counter()
+    for expr, _ in groups[:SELECT_PROBE]:
+        out.append(snap.live_selection(expr, field))
+    rest = groups[len(out):]
+    if threads > 1 and len(rest) > 1 and time.perf_counter() - start >= SELECT_PARALLEL_S * len(out):
+        return out + parallel.run_all(lambda group: snap.live_selection(group[0], field), rest, threads)
+    return out + [snap.live_selection(expr, field) for expr, _ in rest]
 
 
 def _query_order(items: list) -> tuple[np.ndarray, np.ndarray]:
