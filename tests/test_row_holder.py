@@ -193,6 +193,7 @@ def test_the_writing_process_drops_its_copy_once_the_index_holds_the_rows(tmp_pa
     assert np.shares_memory(field.store.vectors, held) and field.store.index is None
     gc.collect()
     assert filled() is None  # the adds' buffer is gone
+    assert c.footprint()["vectors"]["resident"] == 0  # the rows count once, with the index
     np.testing.assert_array_equal(field.store.vectors, before)
     got = c.get(c.snapshot.ids[:5], with_vectors=True)
     np.testing.assert_array_equal(np.stack(got.column("vector").to_numpy(zero_copy_only=False)), before[:5])

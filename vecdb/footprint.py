@@ -3,9 +3,9 @@
 Memory-mapped files (the vectors, Arrow attribute files, saved attribute indexes) count the pages of
 them resident now (``/proc/self/smaps``' ``Rss`` of each mapping: what searches have touched). Arrays
 read whole (ids, deletions) and the vector index, which FAISS reads into its own memory, count their
-size. The vectors part counts the field's own rows: where searches read them from the index (HNSW's
-float32 rows, ``Field.reader``), those count with the index, and the mapped file's untouched pages with
-nothing. Linux only for the mapped parts; elsewhere they report None.
+size. The vectors part counts the field's own rows: where they are read from the index (HNSW's float32
+rows: ``Field.reader``, and the field's bare rows once the index holds them all), those count with the
+index, and the mapped file's untouched pages with nothing. Linux only for the mapped parts; elsewhere they report None.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .indexes.base import Borrowed
 
 _MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
 
@@ -47,10 +49,10 @@ def process_resident() -> int | None:
     return int(match.group(1)) * 1024 if match else None
 
 
-def _mapped(array: Any) -> bool:
-    """Whether ``array`` views a memory-mapped file."""
+def _views(array: Any, kinds: type | tuple[type, ...]) -> bool:
+    """Whether ``array`` views memory owned by one of ``kinds`` (a mapped file, an index's rows)."""
     while array is not None:
-        if isinstance(array, (np.memmap, mmap.mmap)):
+        if isinstance(array, kinds):
             return True
         array = getattr(array, "base", None)
     return False
@@ -78,7 +80,9 @@ def footprint(snapshot: Any) -> dict[str, Any]:
     vec_resident: int | None = 0
     for name, field in snapshot.fields.items():  # in memory (segments joined, rows added), or mapped files
         held = getattr(field.store, "vectors", None)
-        if isinstance(held, np.ndarray) and not _mapped(held):
+        if isinstance(held, np.ndarray) and _views(held, Borrowed):
+            continue  # the index's own rows (read there after build_index in this process): with the index
+        if isinstance(held, np.ndarray) and not _views(held, (np.memmap, mmap.mmap)):
             vec_resident += int(held.nbytes)
         else:
             files = resident([e.file for seg in manifest.segments for e in seg.fields[name].values()])
