@@ -45,6 +45,11 @@ def _zipf_p(m: int, s: float = 1.0) -> np.ndarray:
     return p / p.sum()
 
 
+def _centres(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """The ``~sqrt(n)`` cluster centres rows and queries are drawn around (the generator's first draw)."""
+    return rng.standard_normal((max(8, int(np.sqrt(n))), dim), dtype=np.float32)
+
+
 def _vectors(rng: np.random.Generator, n: int, centres: np.ndarray, spread: float) -> np.ndarray:
     out = np.empty((n, centres.shape[1]), np.float32)
     for start in range(0, n, 100_000):
@@ -110,7 +115,7 @@ def _filter(rng: np.random.Generator, kind: str, want: float, n: int, label_coun
 def generate(n: int, *, dim: int = DIM, nq: int = N_QUERIES) -> tuple[np.ndarray, np.ndarray, pa.Table, list, list]:
     """``(base, queries, attributes, filters, kinds)`` for size ``n``, the same for the same arguments."""
     rng = np.random.default_rng([SEED, n, dim])
-    centres = rng.standard_normal((max(8, int(np.sqrt(n))), dim), dtype=np.float32)
+    centres = _centres(rng, n, dim)
     base = _vectors(rng, n, centres, spread=0.9)
     queries = _vectors(rng, nq, centres, spread=0.9)
     attrs = _attributes(rng, n)
@@ -137,8 +142,7 @@ def generate(n: int, *, dim: int = DIM, nq: int = N_QUERIES) -> tuple[np.ndarray
 def sample_queries(n: int, *, dim: int = DIM, count: int = N_SAMPLE) -> np.ndarray:
     """``count`` more queries drawn as ``generate``'s are (around the same centres) from a stream of their
     own: held out from the benchmark's queries, for ``Collection.calibrate``."""
-    centres = np.random.default_rng([SEED, n, dim]).standard_normal((max(8, int(np.sqrt(n))), dim),
-                                                                    dtype=np.float32)  # generate's first draw
+    centres = _centres(np.random.default_rng([SEED, n, dim]), n, dim)  # generate's first draw, again
     return _vectors(np.random.default_rng([SEED, n, dim, 1]), count, centres, spread=0.9)
 
 

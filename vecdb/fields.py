@@ -174,7 +174,7 @@ class Field:
     def recalibrated(self, name: str, queries: Any) -> tuple["Field", IndexSaver]:
         """This field with index ``name``'s recall curves measured on ``queries`` (prepared); the saver
         records them in its spec (its files are unchanged)."""
-        view = self.views[name].recalibrated(queries)
+        view = self.view(name).recalibrated(queries)
         if view is None:
             raise InvalidParameterError(f"index {name!r} of field {self.name!r} has no beam width to calibrate "
                                         f"(HNSW indexes have)")
@@ -199,14 +199,18 @@ class Field:
             return column
         return pa.array(column.to_pylist(), type=column.type, mask=~self.valid[rows])
 
+    def view(self, name: str) -> VectorStore:
+        """The store searching through index ``name``; an unknown name lists the field's indexes."""
+        if name not in self.views:
+            raise InvalidParameterError(f"field {self.name!r} has no index {name!r}; it has "
+                                        f"{sorted(self.views) or 'none'} (coll.indexes())")
+        return self.views[name]
+
     def candidates(self, index: str | None, params: Mapping[str, Any]) -> list[VectorStore]:
         """The stores a search may run through: the forced index's, else every index's (the planner
         picks by cost), else the bare rows (exact)."""
         if index is not None:
-            if index not in self.views:
-                raise InvalidParameterError(f"field {self.name!r} has no index {index!r}; it has "
-                                            f"{sorted(self.views) or 'none'} (coll.indexes())")
-            return [self.views[index]]
+            return [self.view(index)]
         if not self.views:
             return [self.store]
         given = set(params) - set(planner.SearchParams.GENERAL) - set(planner.SearchParams.RESULT)

@@ -236,9 +236,7 @@ class Writes:
                     raise InvalidParameterError(
                         f"field {target.name!r} has {len(beams)} indexes with a beam ({beams}); name one: index=")
                 index = beams[0]
-            if index not in target.views:
-                raise InvalidParameterError(f"field {target.name!r} has no index {index!r}; it has "
-                                            f"{sorted(target.views) or 'none'}")
+            target.view(index)  # an unknown name is refused before the queries are read
             q = target.store.prepare_queries(queries)
             if len(q) < calibration.MIN_SAMPLE:
                 raise InvalidParameterError(
@@ -252,9 +250,7 @@ class Writes:
         field's other indexes."""
         with self._writing() as snap:
             target = fields_mod.resolve(snap.fields, field)
-            if name not in target.views:
-                raise InvalidParameterError(f"field {target.name!r} has no index {name!r}; it has "
-                                            f"{sorted(target.views) or 'none'}")
+            target.view(name)  # an unknown name lists the field's indexes
             self._apply(snap, changes.drop_index(snap, target, name))
 
     def optimize(self: "Collection") -> None:

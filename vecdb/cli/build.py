@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .common import CliError, parse_key_values, split_columns
+from .common import CliError, load_npy, parse_key_values, split_columns
 from .output import describe_index, emit_line
 from .progress import Progress
 
@@ -312,8 +312,8 @@ def _run_multivector(args: argparse.Namespace, out: Path, exists: bool, index_pa
         raise CliError("--append is not supported for multi-vector collections yet")
     if args.index not in (None, "muvera", "none"):
         raise CliError(f"multi-vector collections take --index muvera (or none), not {args.index!r}")
-    tokens = _load_npy(args.vectors, mmap=True)
-    offsets = _load_npy(args.offsets).astype(np.int64)
+    tokens = load_npy(args.vectors, mmap=True)
+    offsets = load_npy(args.offsets).astype(np.int64)
     if tokens.ndim != 2 or offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 \
             or offsets[-1] != len(tokens) or (np.diff(offsets) < 0).any():
         raise CliError(f"--offsets must rise from 0 to the {len(tokens)} rows of --vectors; got {len(offsets)} "
@@ -355,12 +355,3 @@ def _run_multivector(args: argparse.Namespace, out: Path, exists: bool, index_pa
                   f"metric {coll.metric}, index {describe_index(coll.index_info)}; "
                   f"{time.perf_counter() - start:.1f} s")
     return 0
-
-
-def _load_npy(path: str, mmap: bool = False) -> np.ndarray:
-    if not Path(path).is_file():
-        raise CliError(f"{path!r} does not exist")
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise CliError(f"cannot read {path!r} as a .npy array: {exc}") from exc

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import decimal
 import math
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -86,3 +87,15 @@ def human_bytes(n: int) -> str:
         if size < 1024 or unit == "TiB":
             break
     return f"{size:.1f} {unit}"
+
+
+def load_npy(path: Any, *, mmap: bool = False, option: str = "") -> np.ndarray:
+    """A ``.npy`` array from a path on the command line (never pickled objects); a missing or unreadable
+    file is a ``CliError`` naming it (and ``option``, the flag that gave it)."""
+    named = f"{option} {str(path)!r}" if option else repr(str(path))
+    if not Path(path).is_file():
+        raise CliError(f"{named} does not exist")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise CliError(f"cannot read {named} as a .npy array: {exc}") from exc

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .common import CliError, split_columns
+from .common import CliError, load_npy, split_columns
 from .output import emit_line, write_text
 
 EPILOG = {
@@ -155,17 +155,11 @@ def run_compact(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    import numpy as np
-
     import vecdb
     from vecdb.calibration import ef_for
 
-    try:
-        queries = np.load(args.queries, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CliError(f"cannot read {args.queries!r} as a .npy array: {exc}") from exc
     coll = vecdb.open(args.path)
-    curves = coll.calibrate(queries, field=args.field, index=args.index)
+    curves = coll.calibrate(load_npy(args.queries, option="--queries"), field=args.field, index=args.index)
     beams = {str(t): ef_for(curves, "index", t) for t in (0.9, 0.95, 0.99)}
     if args.format == "json":
         write_text(json.dumps({"version": coll.version, "beams": beams, "curves": curves}, indent=2) + "\n", None)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import planner
-from .common import CliError, parse_key_values, split_columns
+from .common import CliError, load_npy, parse_key_values, split_columns
 from .output import render_csv, render_json, render_table, write_text
 
 EPILOG = """examples: from the repository root, after 'vecdb build --help's first example (scratch/ is git-ignored)
@@ -58,13 +57,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 def _queries(args: argparse.Namespace, coll: Any) -> np.ndarray:
     """The query matrix from --vector-file, --row or --vector (JSON, never eval)."""
     if args.vector_file is not None:
-        path = Path(args.vector_file)
-        if not path.is_file():
-            raise CliError(f"--vector-file {args.vector_file!r} does not exist")
-        try:
-            return np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise CliError(f"cannot read {args.vector_file!r} as a .npy array: {exc}") from exc
+        return load_npy(args.vector_file, option="--vector-file")
     if args.row is not None:  # that row's value of the field: a vector, or in a multi-vector field a set
         field = args.field if args.field is not None else next(iter(coll.fields)) if len(coll.fields) == 1 else None
         if field not in coll.fields:
