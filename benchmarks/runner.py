@@ -6,7 +6,8 @@ k (10) and its default setting at the other k values (100). A run is:
 
 - **latency**: every query alone, one thread everywhere (``set_threads(1)``), after a short warm-up;
   ``time.perf_counter()`` around the engine call, which includes evaluating the filter;
-- **batch**: the queries of each band in one ``search_batch`` call with ``threads`` threads.
+- **batch**: the queries of each band in one ``search_batch`` call with ``threads`` threads, the median
+  of ``repeat`` calls; the default setting also on one thread, the two taking turns.
 
 A run whose latency pass exceeds ``run_timeout_s`` stops starting new queries (like ann-benchmarks'
 per-run timeout): the rest are recorded as ``timeout``, the run as partial, and its batch pass skipped.
@@ -56,7 +57,7 @@ class RunConfig:
     workdir: Path | None = None
     command: str = ""
     run_timeout_s: float | None = 60.0
-    repeat: int = 1  # latency passes per run; each query's fastest is kept (first-pass cache effects out)
+    repeat: int = 1  # latency passes per run (each query's fastest kept) and timed calls per batch (median)
     memory: bool = True  # each saved build reopened in a fresh process: resident memory after the queries
     calibrate_sample: bool = False  # vecdb builds calibrated on the dataset's held-out sample queries
 
@@ -135,29 +136,35 @@ def _latency_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, warmup:
     return ids, scores, latency, errors
 
 
-def _batch_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: int) -> dict[str, list]:
-    """Each band's queries in one batch call; ``{band: [queries, wall seconds]}``. Each band's first
-    ``BATCH_WARMUP`` queries go through one untimed batch call first, so the kernels a batch runs (loaded
+def _batch_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: tuple[int, ...],
+                repeat: int = 1) -> dict[int, dict[str, list]]:
+    """Each band's queries in one batch call, per thread count: ``{threads: {band: [queries, wall
+    seconds]}}``, the wall time the median of ``repeat`` calls. The thread counts take turns within each
+    repeat, so a drift of the machine's speed reaches them alike. Each band's first ``BATCH_WARMUP``
+    queries go through one untimed batch call per thread count first, so the kernels a batch runs (loaded
     or compiled on first use, which the single-query warm-up does not reach) are not timed."""
-    set_threads(threads)
     bands = np.array(ds.bands)
-    out: dict[str, list] = {}
+    walls: dict[int, dict[str, list[float]]] = {t: {} for t in threads}
+    sizes: dict[str, int] = {}
     for band in BANDS:
         members = np.flatnonzero(bands == band)
         if members.size == 0:
             continue
-        warm = members[:BATCH_WARMUP]
+        warm, wheres = members[:BATCH_WARMUP], [ds.filters[j] for j in members]
         try:
-            engine.search_batch(ds.queries[warm], [ds.filters[j] for j in warm], k, params, threads)
-        except eng.UnsupportedFilter:
-            pass
-        t0 = time.perf_counter()
-        try:
-            engine.search_batch(ds.queries[members], [ds.filters[j] for j in members], k, params, threads)
+            for t in threads:
+                set_threads(t)
+                engine.search_batch(ds.queries[warm], wheres[:len(warm)], k, params, t)
         except eng.UnsupportedFilter:
             continue
-        out[band] = [int(members.size), time.perf_counter() - t0]
-    return out
+        sizes[band] = int(members.size)
+        for _ in range(repeat):
+            for t in threads:
+                set_threads(t)
+                t0 = time.perf_counter()
+                engine.search_batch(ds.queries[members], wheres, k, params, t)
+                walls[t].setdefault(band, []).append(time.perf_counter() - t0)
+    return {t: {band: [sizes[band], float(np.median(w))] for band, w in by_band.items()} for t, by_band in walls.items()}
 
 
 def _families(names: tuple[str, ...]) -> dict[str, list[type[eng.Engine]]]:
@@ -279,10 +286,10 @@ def _run_engine(cfg: RunConfig, ds: Dataset, writer: ResultWriter, engine: eng.E
                     break
                 latency = np.fmin(latency, _latency_pass(engine, ds, k, params, 0, cfg.run_timeout_s)[2])
             timeouts = errors.count("timeout")
-            batch = _batch_pass(engine, ds, k, params, cfg.threads) if cfg.batch and not timeouts else {}
             # the default setting's batches on one thread too: how a batch scales with the cores
-            batch_one = _batch_pass(engine, ds, k, params, 1) \
-                if batch and cfg.threads > 1 and params == grid[0] and k == cfg.ks[0] else {}
+            counts = (cfg.threads, 1) if cfg.threads > 1 and params == grid[0] and k == cfg.ks[0] else (cfg.threads,)
+            passes = _batch_pass(engine, ds, k, params, counts, cfg.repeat) if cfg.batch and not timeouts else {}
+            batch, batch_one = passes.get(cfg.threads, {}), passes.get(1, {}) if len(counts) > 1 else {}
         except Exception as exc:  # noqa: BLE001
             log.exception("%s %s k=%d failed", cls.name, params, k)
             writer.add_run({**record, "batch": {}, "error": f"{type(exc).__name__}: {exc}",

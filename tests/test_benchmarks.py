@@ -253,6 +253,35 @@ def test_run_timeout_leaves_queries_unasked_and_unscored(tiny, tmp_path):
     assert overall["partial"] == 6
 
 
+def test_batch_pass_takes_turns_and_keeps_the_median(tiny, tmp_path, monkeypatch):
+    from benchmarks import runner
+
+    engine = eng.Exact(tiny)
+    engine.build({}, tmp_path, 1)
+    calls, search = [], engine.search_batch
+
+    def recorded(queries, wheres, k, params, threads):
+        calls.append((len(queries), threads))
+        return search(queries, wheres, k, params, threads)
+
+    monkeypatch.setattr(engine, "search_batch", recorded)
+    # (start, end) of each timed call in turn: 2 threads 1, 5, 3 s; 1 thread 2, 2, 8 s
+    walls = iter([0.0, 1.0, 0.0, 2.0, 0.0, 5.0, 0.0, 2.0, 0.0, 3.0, 0.0, 8.0] * len(BANDS))
+    monkeypatch.setattr(runner, "time", types.SimpleNamespace(perf_counter=lambda: next(walls)))
+    out = runner._batch_pass(engine, tiny, 10, {}, (2, 1), repeat=3)
+    bands = [b for b in BANDS if b in set(tiny.bands)]
+    assert set(out) == {2, 1} and list(out[2]) == list(out[1]) == bands
+    at = 0
+    for band in bands:
+        n = tiny.bands.count(band)
+        warm = min(runner.BATCH_WARMUP, n)
+        # one untimed warm-up per thread count, then the counts take turns, three times
+        assert calls[at:at + 8] == [(warm, 2), (warm, 1)] + [(n, 2), (n, 1)] * 3
+        assert out[2][band] == [n, 3.0] and out[1][band] == [n, 2.0]
+        at += 8
+    assert at == len(calls)
+
+
 def test_tie_aware_recall_counts_equal_distances(tmp_path):
     base = np.array([[1, 0], [1, 0], [0, 1], [-1, 0]], np.float32)  # rows 0 and 1 tie
     ds = Dataset(name="ties", base=base, queries=np.array([[1, 0]], np.float32), metric="ip", attributes=None,
