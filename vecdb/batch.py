@@ -31,8 +31,8 @@ from .indexes.faiss_indexes import HNSWIndex
 from .indexes.flat import FUSED_MAX_WORK
 
 MASK_BYTES = 64 << 20  # stacked filter masks held at once by the graph bucket
-SELECT_PROBE = 4  # filters evaluated on the calling thread before deciding (``_selections``)
-SELECT_PARALLEL_S = 300e-6  # ... to evaluate the rest on threads when they took this long each
+SELECT_PROBE = 8  # filters evaluated on the calling thread before deciding (``_selections``)
+SELECT_PARALLEL_S = 200e-6  # ... to evaluate the rest on threads once one of them took this long
 SERIAL_MAX_FLOATS = 4 << 20  # an exact bucket reading fewer vector floats than this runs on one thread
 Done = tuple[list[int], planner_mod.Plan, Hits]
 
@@ -68,16 +68,21 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
 
 def _selections(snap: Any, field: Any, groups: Sequence[tuple[Expr | None, list[int]]], threads: int) -> list:
     """Each group's live rows. On the calling thread while filters are cheap: evaluating a small one is
-    mostly Python, and on threads that ran slower in every arxiv band (the GIL passed back and forth),
-    1.2-5x. Once the first ``SELECT_PROBE`` have taken ``SELECT_PARALLEL_S`` each on average (large
-    selections: mostly numpy, scattering half a million row numbers into a mask on 1M rows), the rest
-    run on threads."""
-    out = []
-    start = time.perf_counter()
-    for expr, _ in groups[:SELECT_PROBE]:
+    mostly Python, and on threads that ran slower (the GIL passed back and forth: synthetic-1M ~0.1%
+    band 6.7 -> 9.5 ms, arxiv ~1% 11.4 -> 13.4 ms). A large selection is mostly numpy that releases the
+    GIL (scattering 100,000 row numbers into a mask on 1M rows: ~0.25 ms), so once one of the first
+    ``SELECT_PROBE`` filters has taken ``SELECT_PARALLEL_S``, the rest run on threads (synthetic-1M
+    ~10% band, 2 threads: 82 -> 70 ms; its first filters are small lookups, then 0.25 ms ranges)."""
+    out: list = []
+    large = False
+    for expr, _ in groups[:SELECT_PROBE if threads > 1 else len(groups)]:
+        start = time.perf_counter()
         out.append(snap.live_selection(expr, field))
+        if time.perf_counter() - start >= SELECT_PARALLEL_S:
+            large = True
+            break
     rest = groups[len(out):]
-    if threads > 1 and len(rest) > 1 and time.perf_counter() - start >= SELECT_PARALLEL_S * len(out):
+    if large and threads > 1 and len(rest) > 1:
         return out + parallel.run_all(lambda group: snap.live_selection(group[0], field), rest, threads)
     return out + [snap.live_selection(expr, field) for expr, _ in rest]
 
