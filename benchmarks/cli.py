@@ -64,7 +64,8 @@ def parser() -> argparse.ArgumentParser:
                    help="calibrate vecdb's builds on the dataset's held-out sample queries (Collection.calibrate; "
                         "synthetic datasets have them)")
     r.add_argument("--repeat", type=int, default=1,
-                   help="latency passes per run, keeping each query's fastest, and timed calls per band's batch, keeping the median (default 1)")
+                   help="latency passes per run, keeping each query's fastest, and timed calls per band's batch, "
+                        "keeping the median (default 1)")
     r.add_argument("--run-timeout", type=float, default=60.0,
                    help="seconds after which a run's latency pass stops starting queries (0: none; default 60)")
     r.add_argument("--no-report", action="store_true", help="store raw results only")

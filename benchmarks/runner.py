@@ -164,7 +164,8 @@ def _batch_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: 
                 t0 = time.perf_counter()
                 engine.search_batch(ds.queries[members], wheres, k, params, t)
                 walls[t].setdefault(band, []).append(time.perf_counter() - t0)
-    return {t: {band: [sizes[band], float(np.median(w))] for band, w in by_band.items()} for t, by_band in walls.items()}
+    return {t: {band: [sizes[band], float(np.median(w))] for band, w in by_band.items()}
+            for t, by_band in walls.items()}
 
 
 def _families(names: tuple[str, ...]) -> dict[str, list[type[eng.Engine]]]:
@@ -287,9 +288,11 @@ def _run_engine(cfg: RunConfig, ds: Dataset, writer: ResultWriter, engine: eng.E
                 latency = np.fmin(latency, _latency_pass(engine, ds, k, params, 0, cfg.run_timeout_s)[2])
             timeouts = errors.count("timeout")
             # the default setting's batches on one thread too: how a batch scales with the cores
-            counts = (cfg.threads, 1) if cfg.threads > 1 and params == grid[0] and k == cfg.ks[0] else (cfg.threads,)
+            scaling = cfg.threads > 1 and params == grid[0] and k == cfg.ks[0]
+            counts = (cfg.threads, 1) if scaling else (cfg.threads,)
             passes = _batch_pass(engine, ds, k, params, counts, cfg.repeat) if cfg.batch and not timeouts else {}
-            batch, batch_one = passes.get(cfg.threads, {}), passes.get(1, {}) if len(counts) > 1 else {}
+            batch = passes.get(cfg.threads, {})
+            batch_one = passes.get(1, {}) if scaling else {}
         except Exception as exc:  # noqa: BLE001
             log.exception("%s %s k=%d failed", cls.name, params, k)
             writer.add_run({**record, "batch": {}, "error": f"{type(exc).__name__}: {exc}",

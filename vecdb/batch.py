@@ -73,18 +73,16 @@ def _selections(snap: Any, field: Any, groups: Sequence[tuple[Expr | None, list[
     GIL (scattering 100,000 row numbers into a mask on 1M rows: ~0.25 ms), so once one of the first
     ``SELECT_PROBE`` filters has taken ``SELECT_PARALLEL_S``, the rest run on threads (synthetic-1M
     ~10% band, 2 threads: 82 -> 70 ms; its first filters are small lookups, then 0.25 ms ranges)."""
+    if threads < 2:
+        return [snap.live_selection(expr, field) for expr, _ in groups]
     out: list = []
-    large = False
-    for expr, _ in groups[:SELECT_PROBE if threads > 1 else len(groups)]:
+    for expr, _ in groups[:SELECT_PROBE]:
         start = time.perf_counter()
         out.append(snap.live_selection(expr, field))
-        if time.perf_counter() - start >= SELECT_PARALLEL_S:
-            large = True
-            break
-    rest = groups[len(out):]
-    if large and threads > 1 and len(rest) > 1:
-        return out + parallel.run_all(lambda group: snap.live_selection(group[0], field), rest, threads)
-    return out + [snap.live_selection(expr, field) for expr, _ in rest]
+        if time.perf_counter() - start >= SELECT_PARALLEL_S:  # a large one: the rest on threads
+            return out + parallel.run_all(lambda group: snap.live_selection(group[0], field), groups[len(out):],
+                                          threads)
+    return out + [snap.live_selection(expr, field) for expr, _ in groups[len(out):]]
 
 
 def _query_order(items: list) -> tuple[np.ndarray, np.ndarray]:
