@@ -73,13 +73,15 @@ def test_filters_evaluated_on_threads_answer_the_same(coll, monkeypatch):
     assert other.plans == base.plans
 
 
-def test_batch_equals_one_query_at_a_time(coll):
-    """A batch (kernels over chunks of queries, many filters per call) answers as single calls do."""
+@pytest.mark.parametrize("plan", ["exact", "filtered_graph"])
+def test_batch_equals_one_query_at_a_time(coll, plan):
+    """A batch (kernels over chunks of queries, many filters per call; the graph walk reading the
+    filters packed into bits) answers as single calls do (one filter, a bool mask)."""
     c = coll
     q, where = _batch(np.random.default_rng(2), 60, c.dim)
-    batch = c.search(q, 10, where=where, plan="exact", threads=2)
+    batch = c.search(q, 10, where=where, plan=plan, threads=2)
     for i in range(len(q)):
-        one = c.search(q[i], 10, where=where[i], plan="exact", threads=1)
+        one = c.search(q[i], 10, where=where[i], plan=plan, threads=1)
         np.testing.assert_array_equal(one.ids[0], batch.ids[i])
         np.testing.assert_allclose(one.scores[0], batch.scores[i], rtol=1e-5)
 
@@ -204,3 +206,15 @@ def test_blas_threads_overlapping_blocks_restore_the_setting():
     assert blas_threads() == before
     with parallel.blas_threads(2):  # more than one: nothing changes
         assert blas_threads() == before
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 4001])
+def test_batch_masks_pack_like_numpy(n):
+    """The graph walk's stacked masks: ``pack_bits`` is ``np.packbits(..., bitorder="little")`` of the
+    first ``n`` rows (the index's) of a longer mask (rows past the index: the tail)."""
+    from vecdb.kernels.masks import pack_bits
+
+    mask = np.random.default_rng(n).random(n + 13) < 0.4
+    out = np.full((n + 7) // 8, 0xAA, np.uint8)
+    pack_bits(mask, n, out)
+    np.testing.assert_array_equal(out, np.packbits(mask[:n], bitorder="little"))

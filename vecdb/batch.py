@@ -7,7 +7,8 @@
 3. The groups are bucketed by plan and each bucket runs as chunks of queries on threads, each chunk
    one call of a serial ``nogil`` kernel whatever filter its queries carry: the exact subset scan
    (``kernels.exact.topk_rows_grouped``, concatenated row lists) and the filtered graph walk
-   (``kernels.hnsw_filtered.filtered_search_grouped``, stacked masks, at most ``MASK_BYTES`` at a time).
+   (``kernels.hnsw_filtered.filtered_search_grouped``, stacked masks packed into bits, at most
+   ``MASK_BYTES`` at a time).
    A batch of 1,000 queries with 507 filters on arxiv is then a handful of kernel calls, not 507
    Python round trips. The other plans (FAISS' own search, post-filter, large exact scans through BLAS)
    run one group per thread, or on the calling thread with FAISS' OpenMP threads when only one is left.
@@ -30,7 +31,7 @@ from .indexes.base import Hits
 from .indexes.faiss_indexes import HNSWIndex
 from .indexes.flat import FUSED_MAX_WORK
 
-MASK_BYTES = 64 << 20  # stacked filter masks held at once by the graph bucket
+MASK_BYTES = 16 << 20  # stacked filter masks (packed bits) held at once by the graph bucket
 SELECT_PROBE = 8  # filters evaluated on the calling thread before deciding (``_selections``)
 SELECT_PARALLEL_S = 200e-6  # ... to evaluate the rest on threads once one of them took this long
 SERIAL_MAX_FLOATS = 4 << 20  # an exact bucket reading fewer vector floats than this runs on one thread
@@ -59,7 +60,7 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
     done = _exact(field.reader, q, exact, k, threads) if exact else []
     for items in graph.values():
         store = items[0][3]
-        step = max(1, MASK_BYTES // max(1, store.index_rows))
+        step = max(1, MASK_BYTES // max(1, (store.index_rows + 7) // 8))
         for start in range(0, len(items), step):
             done += _graph(store, q, items[start:start + step], k, threads)
     done += _rest(snap, q, rest, k, params, threads)
@@ -125,12 +126,21 @@ def _exact(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list
 
 
 def _graph(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list[Done]:
+    from .kernels.masks import pack_bits
+
     index = store.index
     n = index.ntotal
     index.graph_arrays()  # made once here, not raced by the threads
-    masks = np.empty((len(items), n), dtype=bool)
-    for g, (_, _, sel, _) in enumerate(items):
-        masks[g] = True if sel is None else sel.mask[:n]
+    masks = np.empty((len(items), (n + 7) // 8), dtype=np.uint8)  # packed bits: an eighth of bool masks
+
+    def pack(g: int) -> None:
+        selection = items[g][2]
+        if selection is None:
+            masks[g] = 0xFF
+        else:
+            pack_bits(selection.mask, n, masks[g])
+
+    parallel.run_all(pack, range(len(items)), threads)
     order, group_of = _query_order(items)
     per_group = [(int(plan.params.get("ef") or index.ef_search), max(plan.matches, k),
                   int(plan.params.get("gather") or 2 * index.M)) for _, plan, _, _ in items]

