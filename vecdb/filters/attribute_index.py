@@ -616,8 +616,9 @@ class _RangeLeaf:
         return self.index.span(self.start, self.stop, self.n)
 
     def keep(self, rows: np.ndarray) -> np.ndarray:
-        rank = self.index.rank_by_row()[rows]
-        return rows[(rank >= self.start) & (rank < self.stop)]
+        from vecdb.kernels.masks import rows_in_span  # one pass: numpy's gather, compares and take ~3x slower
+
+        return rows_in_span(rows, self.index.rank_by_row(), self.start, self.stop)
 
 
 _MISSING = object()

@@ -32,3 +32,18 @@ def pack_bits(mask: np.ndarray, n: int, out: np.ndarray) -> None:
         for i in range(full << 3, n):
             last |= mask[i] << (i & 7)
         out[full] = last
+
+
+@nb.njit(nogil=True, cache=True)
+def rows_in_span(rows: np.ndarray, rank: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """``rows[(rank[rows] >= start) & (rank[rows] < stop)]`` in one pass, order kept (an AND testing the
+    rows of its narrow operands against a wide range, without listing the range)."""
+    out = np.empty(rows.shape[0], rows.dtype)
+    width = np.uint64(stop - start) if stop > start else np.uint64(0)
+    m = 0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if np.uint64(np.int64(rank[r]) - start) < width:
+            out[m] = r
+            m += 1
+    return out[:m]
