@@ -85,23 +85,29 @@ def test_few_matching_rows_stay_row_numbers() -> None:
 
 @pytest.mark.parametrize("where", ["value BETWEEN 100 AND 9000", "value >= 40", "value < 9.5", "value != 7",
                                    "value BETWEEN 3 AND 3", "value > 1e9", "NOT (value BETWEEN 10 AND 9990)",
-                                   "value >= 500 AND value <= 7000 AND label = 'l3'"])
+                                   "value >= 500 AND value <= 7000 AND label = 'l3'",
+                                   "tag = 't7' AND value BETWEEN 100 AND 9000", "'t3' = tag AND value < 2.5e3"])
 def test_wide_ranges_are_masks_by_rank_equal_to_pyarrow(where: str) -> None:
     """A range holding more than 1/SPARSE_RATIO of the rows is a mask made from each row's rank
-    (``SortedIndex.span``); NULL rows (rank -1) and NaN (sorted last) fall where pyarrow puts them."""
+    (``SortedIndex.span``), and under an AND with a narrow operand (``tag``: 100 rows) that operand's
+    rows are tested by rank (``_RangeLeaf.keep``); NULL rows (rank -1) and NaN (sorted last) fall where
+    pyarrow puts them."""
     rng = np.random.default_rng(5)
     n = 10_000
     values = rng.permutation(n).astype(np.float64)
     values[rng.random(n) < 0.05] = np.nan
     nulls = rng.random(n) < 0.1
     table = pa.table({"value": pa.array(values, mask=nulls),
-                      "label": pa.array([f"l{i % 8}" for i in range(n)])})
+                      "label": pa.array([f"l{i % 8}" for i in range(n)]),
+                      "tag": pa.array([f"t{i % 100}" for i in range(n)])})
     bound = bind(parse(where), table.schema)
     got = AttributeIndex(table).select(bound)
     np.testing.assert_array_equal(got.mask, bound.evaluate(table), err_msg=where)
     assert got.count == int(bound.evaluate(table).sum())
     if where == "value BETWEEN 100 AND 9000":
         assert not got.sparse  # the rank mask, not a list of 7,000 rows
+    if where.startswith("tag"):
+        assert got.sparse  # the tag's rows, kept by rank
 
 
 def test_index_equals_pyarrow_on_the_slice_queries():

@@ -236,7 +236,7 @@ class SortedIndex:
             return RowSet(n, rows=self.rows[start:stop], ordered=False)
         from vecdb.kernels.masks import rank_mask
 
-        return RowSet(n, mask=rank_mask(self.rank_by_row(), start, stop))
+        return RowSet(n, mask=rank_mask(self.rank_by_row(), start, stop), count=stop - start)
 
     def rank_by_row(self) -> np.ndarray:
         """Each row's position in ``values`` (-1 for NULL): tests a row against a range without listing it."""
@@ -537,11 +537,13 @@ class RowSet:
     if something needs them sorted (the exact scan does not). Never mutated in place: masks may be
     shared with the column indexes."""
 
-    __slots__ = ("n", "_rows", "_mask", "_ordered")
+    __slots__ = ("n", "_rows", "_mask", "_ordered", "_count")
 
     def __init__(self, n: int, *, rows: np.ndarray | None = None, mask: np.ndarray | None = None,
-                 ordered: bool = True):
-        self.n, self._rows, self._mask, self._ordered = n, rows, mask, ordered
+                 ordered: bool = True, count: int | None = None):
+        """``count``: the number of rows set in ``mask``, when the caller knows it (else counted once,
+        on first use: ~80 us for a mask over 1M rows)."""
+        self.n, self._rows, self._mask, self._ordered, self._count = n, rows, mask, ordered, count
 
     @classmethod
     def all(cls, n: int) -> "RowSet":
@@ -589,7 +591,11 @@ class RowSet:
 
     @property
     def count(self) -> int:
-        return int(self._rows.shape[0]) if self._rows is not None else int(np.count_nonzero(self._mask))
+        if self._rows is not None:
+            return int(self._rows.shape[0])
+        if self._count is None:
+            self._count = int(np.count_nonzero(self._mask))
+        return self._count
 
     def __and__(self, mask: np.ndarray) -> "RowSet":
         """These rows that are also set in ``mask`` (e.g. the live rows)."""
