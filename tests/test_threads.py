@@ -218,3 +218,18 @@ def test_batch_masks_pack_like_numpy(n):
     out = np.full((n + 7) // 8, 0xAA, np.uint8)
     pack_bits(mask, n, out)
     np.testing.assert_array_equal(out, np.packbits(mask[:n], bitorder="little"))
+
+
+def test_grouped_walk_refuses_masks_of_the_wrong_shape(coll):
+    """The grouped walk reads its masks without bounds checks: a mask that is neither one bool per
+    indexed row nor those rows packed into bits is refused before the kernel runs."""
+    index = next(view for view in coll.snapshot.fields["vector"].views.values() if view.index is not None).index
+    n = index.ntotal
+    q = np.zeros((1, coll.dim), np.float32)
+    args = (np.zeros(1, np.int64), np.full(1, 16), np.full(1, n), np.full(1, 16))
+    for masks in (np.ones((1, n), np.uint8), np.ones((1, (n + 7) // 8), bool), np.ones((1, n), np.int32),
+                  np.ones(n, bool)):
+        with pytest.raises(ValueError, match="masks of shape"):
+            index.search_filtered_graph_grouped(q, 5, masks, *args)
+    hits, complete = index.search_filtered_graph_grouped(q, 5, np.full((1, (n + 7) // 8), 0xFF, np.uint8), *args)
+    assert complete.all() and (hits.rows >= 0).all()

@@ -237,8 +237,9 @@ class HNSWIndex(_FaissIndex):
         queries = np.ascontiguousarray(queries, np.float32)
         visited = _visited(xb.shape[0])
         scores, rows, complete, _THREAD.mark = filtered_search(
-            xb, neighbors, offsets, cum, entry, max_level, queries, np.ascontiguousarray(allow[: self.ntotal]), k, ef,
-            budget, self.metric == "l2", int(gather or 2 * self.M), visited, _THREAD.mark)
+            xb, neighbors, offsets, cum, entry, max_level, queries,
+            np.ascontiguousarray(allow[: self.ntotal], dtype=bool),  # one bool a row (uint8 would read as bits)
+            k, ef, budget, self.metric == "l2", int(gather or 2 * self.M), visited, _THREAD.mark)
         return Hits(scores, rows), complete
 
     def search_filtered_graph_grouped(self, queries: np.ndarray, k: int, masks: np.ndarray, group_of: np.ndarray,
@@ -251,7 +252,11 @@ class HNSWIndex(_FaissIndex):
         from ..kernels.hnsw_filtered import filtered_search_grouped
 
         xb, neighbors, offsets, cum, entry, max_level = self.graph_arrays()
-        visited = _visited(xb.shape[0])
+        n = xb.shape[0]
+        if masks.ndim != 2 or masks.shape[1] != (n if masks.dtype == np.bool_ else (n + 7) // 8) \
+                or masks.dtype not in (np.bool_, np.uint8):  # the kernel reads without bounds checks
+            raise ValueError(f"masks of shape {masks.shape} and dtype {masks.dtype} for an index of {n} rows")
+        visited = _visited(n)
         scores, rows, complete, _THREAD.mark = filtered_search_grouped(
             xb, neighbors, offsets, cum, entry, max_level, np.ascontiguousarray(queries, np.float32), masks,
             group_of, k, efs, budgets, gathers, self.metric == "l2", visited, _THREAD.mark)
