@@ -247,14 +247,13 @@ class HNSWIndex(_FaissIndex):
                                       gathers: np.ndarray) -> tuple[Hits, np.ndarray]:
         """``search_filtered_graph`` for queries with different filters in one kernel call: query i
         walks with ``masks[group_of[i]]`` (``(filters, ntotal)`` bool, or ``(filters, ceil(ntotal / 8))``
-        uint8: the same packed little-endian) and its own beam, budget
-        and gather width. Serial on the calling thread (``vecdb/batch.py`` runs chunks on threads)."""
+        uint8: the same packed little-endian) and its own beam, budget and gather width. Serial on the calling thread (``vecdb/batch.py`` runs chunks on threads)."""
         from ..kernels.hnsw_filtered import filtered_search_grouped
 
         xb, neighbors, offsets, cum, entry, max_level = self.graph_arrays()
         n = xb.shape[0]
-        if masks.ndim != 2 or masks.shape[1] != (n if masks.dtype == np.bool_ else (n + 7) // 8) \
-                or masks.dtype not in (np.bool_, np.uint8):  # the kernel reads without bounds checks
+        width = {np.dtype(np.bool_): n, np.dtype(np.uint8): (n + 7) // 8}.get(masks.dtype)
+        if masks.ndim != 2 or masks.shape[1] != width:  # the kernel reads without bounds checks
             raise ValueError(f"masks of shape {masks.shape} and dtype {masks.dtype} for an index of {n} rows")
         visited = _visited(n)
         scores, rows, complete, _THREAD.mark = filtered_search_grouped(

@@ -5,8 +5,8 @@ holds only rows that pass the filter. Expanding a node gathers its passing neigh
 than M pass, the rejected neighbours are looked through to their own neighbours (two hops) until M
 passing ones are gathered (ACORN-1's expansion, truncated to M), so the passing subgraph stays
 connected when few rows pass and no extra work is done when many pass. The filter is a
-bool array (or the same packed into bits) consulted inside the kernel: no Python per candidate. When a query has examined more rows
-than ``budget`` (the caller passes about the number of passing rows) it stops and flags itself, and
+bool array (or the same packed into bits) consulted inside the kernel: no Python per candidate. When
+a query has examined more rows than ``budget`` (the caller passes about the number of passing rows) it stops and flags itself, and
 the caller answers it with the exact scan, so recall never collapses.
 
 Two heaps per query: the beam of candidates to expand (a plain max-heap on score, ``_beam_push`` /
@@ -264,8 +264,8 @@ def filtered_search_grouped(vectors, neighbors, offsets, cum, entry_point, max_l
                             efs, budgets, gathers, l2, visited, mark):
     """``filtered_search`` for queries with different filters, in one call: query i walks with the
     mask ``masks[group_of[i]]`` (bool, or packed bits: ``_allowed``) and its own ``efs[i]``,
-    ``budgets[i]``, ``gathers[i]``. The batch layer runs chunks of queries through it on threads (``vecdb/batch.py``). Same walk per query as
-    ``filtered_search``, so the same results."""
+    ``budgets[i]``, ``gathers[i]``. The batch layer runs chunks of queries through it on threads
+    (``vecdb/batch.py``). Same walk per query as ``filtered_search``, so the same results."""
     nq = queries.shape[0]
     scores = np.empty((nq, k), np.float32)
     rows = np.empty((nq, k), np.int64)

@@ -7,14 +7,27 @@ import numba as nb
 import numpy as np
 
 
+@nb.njit(inline="always")
+def _width(start, stop):
+    """``stop - start`` as the unsigned bound ``_inside`` compares with (0 for an empty span)."""
+    return np.uint64(stop - start) if stop > start else np.uint64(0)
+
+
+@nb.njit(inline="always")
+def _inside(rank, start, width):
+    """``start <= rank < start + width`` in one comparison: a rank below ``start`` (NULL's -1 among
+    them) wraps to a huge unsigned number."""
+    return np.uint64(np.int64(rank) - start) < width
+
+
 @nb.njit(nogil=True, cache=True)
 def rank_mask(rank: np.ndarray, start: int, stop: int) -> np.ndarray:
     """``(rank >= start) & (rank < stop)`` in one pass (numpy's two comparisons and an AND read and
     write the arrays three times: ~5x slower at 1M rows). A NULL row's rank is -1: never inside."""
     out = np.empty(rank.shape[0], np.bool_)
-    width = np.uint64(stop - start) if stop > start else np.uint64(0)
+    width = _width(start, stop)
     for i in range(rank.shape[0]):
-        out[i] = np.uint64(np.int64(rank[i]) - start) < width  # below start wraps to a huge number
+        out[i] = _inside(rank[i], start, width)
     return out
 
 
@@ -39,11 +52,11 @@ def rows_in_span(rows: np.ndarray, rank: np.ndarray, start: int, stop: int) -> n
     """``rows[(rank[rows] >= start) & (rank[rows] < stop)]`` in one pass, order kept (an AND testing the
     rows of its narrow operands against a wide range, without listing the range)."""
     out = np.empty(rows.shape[0], rows.dtype)
-    width = np.uint64(stop - start) if stop > start else np.uint64(0)
+    width = _width(start, stop)
     m = 0
     for i in range(rows.shape[0]):
         r = rows[i]
-        if np.uint64(np.int64(rank[r]) - start) < width:
+        if _inside(rank[r], start, width):
             out[m] = r
             m += 1
     return out[:m]
