@@ -167,6 +167,29 @@ def test_blas_and_numba_paths_agree_on_ties(data, how, block_rows):
     np.testing.assert_array_equal(blas.scores, want_s)
 
 
+@SETTINGS
+@given(tied_data(), st.lists(st.integers(0, 3), min_size=1, max_size=30), st.integers(0, 2**32 - 1))
+def test_grouped_scan_equals_brute_force_per_query(data, group_of, seed):
+    """The batch's exact kernel: queries of one filter in runs (longer than ``SHARE`` too, scanning each
+    block of rows together) or alone, row lists in any order, some shorter than k or empty."""
+    from vecdb.kernels.exact import SHARE, topk_rows_grouped
+
+    x, q, k, metric, _, _ = data
+    rng = np.random.default_rng(seed)
+    lists = [rng.permutation(x.shape[0])[: rng.integers(0, x.shape[0] + 1)] for _ in range(4)]
+    starts = np.concatenate([[0], np.cumsum([len(r) for r in lists])]).astype(np.int64)
+    rows = np.concatenate(lists).astype(np.int64)
+    group_of = np.asarray(sorted(group_of) if rng.random() < 0.5 else group_of, np.int64)
+    if rng.random() < 0.3:
+        group_of = np.zeros(2 * SHARE + 3, np.int64)  # runs longer than SHARE
+    queries = q[rng.integers(0, q.shape[0], size=group_of.shape[0])]
+    scores, found = topk_rows_grouped(x, rows, starts, group_of, queries, k, metric == "l2")
+    for i, g in enumerate(group_of):
+        want_s, want_r = brute(x, queries[i:i + 1], k, metric, lists[g].astype(np.int64))
+        np.testing.assert_array_equal(found[i], want_r[0])
+        np.testing.assert_array_equal(scores[i], want_s[0])
+
+
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 def test_all_equal_rows_keep_the_smallest(metric):
     x = np.ones((50_000, 4), np.float32)  # two BLAS blocks, every score equal

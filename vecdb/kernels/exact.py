@@ -14,24 +14,7 @@ from .topk import heap_sort, offer, worse
 
 
 SCORE_BLOCK = 64  # rows scored per call of ``score_rows`` before they enter the heap
-
-
-@nb.njit(nogil=True, cache=True, fastmath=FAST)
-def _topk_one(vectors, rows, first_row, stop_row, q, k, l2, heap_s, heap_r, block, out_s, out_r):
-    """The k best of ``rows[first_row:stop_row]`` for one query into ``out_s`` / ``out_r`` (pre-padded)."""
-    size = 0
-    for first in range(first_row, stop_row, SCORE_BLOCK):
-        last = min(stop_row, first + SCORE_BLOCK)
-        score_rows(vectors, rows, first, last, q, l2, block)
-        for idx in range(first, last):
-            acc = block[idx - first]
-            r = rows[idx]
-            if acc == -np.inf:
-                continue
-            size = offer(heap_s, heap_r, size, k, acc, r)
-    heap_sort(heap_s, heap_r, size)
-    out_s[:size] = heap_s[:size]
-    out_r[:size] = heap_r[:size]
+SHARE = 8  # queries of one group scanning a block of rows while it is in cache
 
 
 @nb.njit(nogil=True, cache=True, fastmath=FAST)
@@ -49,17 +32,45 @@ def topk_rows(vectors, rows, queries, k, l2):
 def topk_rows_grouped(vectors, rows, starts, group_of, queries, k, l2):
     """``topk_rows`` for queries with different filters: query i scans
     ``rows[starts[g] : starts[g + 1]]`` with ``g = group_of[i]`` (one batch call, no Python per filter).
-    Same arithmetic per query as ``topk_rows``, so the same results."""
+
+    Neighbouring queries of one group (up to ``SHARE``) scan their rows together, a block of
+    ``SCORE_BLOCK`` rows at a time: each block is read from memory once and scored for each of them
+    while it is in cache (rows scattered over a large table are mostly cache misses; synthetic-1M's ~1%
+    band, 75 queries over 59 filters of ~10,000 rows, one thread, cache flushed: 69 -> 65 ms; arxiv's,
+    212 over 123: 17.3 -> 16.0 ms). Same arithmetic per query as ``topk_rows``, so the same results."""
     nq = queries.shape[0]
     out_s = np.full((nq, k), -np.inf, np.float32)
     out_r = np.full((nq, k), -1, np.int64)
-    heap_s = np.empty(k, np.float32)
-    heap_r = np.empty(k, np.int64)
+    heap_s = np.empty((SHARE, k), np.float32)
+    heap_r = np.empty((SHARE, k), np.int64)
+    sizes = np.zeros(SHARE, np.int64)
     block = np.empty(SCORE_BLOCK, np.float32)
-    for qi in range(nq):
-        g = group_of[qi]
-        _topk_one(vectors, rows, starts[g], starts[g + 1], queries[qi], k, l2, heap_s, heap_r, block,
-                  out_s[qi], out_r[qi])
+    first_q = 0
+    while first_q < nq:
+        g = group_of[first_q]
+        stop_q = first_q + 1
+        while stop_q < nq and stop_q - first_q < SHARE and group_of[stop_q] == g:
+            stop_q += 1
+        m = stop_q - first_q
+        sizes[:m] = 0
+        for first in range(starts[g], starts[g + 1], SCORE_BLOCK):
+            last = min(starts[g + 1], first + SCORE_BLOCK)
+            for j in range(m):
+                score_rows(vectors, rows, first, last, queries[first_q + j], l2, block)
+                size = sizes[j]
+                for idx in range(first, last):
+                    acc = block[idx - first]
+                    if size == k and acc < heap_s[j, 0]:
+                        continue  # below the worst kept: most rows (``topk``: test before ``offer``)
+                    if acc != -np.inf:
+                        size = offer(heap_s[j], heap_r[j], size, k, acc, rows[idx])
+                sizes[j] = size
+        for j in range(m):
+            size = sizes[j]
+            heap_sort(heap_s[j], heap_r[j], size)
+            out_s[first_q + j, :size] = heap_s[j, :size]
+            out_r[first_q + j, :size] = heap_r[j, :size]
+        first_q = stop_q
     return out_s, out_r
 
 
