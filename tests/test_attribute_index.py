@@ -88,10 +88,10 @@ def test_few_matching_rows_stay_row_numbers() -> None:
                                    "value >= 500 AND value <= 7000 AND label = 'l3'",
                                    "tag = 't7' AND value BETWEEN 100 AND 9000", "'t3' = tag AND value < 2.5e3"])
 def test_wide_ranges_are_masks_by_rank_equal_to_pyarrow(where: str) -> None:
-    """A range holding more than 1/SPARSE_RATIO of the rows is a mask made from each row's rank
-    (``SortedIndex.span``), and under an AND with a narrow operand (``tag``: 100 rows) that operand's
-    rows are tested by rank (``_RangeLeaf.keep``); NULL rows (rank -1) and NaN (sorted last) fall where
-    pyarrow puts them."""
+    """A range holding more than 1/SPARSE_RATIO of the rows is a span of ranks, read as a mask or
+    packed into bits straight from the ranks (``SortedIndex.span``, ``RowSet.bits``), and under an AND
+    with a narrow operand (``tag``: 100 rows) that operand's rows are tested by rank
+    (``_RangeLeaf.keep``); NULL rows (rank -1) and NaN (sorted last) fall where pyarrow puts them."""
     rng = np.random.default_rng(5)
     n = 10_000
     values = rng.permutation(n).astype(np.float64)
@@ -104,8 +104,12 @@ def test_wide_ranges_are_masks_by_rank_equal_to_pyarrow(where: str) -> None:
     got = AttributeIndex(table).select(bound)
     np.testing.assert_array_equal(got.mask, bound.evaluate(table), err_msg=where)
     assert got.count == int(bound.evaluate(table).sum())
+    for n_bits in (n, n - 3):  # a batch's walk packs the index's rows (fewer when rows were added since)
+        bits = np.full((n_bits + 7) // 8, 0xAA, np.uint8)
+        AttributeIndex(table).select(bound).bits(n_bits, bits)  # a fresh set: packed from the ranks
+        np.testing.assert_array_equal(bits, np.packbits(bound.evaluate(table)[:n_bits], bitorder="little"))
     if where == "value BETWEEN 100 AND 9000":
-        assert not got.sparse  # the rank mask, not a list of 7,000 rows
+        assert not got.sparse  # the span of ranks, not a list of 7,000 rows
     if where.startswith("tag"):
         assert got.sparse  # the tag's rows, kept by rank
 

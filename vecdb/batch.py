@@ -56,7 +56,7 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
             plan = store.choose(snap, k, selection, matches, params, deleted_only=deleted_only, nq=len(members))
         item = (members, plan, selection, store)
         if plan.name == "exact" and selection is not None and len(members) * matches <= FUSED_MAX_WORK \
-                and (selection.sparse or 3 * matches <= selection.mask.shape[0]):
+                and (selection.sparse or 3 * matches <= selection.n):
             exact.append(item)  # what ``exact_search`` scans with its fused kernel too
         elif plan.name == "filtered_graph" and isinstance(store.index, HNSWIndex):
             graph.setdefault(id(store), []).append(item)  # one bucket per graph
@@ -133,8 +133,6 @@ def _exact(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list
 
 
 def _graph(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list[Done]:
-    from .kernels.masks import pack_bits
-
     index = store.index
     n = index.ntotal
     index.graph_arrays()  # made once here, not raced by the threads
@@ -145,7 +143,7 @@ def _graph(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list
         if selection is None:
             masks[g] = 0xFF
         else:
-            pack_bits(selection.mask, n, masks[g])
+            selection.bits(n, masks[g])
 
     parallel.run_all(pack, range(len(items)), threads)
     order, group_of = _query_order(items)

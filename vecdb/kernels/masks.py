@@ -1,5 +1,5 @@
 """Row masks made in one nogil pass: a span of ranks as a bool mask (attribute indexes), and a bool
-mask packed into bits (the stacked masks of a batch's filtered graph walks)."""
+mask or a span of ranks packed into bits (the stacked masks of a batch's filtered graph walks)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,27 @@ def pack_bits(mask: np.ndarray, n: int, out: np.ndarray) -> None:
         last = 0
         for i in range(full << 3, n):
             last |= mask[i] << (i & 7)
+        out[full] = last
+
+
+@nb.njit(nogil=True, cache=True)
+def rank_bits(rank: np.ndarray, start: int, stop: int, n: int, out: np.ndarray) -> None:
+    """``pack_bits(rank_mask(rank, start, stop), n, out)`` in one pass, without the bool mask."""
+    width = _width(start, stop)
+    full = n >> 3
+    for b in range(full):
+        i = b << 3
+        out[b] = (np.uint8(_inside(rank[i], start, width)) | (np.uint8(_inside(rank[i + 1], start, width)) << 1)
+                  | (np.uint8(_inside(rank[i + 2], start, width)) << 2)
+                  | (np.uint8(_inside(rank[i + 3], start, width)) << 3)
+                  | (np.uint8(_inside(rank[i + 4], start, width)) << 4)
+                  | (np.uint8(_inside(rank[i + 5], start, width)) << 5)
+                  | (np.uint8(_inside(rank[i + 6], start, width)) << 6)
+                  | (np.uint8(_inside(rank[i + 7], start, width)) << 7))
+    if n & 7:
+        last = np.uint8(0)
+        for i in range(full << 3, n):
+            last |= np.uint8(_inside(rank[i], start, width)) << (i & 7)
         out[full] = last
 
 
