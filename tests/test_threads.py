@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import vecdb
-from vecdb.errors import InvalidParameterError
+from vecdb.errors import FilterError, InvalidParameterError
 from vecdb.filters import bind, parse
 
 from .conftest import small_table
@@ -84,6 +84,75 @@ def test_batch_equals_one_query_at_a_time(coll, plan):
         one = c.search(q[i], 10, where=where[i], plan=plan, threads=1)
         np.testing.assert_array_equal(one.ids[0], batch.ids[i])
         np.testing.assert_allclose(one.scores[0], batch.scores[i], rtol=1e-5)
+
+
+def _many_filters(rng: np.random.Generator, nq: int) -> list[str]:
+    """One narrow filter per query mostly (exact plans), ~90 distinct: enough groups for the stream."""
+    return [f"year = {2000 + int(rng.integers(0, 25))} AND tag = '{'abcd'[int(rng.integers(0, 4))]}'"
+            if rng.random() < 0.9 else "price > 1e9" for _ in range(nq)]
+
+
+@pytest.fixture
+def streams(monkeypatch):
+    """Every ``_Stream`` a batch starts, kept to look at after it ended."""
+    from vecdb import batch
+
+    made = []
+
+    class Spy(batch._Stream):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(batch, "_Stream", Spy)
+    return made
+
+
+@pytest.mark.parametrize("stream_rows", [1 << 21, 3000])
+def test_streamed_exact_bucket_answers_as_one_thread(coll, streams, monkeypatch, stream_rows):
+    """Batches of many small filters scan their exact groups on other threads while the rest are still
+    being planned (``batch._Stream``, ``kernels.exact.serve_stream``): identical ids and scores to one
+    thread, for any thread count; groups past the stream's row buffer run after it, the same."""
+    from vecdb import batch
+
+    monkeypatch.setattr(batch, "STREAM_ROWS", stream_rows)
+    c = coll
+    rng = np.random.default_rng(11)
+    q = rng.normal(size=(400, c.dim)).astype(np.float32)
+    where = _many_filters(rng, len(q))
+    base = c.search(q, 10, where=where, threads=1)
+    assert not streams
+    for threads in (2, 3, 8):
+        other = c.search(q, 10, where=where, threads=threads)
+        np.testing.assert_array_equal(other.ids, base.ids)
+        np.testing.assert_array_equal(other.scores, base.scores)
+        assert other.plans == base.plans
+    assert len(streams) == 3 and all(s.tasks > 0 for s in streams)
+    if stream_rows < 1 << 21:
+        assert all(s.used <= stream_rows and s.tasks < len(q) for s in streams)  # some ran after the stream
+    for s in streams:  # every server returned: the stream was closed and all its tasks taken
+        assert s.state[2] == 1 and s.state[1] == s.state[0] == s.tasks
+        assert all(server.done() for server in s.servers)
+
+
+def test_a_failing_filter_mid_batch_closes_the_stream(coll, streams):
+    """A filter that fails while the stream is scanning (an unknown column, planned after it started):
+    the error reaches the caller, the stream's threads return, and the next batch answers."""
+    import concurrent.futures
+
+    c = coll
+    rng = np.random.default_rng(12)
+    q = rng.normal(size=(300, c.dim)).astype(np.float32)
+    where = _many_filters(rng, len(q))
+    where[-1] = "no_such_column = 3"
+    with pytest.raises(FilterError):
+        c.search(q, 10, where=where, threads=2)
+    assert streams and streams[0].state[2] == 1
+    finished, pending = concurrent.futures.wait(streams[0].servers, timeout=30)
+    assert not pending
+    where[-1] = "price > 1e9"
+    np.testing.assert_array_equal(c.search(q, 10, where=where, threads=2).ids,
+                                  c.search(q, 10, where=where, threads=1).ids)
 
 
 def test_exact_batch_matches_the_oracle(coll):

@@ -10,7 +10,10 @@
    (``kernels.hnsw_filtered.filtered_search_grouped``, stacked masks packed into bits, at most
    ``MASK_BYTES`` at a time).
    A batch of 1,000 queries with 507 filters on arxiv is then a handful of kernel calls, not 507
-   Python round trips. The other plans (FAISS' own search, post-filter, large exact scans through BLAS)
+   Python round trips. Past the first ``SELECT_PROBE`` groups, the exact bucket is scanned while the
+   rest of the batch is still being planned (``_Stream``): planning many small filters is Python on
+   one thread, ~15-35 us a filter, as long as their scans on arxiv's ~1% band (2 threads against one:
+   1.45 -> 1.77). The other plans (FAISS' own search, post-filter, large exact scans through BLAS)
    run one group per thread, or on the calling thread with FAISS' OpenMP threads when only one is left.
 4. numpy's BLAS runs on one thread throughout, unless one such plan is the whole batch: OpenBLAS' own
    threads spin for ~0.1 s after each call (its thread timeout), taking a core from the kernels that
@@ -25,7 +28,7 @@ plans (and the graph walk) return identical results for any ``threads``.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -40,31 +43,54 @@ MASK_BYTES = 16 << 20  # stacked filter masks (packed bits) held at once by the 
 SELECT_PROBE = 8  # filters evaluated on the calling thread before deciding (``_selections``)
 SELECT_PARALLEL_S = 200e-6  # ... to evaluate the rest on threads once one of them took this long
 SERIAL_MAX_FLOATS = 4 << 20  # an exact bucket reading fewer vector floats than this runs on one thread
+STREAM_MIN_GROUPS = 16  # groups still to plan for the exact bucket to be scanned while they are (``_Stream``)
+STREAM_ROWS = 1 << 21  # row numbers a stream holds (16 MB, pages touched as used); groups past it run after
+STREAM_START_S = 1e-3  # how long the planning thread waits at most for the stream's threads to start
 Done = tuple[list[int], planner_mod.Plan, Hits]
 
 
 def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Sequence[tuple[Expr | None, list[int]]],
                   k: int, params: planner_mod.SearchParams, threads: int) -> list[Done]:
-    """Plan and run every filter group of a batch on ``threads`` threads; ``(members, plan, hits)`` each."""
-    selections = _selections(snap, field, groups, threads)
-    exact, graph, rest = [], {}, []
-    for (expr, members), selection in zip(groups, selections):
-        matches = selection.count if selection is not None else snap.n_live
-        deleted_only = expr is None and selection is not None
-        store, plan = field.choose_store(stores, snap, k, selection, matches, params, deleted_only, len(members))
-        if plan is None:
-            plan = store.choose(snap, k, selection, matches, params, deleted_only=deleted_only, nq=len(members))
-        item = (members, plan, selection, store)
-        if plan.name == "exact" and selection is not None and len(members) * matches <= FUSED_MAX_WORK \
-                and (selection.sparse or 3 * matches <= selection.n):
-            exact.append(item)  # what ``exact_search`` scans with its fused kernel too
-        elif plan.name == "filtered_graph" and isinstance(store.index, HNSWIndex):
-            graph.setdefault(id(store), []).append(item)  # one bucket per graph
-        else:
-            rest.append(item)
-    alone = not exact and not graph and len(rest) == 1  # one plan: BLAS' own threads may spread it
+    """Plan and run every filter group of a batch on ``threads`` threads; ``(members, plan, hits)`` each.
+
+    Planning is Python on the calling thread (on arxiv ~15-35 us a filter: evaluating it, then choosing
+    its store and plan); past the first ``SELECT_PROBE`` groups the exact bucket's groups are posted to
+    a ``_Stream`` as they are planned, and the other threads scan them meanwhile."""
+    exact: list = []
+    graph: dict[int, list] = {}
+    rest: list = []
+    done: list[Done] = []
+    stream = None
+    try:
+        for i, ((expr, members), selection) in enumerate(zip(groups, _selections(snap, field, groups, threads))):
+            matches = selection.count if selection is not None else snap.n_live
+            deleted_only = expr is None and selection is not None
+            store, plan = field.choose_store(stores, snap, k, selection, matches, params, deleted_only,
+                                             len(members))
+            if plan is None:
+                plan = store.choose(snap, k, selection, matches, params, deleted_only=deleted_only, nq=len(members))
+            item = (members, plan, selection, store)
+            if plan.name == "exact" and selection is not None and len(members) * matches <= FUSED_MAX_WORK \
+                    and (selection.sparse or 3 * matches <= selection.n):
+                exact.append(item)  # what ``exact_search`` scans with its fused kernel too
+            elif plan.name == "filtered_graph" and isinstance(store.index, HNSWIndex):
+                graph.setdefault(id(store), []).append(item)  # one bucket per graph
+            else:
+                rest.append(item)
+            if stream is None and exact and i >= SELECT_PROBE and len(groups) - i >= STREAM_MIN_GROUPS \
+                    and threads > 1 and not parallel.in_worker():
+                stream = _Stream(field.reader, q, k, threads)  # the probe is over: no threads evaluate filters
+            if stream is not None and exact:
+                exact = [item for item in exact if not stream.post(item)]  # those that did not fit: below
+        if stream is not None:
+            done = stream.finish()
+    finally:
+        if stream is not None:
+            stream.close()
+    alone = not exact and not graph and len(rest) == 1 and stream is None  # one plan: BLAS' threads may spread it
     with parallel.blas_threads(threads if alone else 1):
-        done = _exact(field.reader, q, exact, k, threads) if exact else []
+        if exact:
+            done += _exact(field.reader, q, exact, k, threads)
         for items in graph.values():
             store = items[0][3]
             step = max(1, MASK_BYTES // max(1, (store.index_rows + 7) // 8))
@@ -74,23 +100,90 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
     return done
 
 
-def _selections(snap: Any, field: Any, groups: Sequence[tuple[Expr | None, list[int]]], threads: int) -> list:
-    """Each group's live rows. On the calling thread while filters are cheap: evaluating a small one is
-    mostly Python, and on threads that ran slower (the GIL passed back and forth: synthetic-1M ~0.1%
-    band 6.7 -> 9.5 ms, arxiv ~1% 11.4 -> 13.4 ms). A large selection is mostly numpy that releases the
-    GIL (scattering 100,000 row numbers into a mask on 1M rows: ~0.25 ms), so once one of the first
-    ``SELECT_PROBE`` filters has taken ``SELECT_PARALLEL_S``, the rest run on threads (synthetic-1M
-    ~10% band, 2 threads: 82 -> 70 ms; its first filters are small lookups, then 0.25 ms ranges)."""
-    if threads < 2:
-        return [snap.live_selection(expr, field) for expr, _ in groups]
-    out: list = []
-    for expr, _ in groups[:SELECT_PROBE]:
+class _Stream:
+    """The exact bucket scanned on ``threads - 1`` other threads while this one plans the rest of the batch.
+
+    Those threads run ``kernels.exact.serve_stream``, which holds no GIL from start to end: a Python
+    worker handed each group instead would need the GIL to start and to return, and would wait for
+    this thread's planning to give it up (CPython's switch interval: 5 ms; measured: the first share
+    waited out the whole planning). ``post`` copies a group's rows into one preallocated buffer and
+    its queries into the task list, then publishes the new task count with a release store; the
+    kernel's acquire loads see the arrays written before it. ``finish`` closes the stream, scans what
+    is left on this thread too, and splits the results by group."""
+
+    def __init__(self, store: Any, q: np.ndarray, k: int, threads: int) -> None:
+        from .kernels.exact import serve_stream
+
+        nq = q.shape[0]
+        self.items: list[tuple[tuple, int]] = []  # (item, its first task)
+        self.rows = np.empty(STREAM_ROWS, np.int64)
+        self.used = 0
+        self.starts = np.zeros(nq + 1, np.int64)
+        self.task_group = np.empty(nq, np.int64)
+        self.task_query = np.empty(nq, np.int64)
+        self.tasks = 0
+        self.out_s = np.full((nq, k), -np.inf, np.float32)
+        self.out_r = np.full((nq, k), -1, np.int64)
+        self.state = np.zeros(4, np.int64)  # posted, taken, closed, servers started (serve_stream)
+        self.args = (store.vectors, self.rows, self.starts, self.task_group, self.task_query,
+                     np.ascontiguousarray(q, dtype=np.float32), k, store.metric == "l2", self.state, self.out_s,
+                     self.out_r)
+        self.servers = parallel.start(serve_stream, self.args, threads - 1)
+        deadline = time.perf_counter() + STREAM_START_S
+        while self.state[3] < len(self.servers) and time.perf_counter() < deadline:
+            time.sleep(STREAM_START_S / 20)  # lets them take the GIL, enter the kernel and let it go
+
+    def post(self, item: tuple) -> bool:
+        """Queue a group of the exact bucket; False when its rows do not fit (it runs after the stream)."""
+        from .kernels.atomics import store_release
+
+        members, _, selection, _ = item
+        rows = selection.any_order if selection.sparse else np.flatnonzero(selection.mask)
+        if self.used + rows.shape[0] > self.rows.shape[0]:
+            return False
+        g, t, m = len(self.items), self.tasks, len(members)
+        self.rows[self.used:self.used + rows.shape[0]] = rows
+        self.used += rows.shape[0]
+        self.starts[g + 1] = self.used
+        self.task_group[t:t + m] = g
+        self.task_query[t:t + m] = members
+        self.items.append((item, t))
+        self.tasks += m
+        store_release(self.state, 0, self.tasks)
+        return True
+
+    def finish(self) -> list[Done]:
+        from .kernels.exact import serve_stream
+
+        self.close()
+        serve_stream(*self.args)  # this thread takes what is left
+        parallel.join(self.servers)
+        return [(members, plan, Hits(self.out_s[t:t + len(members)], self.out_r[t:t + len(members)]))
+                for (members, plan, _, _), t in self.items]
+
+    def close(self) -> None:
+        """Nothing more will be posted: the servers return once every task is taken (idempotent)."""
+        from .kernels.atomics import store_release
+
+        store_release(self.state, 2, 1)
+
+
+def _selections(snap: Any, field: Any, groups: Sequence[tuple[Expr | None, list[int]]], threads: int) -> Iterator:
+    """Each group's live rows, in order, as they are evaluated. On the calling thread while filters are
+    cheap: evaluating a small one is mostly Python, and on threads that ran slower (the GIL passed back
+    and forth: synthetic-1M ~0.1% band 6.7 -> 9.5 ms, arxiv ~1% 11.4 -> 13.4 ms). A large selection is
+    mostly numpy that releases the GIL (scattering 100,000 row numbers into a mask on 1M rows: ~0.25 ms),
+    so once one of the first ``SELECT_PROBE`` filters has taken ``SELECT_PARALLEL_S``, the rest run on
+    threads, all of them before the next is yielded (synthetic-1M ~10% band, 2 threads: 82 -> 70 ms; its
+    first filters are small lookups, then 0.25 ms ranges)."""
+    for i, (expr, _) in enumerate(groups):
         start = time.perf_counter()
-        out.append(snap.live_selection(expr, field))
-        if time.perf_counter() - start >= SELECT_PARALLEL_S:  # a large one: the rest on threads
-            return out + parallel.run_all(lambda group: snap.live_selection(group[0], field), groups[len(out):],
-                                          threads)
-    return out + [snap.live_selection(expr, field) for expr, _ in groups[len(out):]]
+        selection = snap.live_selection(expr, field)
+        slow = threads > 1 and i < SELECT_PROBE and time.perf_counter() - start >= SELECT_PARALLEL_S
+        yield selection
+        if slow:  # a large one: the rest on threads
+            yield from parallel.run_all(lambda group: snap.live_selection(group[0], field), groups[i + 1:], threads)
+            return
 
 
 def _query_order(items: list) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import contextlib
 import functools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
 
@@ -187,3 +187,39 @@ def run_all(fn: Callable[[Any], Any], items: Sequence[Any], threads: int) -> lis
         if not helper.cancelled():
             helper.result()
     return out
+
+
+def in_worker() -> bool:
+    """This thread is running pool work (a share of a ``run_all``, or a task ``start`` began): work it
+    starts runs on this thread alone."""
+    return getattr(_worker, "busy", False)
+
+
+def start(fn: Callable[..., Any], args: tuple, count: int) -> list[Future]:
+    """``fn(*args)`` on ``count`` of the pool's threads (at most one fewer than the cores: the caller
+    keeps working on its own), started now; ``join`` waits for them. For kernels that share their work
+    through their arguments (``kernels.exact.serve_stream``)."""
+    def call() -> Any:
+        was, _worker.busy = getattr(_worker, "busy", False), True
+        try:
+            return fn(*args)
+        finally:
+            _worker.busy = was
+
+    pool = _executor()
+    return [pool.submit(call) for _ in range(max(0, min(count, cpu_count() - 1)))]
+
+
+def join(tasks: Sequence[Future]) -> None:
+    """Wait for every task ``start`` began, cancelling those still queued (behind other callers' work),
+    and re-raise the first error once all have ended."""
+    error: BaseException | None = None
+    for task in tasks:
+        if task.cancel():
+            continue
+        try:
+            task.result()
+        except BaseException as exc:  # the others are still waited for
+            error = error or exc
+    if error is not None:
+        raise error

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .atomics import compare_exchange, cpu_relax, fetch_add, load_acquire
 from .scoring import FAST, dot_or_l2, score_rows
 from .topk import heap_sort, offer, worse
 
@@ -32,46 +33,96 @@ def topk_rows(vectors, rows, queries, k, l2):
 def topk_rows_grouped(vectors, rows, starts, group_of, queries, k, l2):
     """``topk_rows`` for queries with different filters: query i scans
     ``rows[starts[g] : starts[g + 1]]`` with ``g = group_of[i]`` (one batch call, no Python per filter).
-
-    Neighbouring queries of one group (up to ``SHARE``) scan their rows together, a block of
-    ``SCORE_BLOCK`` rows at a time: each block is read from memory once and scored for each of them
-    while it is in cache (rows scattered over a large table are mostly cache misses; synthetic-1M's ~1%
-    band, 75 queries over 59 filters of ~10,000 rows, one thread, cache flushed: 69 -> 65 ms; arxiv's,
-    212 over 123: 17.3 -> 16.0 ms). Same arithmetic per query as ``topk_rows``, so the same results."""
+    Same arithmetic per query as ``topk_rows``, so the same results."""
     nq = queries.shape[0]
     out_s = np.full((nq, k), -np.inf, np.float32)
     out_r = np.full((nq, k), -1, np.int64)
-    heap_s = np.empty((SHARE, k), np.float32)
-    heap_r = np.empty((SHARE, k), np.int64)
-    sizes = np.zeros(SHARE, np.int64)
-    block = np.empty(SCORE_BLOCK, np.float32)
-    first_q = 0
-    while first_q < nq:
-        g = group_of[first_q]
-        stop_q = first_q + 1
-        while stop_q < nq and stop_q - first_q < SHARE and group_of[stop_q] == g:
-            stop_q += 1
-        m = stop_q - first_q
-        sizes[:m] = 0
-        for first in range(starts[g], starts[g + 1], SCORE_BLOCK):
-            last = min(starts[g + 1], first + SCORE_BLOCK)
-            for j in range(m):
-                score_rows(vectors, rows, first, last, queries[first_q + j], l2, block)
-                size = sizes[j]
-                for idx in range(first, last):
-                    acc = block[idx - first]
-                    if size == k and acc < heap_s[j, 0]:
-                        continue  # below the worst kept: most rows (``topk``: test before ``offer``)
-                    if acc != -np.inf:
-                        size = offer(heap_s[j], heap_r[j], size, k, acc, rows[idx])
-                sizes[j] = size
-        for j in range(m):
-            size = sizes[j]
-            heap_sort(heap_s[j], heap_r[j], size)
-            out_s[first_q + j, :size] = heap_s[j, :size]
-            out_r[first_q + j, :size] = heap_r[j, :size]
-        first_q = stop_q
+    heap_s, heap_r, sizes, block = _buffers(k)
+    query_of = np.arange(nq)
+    first = 0
+    while first < nq:
+        stop = _run_end(group_of, first, nq)
+        g = group_of[first]
+        _scan_run(vectors, rows, starts[g], starts[g + 1], queries, query_of, first, stop, k, l2,
+                  heap_s, heap_r, sizes, block, out_s, out_r)
+        first = stop
     return out_s, out_r
+
+
+@nb.njit(nogil=True, cache=True, fastmath=FAST)
+def serve_stream(vectors, rows, starts, task_group, task_query, queries, k, l2, state, out_s, out_r):
+    """Scan the tasks of an exact bucket while its caller is still planning and posting them (a batch's
+    Python runs beside this, which holds no GIL; ``batch._Stream``).
+
+    Task t is query ``queries[task_query[t]]`` over group ``g = task_group[t]``'s rows
+    ``rows[starts[g] : starts[g + 1]]``; its k best go to ``out_s[t]`` / ``out_r[t]`` (padded by the
+    caller). ``state`` (int64, through ``atomics``): [0] tasks posted (the caller writes a task's arrays,
+    then stores this with release), [1] tasks taken (each server takes up to ``SHARE`` neighbouring
+    tasks of one group at a time with a compare-exchange), [2] 1 once nothing more will be posted,
+    [3] servers started. Returns when the stream is closed and every task is taken; spins while it
+    waits for tasks (the caller gave it this core). Same arithmetic per query as ``topk_rows``."""
+    fetch_add(state, 3, 1)
+    heap_s, heap_r, sizes, block = _buffers(k)
+    while True:
+        taken = load_acquire(state, 1)
+        posted = load_acquire(state, 0)
+        if taken < posted:
+            stop = _run_end(task_group, taken, posted)
+            if compare_exchange(state, 1, taken, stop):
+                g = task_group[taken]
+                _scan_run(vectors, rows, starts[g], starts[g + 1], queries, task_query, taken, stop, k, l2,
+                          heap_s, heap_r, sizes, block, out_s, out_r)
+        elif load_acquire(state, 2) == 1 and load_acquire(state, 1) >= load_acquire(state, 0):
+            return
+        else:
+            cpu_relax()
+
+
+@nb.njit(nogil=True, cache=True)
+def _buffers(k):
+    """Per-thread heaps for ``SHARE`` queries, their sizes, and a block of scores."""
+    return (np.empty((SHARE, k), np.float32), np.empty((SHARE, k), np.int64), np.zeros(SHARE, np.int64),
+            np.empty(SCORE_BLOCK, np.float32))
+
+
+@nb.njit(nogil=True, cache=True)
+def _run_end(group_of, first, limit):
+    """The end of the run of tasks from ``first`` (before ``limit``) scanned together: at most ``SHARE``,
+    all of ``first``'s group."""
+    stop = first + 1
+    while stop < limit and stop - first < SHARE and group_of[stop] == group_of[first]:
+        stop += 1
+    return stop
+
+
+@nb.njit(nogil=True, cache=True, fastmath=FAST)
+def _scan_run(vectors, rows, lo, hi, queries, query_of, first, stop, k, l2, heap_s, heap_r, sizes, block,
+              out_s, out_r):
+    """Tasks ``first:stop`` (at most ``SHARE``, one group) scan ``rows[lo:hi]`` together, a block of
+    ``SCORE_BLOCK`` rows at a time: each block is read from memory once and scored for each of them
+    while it is in cache (rows scattered over a large table are mostly cache misses; synthetic-1M's ~1%
+    band, 75 queries over 59 filters of ~10,000 rows, one thread, cache flushed: 69 -> 65 ms; arxiv's,
+    212 over 123: 17.3 -> 16.0 ms). Task t is query ``queries[query_of[t]]``; its k best, sorted, go to
+    ``out_s[t]`` / ``out_r[t]`` (pre-padded)."""
+    m = stop - first
+    sizes[:m] = 0
+    for a in range(lo, hi, SCORE_BLOCK):
+        b = min(hi, a + SCORE_BLOCK)
+        for j in range(m):
+            score_rows(vectors, rows, a, b, queries[query_of[first + j]], l2, block)
+            size = sizes[j]
+            for idx in range(a, b):
+                acc = block[idx - a]
+                if size == k and acc < heap_s[j, 0]:
+                    continue  # below the worst kept: most rows (``topk``: test before ``offer``)
+                if acc != -np.inf:
+                    size = offer(heap_s[j], heap_r[j], size, k, acc, rows[idx])
+            sizes[j] = size
+    for j in range(m):
+        size = sizes[j]
+        heap_sort(heap_s[j], heap_r[j], size)
+        out_s[first + j, :size] = heap_s[j, :size]
+        out_r[first + j, :size] = heap_r[j, :size]
 
 
 @nb.njit(nogil=True, cache=True, fastmath=FAST)
