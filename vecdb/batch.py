@@ -27,6 +27,7 @@ plans (and the graph walk) return identical results for any ``threads``.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Iterator, Sequence
 
@@ -131,7 +132,7 @@ class _Stream:
         self.servers = parallel.start(serve_stream, self.args, threads - 1)
         deadline = time.perf_counter() + STREAM_START_S
         while self.state[3] < len(self.servers) and time.perf_counter() < deadline:
-            time.sleep(STREAM_START_S / 20)  # lets them take the GIL, enter the kernel and let it go
+            os.sched_yield()  # lets them take the GIL, enter the kernel and let it go
 
     def post(self, item: tuple) -> bool:
         """Queue a group of the exact bucket; False when its rows do not fit (it runs after the stream)."""
