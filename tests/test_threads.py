@@ -94,10 +94,12 @@ def _many_filters(rng: np.random.Generator, nq: int) -> list[str]:
 
 @pytest.fixture
 def streams(monkeypatch):
-    """Every ``_Stream`` a batch starts, kept to look at after it ended."""
+    """Every ``_Stream`` a batch starts, kept to look at after it ended (a stream for any amount of
+    exact work: these scans are small)."""
     from vecdb import batch
 
     made = []
+    monkeypatch.setattr(batch, "STREAM_MIN_FLOATS", 0)
 
     class Spy(batch._Stream):
         def __init__(self, *args, **kwargs):
@@ -302,3 +304,31 @@ def test_grouped_walk_refuses_masks_of_the_wrong_shape(coll):
             index.search_filtered_graph_grouped(q, 5, masks, *args)
     hits, complete = index.search_filtered_graph_grouped(q, 5, np.full((1, (n + 7) // 8), 0xFF, np.uint8), *args)
     assert complete.all() and (hits.rows >= 0).all()
+
+
+def test_atomics_lose_no_update_between_threads():
+    """``kernels.atomics`` as the stream uses them, from several threads without the GIL: every
+    ``fetch_add`` counted, every slot taken by exactly one ``compare_exchange``."""
+    import numba as nb
+
+    from vecdb import parallel
+    from vecdb.kernels.atomics import compare_exchange, fetch_add, load_acquire
+
+    @nb.njit(nogil=True)
+    def work(state, owner, me, n):
+        for _ in range(n):
+            fetch_add(state, 0, 1)
+        while True:  # take slots one at a time until none is left
+            slot = load_acquire(state, 1)
+            if slot >= owner.shape[0]:
+                return
+            if compare_exchange(state, 1, slot, slot + 1):
+                owner[slot] += me + 1  # a slot taken twice would hold a sum
+
+    state = np.zeros(2, np.int64)
+    owner = np.zeros(200_000, np.int64)
+    servers = parallel.start(work, (state, owner, 1, 100_000), 1)
+    work(state, owner, 0, 100_000)
+    parallel.join(servers)
+    assert state[0] == 100_000 * (1 + len(servers))
+    assert state[1] == owner.shape[0] and set(np.unique(owner)) <= {1, 2}

@@ -45,6 +45,7 @@ SELECT_PROBE = 8  # filters evaluated on the calling thread before deciding (``_
 SELECT_PARALLEL_S = 200e-6  # ... to evaluate the rest on threads once one of them took this long
 SERIAL_MAX_FLOATS = 4 << 20  # an exact bucket reading fewer vector floats than this runs on one thread
 STREAM_MIN_GROUPS = 16  # groups still to plan for the exact bucket to be scanned while they are (``_Stream``)
+STREAM_MIN_FLOATS = 1 << 20  # ... and the floats their exact scans are expected to read (~0.3-0.7 ms)
 STREAM_ROWS = 1 << 21  # row numbers a stream holds (16 MB, pages touched as used); groups past it run after
 STREAM_START_S = 1e-3  # how long the planning thread waits at most for the stream's threads to start
 Done = tuple[list[int], planner_mod.Plan, Hits]
@@ -62,6 +63,7 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
     rest: list = []
     done: list[Done] = []
     stream = None
+    work = 0
     try:
         for i, ((expr, members), selection) in enumerate(zip(groups, _selections(snap, field, groups, threads))):
             matches = selection.count if selection is not None else snap.n_live
@@ -74,20 +76,23 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
             if plan.name == "exact" and selection is not None and len(members) * matches <= FUSED_MAX_WORK \
                     and (selection.sparse or 3 * matches <= selection.n):
                 exact.append(item)  # what ``exact_search`` scans with its fused kernel too
+                work += len(members) * matches * store.dim  # vector floats the scans read
             elif plan.name == "filtered_graph" and isinstance(store.index, HNSWIndex):
                 graph.setdefault(id(store), []).append(item)  # one bucket per graph
             else:
                 rest.append(item)
-            if stream is None and exact and i >= SELECT_PROBE and len(groups) - i >= STREAM_MIN_GROUPS \
-                    and threads > 1 and not parallel.in_worker():
+            if stream is None and exact and i >= SELECT_PROBE and min(threads, parallel.cpu_count()) > 1 \
+                    and len(groups) - i >= STREAM_MIN_GROUPS and not parallel.in_worker() \
+                    and work / (i + 1) * (len(groups) - i) >= STREAM_MIN_FLOATS:
                 stream = _Stream(field.reader, q, k, threads)  # the probe is over: no threads evaluate filters
             if stream is not None and exact:
                 exact = [item for item in exact if not stream.post(item)]  # those that did not fit: below
         if stream is not None:
             done = stream.finish()
     finally:
-        if stream is not None:
+        if stream is not None:  # (an error on the way) nothing of this call runs after it returns
             stream.close()
+            parallel.join(stream.servers)
     alone = not exact and not graph and len(rest) == 1 and stream is None  # one plan: BLAS' threads may spread it
     with parallel.blas_threads(threads if alone else 1):
         if exact:
@@ -130,9 +135,13 @@ class _Stream:
                      np.ascontiguousarray(q, dtype=np.float32), k, store.metric == "l2", self.state, self.out_s,
                      self.out_r)
         self.servers = parallel.start(serve_stream, self.args, threads - 1)
-        deadline = time.perf_counter() + STREAM_START_S
-        while self.state[3] < len(self.servers) and time.perf_counter() < deadline:
-            os.sched_yield()  # lets them take the GIL, enter the kernel and let it go
+        try:
+            deadline = time.perf_counter() + STREAM_START_S
+            while self.state[3] < len(self.servers) and time.perf_counter() < deadline:
+                os.sched_yield()  # lets them take the GIL, enter the kernel and let it go
+        except BaseException:  # (an interrupt) the servers must not spin on
+            self.close()
+            raise
 
     def post(self, item: tuple) -> bool:
         """Queue a group of the exact bucket; False when its rows do not fit (it runs after the stream)."""

@@ -151,7 +151,7 @@ def run_all(fn: Callable[[Any], Any], items: Sequence[Any], threads: int) -> lis
     until none is left. A ``run_all`` inside ``fn`` runs on its own thread only, so nested work never
     waits for pool threads that are waiting for it."""
     n = len(items)
-    if threads <= 1 or n <= 1 or getattr(_worker, "busy", False):
+    if threads <= 1 or n <= 1 or in_worker():
         return [fn(item) for item in items]
     out: list[Any] = [None] * n
     order = iter(range(n))
