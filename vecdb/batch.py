@@ -85,7 +85,7 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
                     and len(groups) - i >= STREAM_MIN_GROUPS and not parallel.in_worker() \
                     and work / (i + 1) * (len(groups) - i) >= STREAM_MIN_FLOATS:
                 stream = _Stream(field.reader, q, k, threads)  # the probe is over: no threads evaluate filters
-            if stream is not None and exact:
+            if stream is not None and exact and not stream.full:
                 exact = [item for item in exact if not stream.post(item)]  # those that did not fit: below
         if stream is not None:
             done = stream.finish()
@@ -124,6 +124,7 @@ class _Stream:
         self.items: list[tuple[tuple, int]] = []  # (item, its first task)
         self.rows = np.empty(STREAM_ROWS, np.int64)
         self.used = 0
+        self.full = False
         self.starts = np.zeros(nq + 1, np.int64)
         self.task_group = np.empty(nq, np.int64)
         self.task_query = np.empty(nq, np.int64)
@@ -148,8 +149,11 @@ class _Stream:
         from .kernels.atomics import store_release
 
         members, _, selection, _ = item
+        if self.full:
+            return False
         rows = selection.any_order if selection.sparse else np.flatnonzero(selection.mask)
         if self.used + rows.shape[0] > self.rows.shape[0]:
+            self.full = True  # this group and every later one run after the stream
             return False
         g, t, m = len(self.items), self.tasks, len(members)
         self.rows[self.used:self.used + rows.shape[0]] = rows
