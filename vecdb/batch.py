@@ -118,8 +118,10 @@ class _Stream:
     is left on this thread too, and splits the results by group."""
 
     def __init__(self, store: Any, q: np.ndarray, k: int, threads: int) -> None:
+        from .kernels.atomics import store_release
         from .kernels.exact import serve_stream
 
+        self._publish = store_release  # (imported here: importing vecdb does not import numba)
         nq = q.shape[0]
         self.items: list[tuple[tuple, int]] = []  # (item, its first task)
         self.rows = np.empty(STREAM_ROWS, np.int64)
@@ -146,12 +148,10 @@ class _Stream:
 
     def post(self, item: tuple) -> bool:
         """Queue a group of the exact bucket; False when its rows do not fit (it runs after the stream)."""
-        from .kernels.atomics import store_release
-
         members, _, selection, _ = item
         if self.full:
             return False
-        rows = selection.any_order if selection.sparse else np.flatnonzero(selection.mask)
+        rows = selection.listed()
         if self.used + rows.shape[0] > self.rows.shape[0]:
             self.full = True  # this group and every later one run after the stream
             return False
@@ -163,7 +163,7 @@ class _Stream:
         self.task_query[t:t + m] = members
         self.items.append((item, t))
         self.tasks += m
-        store_release(self.state, 0, self.tasks)
+        self._publish(self.state, 0, self.tasks)
         return True
 
     def finish(self) -> list[Done]:
@@ -177,9 +177,7 @@ class _Stream:
 
     def close(self) -> None:
         """Nothing more will be posted: the servers return once every task is taken (idempotent)."""
-        from .kernels.atomics import store_release
-
-        store_release(self.state, 2, 1)
+        self._publish(self.state, 2, 1)
 
 
 def _selections(snap: Any, field: Any, groups: Sequence[tuple[Expr | None, list[int]]], threads: int) -> Iterator:
@@ -219,7 +217,7 @@ def _split(items: list, order: np.ndarray, scores: np.ndarray, rows: np.ndarray)
 def _exact(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list[Done]:
     from .kernels.exact import topk_rows_grouped
 
-    lists = [sel.any_order if sel.sparse else np.flatnonzero(sel.mask) for _, _, sel, _ in items]
+    lists = [sel.listed() for _, _, sel, _ in items]
     starts = np.zeros(len(lists) + 1, dtype=np.int64)
     np.cumsum([len(r) for r in lists], out=starts[1:])
     rows = np.concatenate(lists).astype(np.int64, copy=False) if lists else np.empty(0, np.int64)

@@ -580,6 +580,11 @@ class RowSet:
             self._rows, self._ordered = np.sort(self._rows), True
         return self._rows
 
+    def listed(self) -> np.ndarray:
+        """The row numbers, in whatever order is at hand, without keeping a list made from the mask (the
+        set stays in its form): what a scan of the rows reads."""
+        return self._rows if self._rows is not None else np.flatnonzero(self.mask)
+
     @property
     def any_order(self) -> np.ndarray:
         """The row numbers in whatever order is at hand (no sort)."""

@@ -53,19 +53,15 @@ def rank_bits(rank: np.ndarray, start: int, stop: int, n: int, out: np.ndarray) 
     width = _width(start, stop)
     full = n >> 3
     for b in range(full):
-        i = b << 3
-        out[b] = (np.uint8(_inside(rank[i], start, width)) | (np.uint8(_inside(rank[i + 1], start, width)) << 1)
-                  | (np.uint8(_inside(rank[i + 2], start, width)) << 2)
-                  | (np.uint8(_inside(rank[i + 3], start, width)) << 3)
-                  | (np.uint8(_inside(rank[i + 4], start, width)) << 4)
-                  | (np.uint8(_inside(rank[i + 5], start, width)) << 5)
-                  | (np.uint8(_inside(rank[i + 6], start, width)) << 6)
-                  | (np.uint8(_inside(rank[i + 7], start, width)) << 7))
+        byte = np.uint8(0)
+        for j in range(8):
+            byte |= np.uint8(_inside(rank[(b << 3) + j], start, width)) << j
+        out[b] = byte
     if n & 7:
-        last = np.uint8(0)
+        byte = np.uint8(0)
         for i in range(full << 3, n):
-            last |= np.uint8(_inside(rank[i], start, width)) << (i & 7)
-        out[full] = last
+            byte |= np.uint8(_inside(rank[i], start, width)) << (i & 7)
+        out[full] = byte
 
 
 @nb.njit(nogil=True, cache=True)
