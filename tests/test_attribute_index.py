@@ -73,6 +73,21 @@ def test_row_sets_combine_like_masks_in_either_form(seed: int) -> None:
         np.testing.assert_array_equal(s.mask, m)
 
 
+@settings(max_examples=100, deadline=None, database=None)  # (the first example compiles the kernel)
+@given(st.lists(st.integers(0, 50), max_size=60), st.sampled_from([np.int64, np.int32]))
+def test_distinct_rows_equals_numpy_unique(values: list[int], dtype: type) -> None:
+    """The one-call sort-and-dedupe an OR of row lists goes through, duplicates, empty and one row included;
+    the caller's array is left as it was."""
+    from vecdb.kernels.masks import distinct_rows
+
+    rows = np.asarray(values, dtype=dtype)
+    before = rows.copy()
+    got = distinct_rows(rows)
+    np.testing.assert_array_equal(got, np.unique(rows))
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(rows, before)
+
+
 def test_few_matching_rows_stay_row_numbers() -> None:
     """A selective filter is answered as sorted row numbers, without an N-long mask."""
     n = 10_000

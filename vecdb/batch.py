@@ -64,28 +64,36 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
     done: list[Done] = []
     stream = None
     work = 0
+    # the stream starts once the probe is over (no threads evaluate filters then), while enough is left
+    stream_until = len(groups) - STREAM_MIN_GROUPS \
+        if min(threads, parallel.cpu_count()) > 1 and not parallel.in_worker() else -1
     try:
         for i, ((expr, members), selection) in enumerate(zip(groups, _selections(snap, field, groups, threads))):
-            matches = selection.count if selection is not None else snap.n_live
-            deleted_only = expr is None and selection is not None
+            if selection is None:
+                matches, deleted_only = snap.n_live, False
+            else:
+                matches, deleted_only = selection.count, expr is None
             store, plan = field.choose_store(stores, snap, k, selection, matches, params, deleted_only,
                                              len(members))
             if plan is None:
                 plan = store.choose(snap, k, selection, matches, params, deleted_only=deleted_only, nq=len(members))
             item = (members, plan, selection, store)
-            if plan.name == "exact" and selection is not None and len(members) * matches <= FUSED_MAX_WORK \
+            name = plan.name
+            if name == "exact" and selection is not None and len(members) * matches <= FUSED_MAX_WORK \
                     and (selection.sparse or 3 * matches <= selection.n):
+                if stream is not None and stream.post(item):
+                    continue
                 exact.append(item)  # what ``exact_search`` scans with its fused kernel too
                 work += len(members) * matches * store.dim  # vector floats the scans read
-            elif plan.name == "filtered_graph" and isinstance(store.index, HNSWIndex):
+            elif name == "filtered_graph" and isinstance(store.index, HNSWIndex):
                 graph.setdefault(id(store), []).append(item)  # one bucket per graph
+                continue
             else:
                 rest.append(item)
-            if stream is None and exact and i >= SELECT_PROBE and min(threads, parallel.cpu_count()) > 1 \
-                    and len(groups) - i >= STREAM_MIN_GROUPS and not parallel.in_worker() \
+                continue
+            if stream is None and SELECT_PROBE <= i <= stream_until \
                     and work / (i + 1) * (len(groups) - i) >= STREAM_MIN_FLOATS:
-                stream = _Stream(field.reader, q, k, threads)  # the probe is over: no threads evaluate filters
-            if stream is not None and exact and not stream.full:
+                stream = _Stream(field.reader, q, k, threads)
                 exact = [item for item in exact if not stream.post(item)]  # those that did not fit: below
         if stream is not None:
             done = stream.finish()
@@ -188,14 +196,17 @@ def _selections(snap: Any, field: Any, groups: Sequence[tuple[Expr | None, list[
     so once one of the first ``SELECT_PROBE`` filters has taken ``SELECT_PARALLEL_S``, the rest run on
     threads, all of them before the next is yielded (synthetic-1M ~10% band, 2 threads: 82 -> 70 ms; its
     first filters are small lookups, then 0.25 ms ranges)."""
-    for i, (expr, _) in enumerate(groups):
+    probe = SELECT_PROBE if threads > 1 else 0
+    for i, (expr, _) in enumerate(groups[:probe]):
         start = time.perf_counter()
         selection = snap.live_selection(expr, field)
-        slow = threads > 1 and i < SELECT_PROBE and time.perf_counter() - start >= SELECT_PARALLEL_S
+        slow = time.perf_counter() - start >= SELECT_PARALLEL_S
         yield selection
         if slow:  # a large one: the rest on threads
             yield from parallel.run_all(lambda group: snap.live_selection(group[0], field), groups[i + 1:], threads)
             return
+    for expr, _ in groups[probe:]:
+        yield snap.live_selection(expr, field)
 
 
 def _query_order(items: list) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import threading
@@ -518,11 +519,14 @@ def _assemble(done: list, nq: int, want: int) -> tuple[Hits, tuple[str, ...]]:
     scores = np.full((nq, want), -np.inf, dtype=np.float32)
     rows = np.full((nq, want), -1, dtype=np.int64)
     plans = [""] * nq
-    for members, plan, hits in done:
-        scores[members] = hits.scores
-        rows[members] = hits.rows
+    if done:  # one scatter for all the groups (one per group cost ~2.5 us each: 0.5 ms for 200 filters)
+        order = np.fromiter(itertools.chain.from_iterable(members for members, _, _ in done), np.int64)
+        scores[order] = np.concatenate([hits.scores for _, _, hits in done])
+        rows[order] = np.concatenate([hits.rows for _, _, hits in done])
+    for members, plan, _ in done:
+        name = plan.name
         for i in members:
-            plans[i] = plan.name
+            plans[i] = name
     return Hits(scores, rows), tuple(plans)
 
 

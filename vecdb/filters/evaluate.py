@@ -70,9 +70,12 @@ def _null_bool() -> pa.Scalar:
 _SHALLOW = 64  # trees at most this deep are walked without raising the recursion limit
 
 
+_NOTHING = contextlib.nullcontext()  # (stateless: one for every shallow walk)
+
+
 def deep(expr: Expr) -> contextlib.AbstractContextManager[None]:
     """``deep_recursion()`` for a deep tree, a no-op for the usual shallow one."""
-    return deep_recursion() if expr.depth > _SHALLOW else contextlib.nullcontext()
+    return deep_recursion() if expr.depth > _SHALLOW else _NOTHING
 
 
 def _is_number(value: Scalar) -> bool:

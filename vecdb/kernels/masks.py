@@ -77,3 +77,16 @@ def rows_in_span(rows: np.ndarray, rank: np.ndarray, start: int, stop: int) -> n
             out[m] = r
             m += 1
     return out[:m]
+
+
+@nb.njit(nogil=True, cache=True)
+def distinct_rows(rows: np.ndarray) -> np.ndarray:
+    """``np.unique(rows)``: sorted, each row once, in one call (numpy's sort, comparison of neighbours
+    and take cost ~3 us for the few rows an OR of small operands lists; this ~0.6 us)."""
+    out = np.sort(rows)
+    m = 0
+    for i in range(out.shape[0]):
+        if m == 0 or out[i] != out[m - 1]:
+            out[m] = out[i]
+            m += 1
+    return out[:m]
