@@ -26,6 +26,7 @@ from .datasets import Dataset
 
 Result = tuple[np.ndarray, np.ndarray]  # (ids (nq, k) int64 padded -1, scores (nq, k) float32 padded -inf)
 EFS_FULL = (32, 48, 64, 96, 128, 256, 512)
+RECALL_TARGETS = (0.9, 0.95, 0.99)  # vecdb's ``target_recall`` settings in the full grid (report: "Recall targets")
 
 
 class UnsupportedFilter(ValueError):
@@ -139,8 +140,10 @@ class Vecdb(Engine):
     calibrates = True
     build_grid = {"smoke": [{"index": "hnsw", "M": 16, "ef_construction": 100}],
                   "full": [{"index": "hnsw", "M": 32, "ef_construction": 200}]}
-    # {} = vecdb's own defaults (the planner picks the beam per plan); the rest trace the curve
-    search_grid = {"smoke": [{}, {"ef": 16}, {"ef": 64}], "full": [{}] + [{"ef": e} for e in EFS_FULL]}
+    # {} = vecdb's own defaults (the planner picks the beam per plan); the ef values trace the curve; the recall
+    # targets check what each delivers per band (``report.targets_table``)
+    search_grid = {"smoke": [{}, {"ef": 16}, {"ef": 64}, {"target_recall": 0.9}],
+                   "full": [{}] + [{"ef": e} for e in EFS_FULL] + [{"target_recall": t} for t in RECALL_TARGETS]}
     default_search: dict = {}
 
     def build(self, params: dict, workdir: Path, threads: int) -> Any:

@@ -314,6 +314,29 @@ def _cells(lines, band):
     return next(line for line in lines if line.startswith(f"| {band} |")).strip("| ").split(" | ")
 
 
+def test_targets_table_marks_targets_missed_either_way():
+    from benchmarks.report import targets_table
+
+    rows = [
+        _row("vecdb", "all", 0.915, 3000.0, {"target_recall": 0.9}),
+        _row("vecdb", "all", 0.949, 2000.0, {"target_recall": 0.95}),
+        _row("vecdb", "all", 0.99, 900.0, {"target_recall": 0.99}),
+        _row("vecdb", "~50%", 0.9350, 1500.0, {"target_recall": 0.9}),
+        _row("vecdb", "~50%", 0.97, 1200.0, {"target_recall": 0.95}),
+        _row("vecdb", "~50%", 1.0, 1000.0, {"target_recall": 0.99}),
+        _row("vecdb", "~1%", 1.0, 4000.0, {"target_recall": 0.9}, error="boom"),
+        _row("vecdb", "~10%", 0.5, 10.0, {"ef": 16}),  # not a target setting: no row for the band
+        _row("faiss-hnsw", "~10%", 0.9, 10.0, {"target_recall": 0.9}),  # another engine: left out
+    ]
+    lines = targets_table(rows, 10)
+    assert lines[0] == ("| band | target 0.9: recall | QPS | target 0.95: recall | QPS | target 0.99: recall | "
+                        "QPS |")
+    assert _cells(lines, "all") == ["all", "0.915", "3,000", "0.949 below", "2,000", "0.990", "900"]
+    assert _cells(lines, "~50%") == ["~50%", "0.935 over", "1,500", "0.970", "1,200", "1.000", "1,000"]
+    assert not any(line.startswith(("| ~1% |", "| ~10% |")) for line in lines)
+    assert targets_table([r for r in rows if "ef" in r["search_params"]], 10) == []
+
+
 def test_default_vs_all_table_compares_at_equal_recall():
     from benchmarks.report import default_vs_all_table
 
@@ -431,7 +454,8 @@ def test_smoke_writes_raw_results_with_provenance(smoke):
 def test_smoke_summary_and_plots(smoke):
     text = (smoke / "summary.md").read_text()
     for heading in ("vecdb at its default settings against every engine at equal recall", "Q ÷ yardstick",
-                    "Best single-thread QPS", "× exact", "k = 100", "Correctness", "Builds", "Resident memory"):
+                    "Best single-thread QPS", "× exact", "k = 100", "Correctness", "Builds", "Resident memory",
+                    "Recall targets: what `target_recall=t` delivers per band"):
         assert heading in text
     for engine in ("vecdb", "faiss-hnsw", "hnswlib", "exact"):
         assert f"| {engine} |" in text
