@@ -325,6 +325,7 @@ def test_targets_table_marks_targets_missed_either_way():
         _row("vecdb", "~50%", 0.97, 1200.0, {"target_recall": 0.95}),
         _row("vecdb", "~50%", 1.0, 1000.0, {"target_recall": 0.99}),
         _row("vecdb", "~1%", 1.0, 4000.0, {"target_recall": 0.9}, error="boom"),
+        _row("vecdb", "~0.1%", 1.0, 8000.0, {"target_recall": 0.9}),  # the exact scan: not "over"
         _row("vecdb", "~10%", 0.5, 10.0, {"ef": 16}),  # not a target setting: no row for the band
         _row("faiss-hnsw", "~10%", 0.9, 10.0, {"target_recall": 0.9}),  # another engine: left out
     ]
@@ -333,6 +334,7 @@ def test_targets_table_marks_targets_missed_either_way():
                         "QPS |")
     assert _cells(lines, "all") == ["all", "0.915", "3,000", "0.949 below", "2,000", "0.990", "900"]
     assert _cells(lines, "~50%") == ["~50%", "0.935 over", "1,500", "0.970", "1,200", "1.000", "1,000"]
+    assert _cells(lines, "~0.1%") == ["~0.1%", "1.000", "8,000", "—", "—", "—", "—"]
     assert not any(line.startswith(("| ~1% |", "| ~10% |")) for line in lines)
     assert targets_table([r for r in rows if "ef" in r["search_params"]], 10) == []
 
