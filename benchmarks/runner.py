@@ -7,7 +7,8 @@ k (10) and its default setting at the other k values (100). A run is:
 - **latency**: every query alone, one thread everywhere (``set_threads(1)``), after a short warm-up;
   ``time.perf_counter()`` around the engine call, which includes evaluating the filter;
 - **batch**: the queries of each band in one ``search_batch`` call with ``threads`` threads, the median
-  of ``repeat`` calls; the default setting also on one thread, the two taking turns.
+  of ``repeat`` timings (each the mean of calls made back to back for at least ``BATCH_MIN_S``); the
+  default setting also on one thread, the two taking turns.
 
 A run whose latency pass exceeds ``run_timeout_s`` stops starting new queries (like ann-benchmarks'
 per-run timeout): the rest are recorded as ``timeout``, the run as partial, and its batch pass skipped.
@@ -80,6 +81,10 @@ def _queries_table(ds: Dataset) -> pa.Table:
 
 
 BATCH_WARMUP = 8  # queries per band in the untimed batch call before the timed one
+BATCH_MIN_S = 0.2  # a timed batch call is made again until this long has passed (its mean time is kept): one
+# call of a small band takes ~2-10 ms, where a tick of the shared machine moves it by more than the
+# differences the tables compare
+BATCH_MAX_CALLS = 50  # ... at most this many calls
 _EVICT_BYTES = 64 << 20  # twice the 32 MiB L3 of the machine the reports were made on
 
 
@@ -139,7 +144,8 @@ def _latency_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, warmup:
 def _batch_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: tuple[int, ...],
                 repeat: int = 1) -> dict[int, dict[str, list]]:
     """Each band's queries in one batch call, per thread count: ``{threads: {band: [queries, wall
-    seconds]}}``, the wall time the median of ``repeat`` calls. The thread counts take turns within each
+    seconds]}}``, the wall time the median of ``repeat`` timings, each the mean of back-to-back calls
+    lasting at least ``BATCH_MIN_S`` together (one call when it is that slow). The thread counts take turns within each
     repeat, so a drift of the machine's speed reaches them alike. Each band's first ``BATCH_WARMUP``
     queries go through one untimed batch call per thread count first, so the kernels a batch runs (loaded
     or compiled on first use, which the single-query warm-up does not reach) are not timed."""
@@ -161,9 +167,14 @@ def _batch_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: 
         for _ in range(repeat):
             for t in threads:
                 set_threads(t)
-                t0 = time.perf_counter()
-                engine.search_batch(ds.queries[members], wheres, k, params, t)
-                walls[t].setdefault(band, []).append(time.perf_counter() - t0)
+                calls, t0 = 0, time.perf_counter()
+                while True:
+                    engine.search_batch(ds.queries[members], wheres, k, params, t)
+                    calls += 1
+                    elapsed = time.perf_counter() - t0
+                    if elapsed >= BATCH_MIN_S or calls >= BATCH_MAX_CALLS:
+                        break
+                walls[t].setdefault(band, []).append(elapsed / calls)
     return {t: {band: [sizes[band], float(np.median(w))] for band, w in by_band.items()}
             for t, by_band in walls.items()}
 

@@ -282,6 +282,32 @@ def test_batch_pass_takes_turns_and_keeps_the_median(tiny, tmp_path, monkeypatch
     assert at == len(calls)
 
 
+def test_batch_pass_repeats_a_fast_call_and_keeps_its_mean(tiny, tmp_path, monkeypatch):
+    """A call faster than BATCH_MIN_S is made again until that long has passed; the mean time is kept."""
+    from benchmarks import runner
+
+    engine = eng.Exact(tiny)
+    engine.build({}, tmp_path, 1)
+    calls = []
+    monkeypatch.setattr(engine, "search_batch", lambda queries, wheres, k, params, threads: calls.append(threads))
+    clock = {"now": 0.0}
+
+    def tick() -> float:  # every reading 0.03 s after the last: calls of ~0.03 s
+        clock["now"] += 0.03
+        return clock["now"]
+
+    monkeypatch.setattr(runner, "time", types.SimpleNamespace(perf_counter=tick))
+    band = next(b for b in BANDS if b in set(tiny.bands))
+    out = runner._batch_pass(engine, tiny, 10, {}, (1,), repeat=1)
+    per_band = 1 + 7  # the warm-up, then 7 calls: 0.21 s >= BATCH_MIN_S after the seventh reading
+    assert calls[:per_band] == [1] * per_band
+    assert out[1][band][1] == pytest.approx(0.03)
+    monkeypatch.setattr(runner, "BATCH_MIN_S", 100.0)
+    calls.clear()
+    runner._batch_pass(engine, tiny, 10, {}, (1,), repeat=1)
+    assert len(calls) == len(out[1]) * (1 + runner.BATCH_MAX_CALLS)  # never more calls than that
+
+
 def test_tie_aware_recall_counts_equal_distances(tmp_path):
     base = np.array([[1, 0], [1, 0], [0, 1], [-1, 0]], np.float32)  # rows 0 and 1 tie
     ds = Dataset(name="ties", base=base, queries=np.array([[1, 0]], np.float32), metric="ip", attributes=None,
