@@ -308,6 +308,15 @@ def test_batch_pass_repeats_a_fast_call_and_keeps_its_mean(tiny, tmp_path, monke
     assert len(calls) == len(out[1]) * (1 + runner.BATCH_MAX_CALLS)  # never more calls than that
 
 
+def test_memory_warmup_takes_the_first_queries_of_each_band(monkeypatch):
+    from benchmarks import memory
+
+    monkeypatch.setattr(memory, "WARMUP", 2)
+    bands = ["all", "<100", "all", "all", "~1%", "<100", "<100", "~1%", "all"]
+    assert memory.warmup_queries(bands, len(bands)) == [0, 1, 2, 4, 5, 7]
+    assert memory.warmup_queries(None, 5) == [0, 1]
+
+
 def test_tie_aware_recall_counts_equal_distances(tmp_path):
     base = np.array([[1, 0], [1, 0], [0, 1], [-1, 0]], np.float32)  # rows 0 and 1 tie
     ds = Dataset(name="ties", base=base, queries=np.array([[1, 0]], np.float32), metric="ip", attributes=None,
