@@ -31,7 +31,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from .datasets import DataOptions, load_dataset
 from .results import rss_bytes
@@ -51,7 +51,7 @@ def measure(engine_name: str, dataset: str, data: dict, workdir: str, k: int) ->
     gc.collect()
     loaded = rss_bytes()
 
-    def answer(queries: Any) -> int:
+    def answer(queries: Iterable[int]) -> int:
         done = 0
         for j in queries:
             try:
@@ -62,7 +62,7 @@ def measure(engine_name: str, dataset: str, data: dict, workdir: str, k: int) ->
         return done
 
     engine.state = engine.reopen(Path(workdir))
-    answer(warmup_queries(ds.bands, ds.nq))
+    answer(warmup_queries(ds.bands))
     engine.release()
     gc.collect()
     _trim()  # the warm-up's freed heap back to the system: reopening must not reuse it unseen
@@ -77,12 +77,10 @@ def measure(engine_name: str, dataset: str, data: dict, workdir: str, k: int) ->
             "warm_bytes": base - loaded, "process_bytes": after, "queries": answered, "k": k}
 
 
-def warmup_queries(bands: Any, nq: int) -> list[int]:
-    """The first ``WARMUP`` queries of each band of selectivity (of all queries when none is given): every
-    kind of plan a band runs loads its kernels in the warm-up, not among the measured queries."""
-    if bands is None:
-        return list(range(min(WARMUP, nq)))
-    seen: dict[Any, int] = {}
+def warmup_queries(bands: Sequence[str]) -> list[int]:
+    """The first ``WARMUP`` queries of each band of selectivity (``Dataset.bands``): every kind of plan a
+    band runs loads its kernels in the warm-up, not among the measured queries."""
+    seen: dict[str, int] = {}
     picked = []
     for j, band in enumerate(bands):
         if seen.get(band, 0) < WARMUP:

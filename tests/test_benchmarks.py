@@ -313,8 +313,7 @@ def test_memory_warmup_takes_the_first_queries_of_each_band(monkeypatch):
 
     monkeypatch.setattr(memory, "WARMUP", 2)
     bands = ["all", "<100", "all", "all", "~1%", "<100", "<100", "~1%", "all"]
-    assert memory.warmup_queries(bands, len(bands)) == [0, 1, 2, 4, 5, 7]
-    assert memory.warmup_queries(None, 5) == [0, 1]
+    assert memory.warmup_queries(bands) == [0, 1, 2, 4, 5, 7]
 
 
 def test_tie_aware_recall_counts_equal_distances(tmp_path):
