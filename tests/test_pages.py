@@ -9,6 +9,7 @@ import pytest
 import vecdb
 from vecdb import pages
 from vecdb.indexes.faiss_indexes import HNSWIndex
+from vecdb.indexes.gpu import CagraIndex
 
 from .conftest import small_table
 
@@ -84,10 +85,13 @@ def _inside(spans: list[tuple[int, int]], array: np.ndarray) -> bool:
     return any(address <= a and b <= address + array.nbytes for a, b in spans)
 
 
-def test_hnsw_advises_its_rows_and_neighbour_lists_on_build_add_and_load(recorder, tmp_path):
+@pytest.mark.parametrize("make", [lambda: HNSWIndex(64, "l2", M=32, ef_construction=40),
+                                  lambda: CagraIndex(64, "l2", graph_degree=64, ef_construction=40, device="cpu")],
+                         ids=["hnsw", "cagra-on-cpu"])
+def test_graph_indexes_advise_their_rows_and_neighbour_lists_on_build_add_and_load(recorder, tmp_path, make):
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((20_000, 64)).astype(np.float32)  # 5 MiB of rows, ~5 MiB of neighbour lists
-    index = HNSWIndex(64, "l2", M=32, ef_construction=40)
+    index = make()
     index.build(vectors)
     rows, neighbors = index.held_rows(), index.graph_arrays()[1]
     assert _inside(_spans(recorder), rows) and _inside(_spans(recorder), neighbors)
@@ -95,7 +99,7 @@ def test_hnsw_advises_its_rows_and_neighbour_lists_on_build_add_and_load(recorde
     index.add(rng.standard_normal((2000, 64)).astype(np.float32))
     assert _inside(_spans(recorder), index.held_rows())  # where the rows are now (they may have moved)
     recorder.calls.clear()
-    loaded = HNSWIndex.load(index.save(tmp_path / "g"), 64, "l2", index.config(), np.empty((0, 64), np.float32))
+    loaded = type(index).load(index.save(tmp_path / "g"), 64, "l2", index.config(), np.empty((0, 64), np.float32))
     assert _inside(_spans(recorder), loaded.held_rows()) and _inside(_spans(recorder), loaded.graph_arrays()[1])
 
 

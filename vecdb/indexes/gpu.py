@@ -187,6 +187,7 @@ class CagraIndex(HNSWIndex):
         self.gpu_index = gpu
         self.index.hnsw.efSearch = self.ef_search
         self._graph = None
+        self._huge_pages()
 
     def add(self, vectors: np.ndarray) -> None:
         super().add(vectors)  # FAISS' CPU HNSW insertion (CAGRA itself cannot add); the GPU copy is remade
@@ -234,6 +235,7 @@ class CagraIndex(HNSWIndex):
         index.requested_device = requested
         index.index = cls._read(paths)
         index.index.hnsw.efSearch = index.ef_search
+        index._huge_pages()
         if index.device == "gpu":
             with gpu_lock:
                 index.gpu_index = to_gpu(index.index)
