@@ -18,6 +18,7 @@ so it is safe beside readers. Set ``VECDB_HUGE_PAGES=0`` to leave page sizes to 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -26,7 +27,6 @@ import numpy as np
 HUGE_PAGE = 1 << 21  # x86-64 and arm64 (4 KiB base pages) transparent huge page size
 MADV_HUGEPAGE = 14
 MADV_COLLAPSE = 25  # Linux 6.1+
-_libc: ctypes.CDLL | None = None
 
 
 def enabled() -> bool:
@@ -51,10 +51,9 @@ def back_with_huge_pages(array: np.ndarray) -> int:
     return 0
 
 
+@functools.cache
 def _madvise():
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        _libc.madvise.restype = ctypes.c_int
-    return _libc.madvise
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.madvise.restype = ctypes.c_int
+    return libc.madvise

@@ -199,12 +199,16 @@ class HNSWIndex(_FaissIndex):
     def _huge_pages(self) -> None:
         """FAISS' neighbour lists and float32 rows, which every walk reads at random, on huge pages
         (``vecdb.pages``: 1.10x QPS on arxiv). Rows added later may move them: advised again then."""
-        h = self.index.hnsw
-        if h.neighbors.size():
-            back_with_huge_pages(faiss.rev_swig_ptr(h.neighbors.data(), h.neighbors.size()))
+        back_with_huge_pages(self._neighbors())
         rows = self.held_rows()
         if rows is not None:
             back_with_huge_pages(rows)
+
+    def _neighbors(self) -> np.ndarray:
+        """FAISS' neighbour lists (every level, int32), viewed in place: the view dies with the next add."""
+        h = self.index.hnsw
+        return faiss.rev_swig_ptr(h.neighbors.data(), h.neighbors.size()) if h.neighbors.size() else \
+            np.empty(0, np.int32)
 
     def graph_arrays(self) -> tuple:
         """FAISS' graph as numpy arrays (the neighbour lists a view, the rest copied; cached until rows are
@@ -217,9 +221,7 @@ class HNSWIndex(_FaissIndex):
                 xb = np.ascontiguousarray(self._float[:n], dtype=np.float32)
             # FAISS' own neighbour lists, not a copy: the graph walks, filtered or not, share one
             # 4 * 2M bytes a row in the CPU caches. The view dies with the next add (``_graph = None``).
-            neighbors = faiss.rev_swig_ptr(h.neighbors.data(), h.neighbors.size()) if h.neighbors.size() else \
-                np.empty(0, np.int32)
-            self._graph = (xb, neighbors,
+            self._graph = (xb, self._neighbors(),
                            faiss.vector_to_array(h.offsets).astype(np.int64),
                            faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64),
                            int(h.entry_point), int(h.max_level))

@@ -23,16 +23,10 @@ import numba as nb
 import numpy as np
 from numba.extending import overload
 
-from .prefetch import prefetch
+from .prefetch import prefetch_head
 from .scoring import dot_or_l2, score_rows
 from .topk import heap_pop, heap_push, heap_replace_top, heap_sort, worse
 
-# Each gathered row's first lines are asked for as it is gathered, so they load while the gathering goes
-# on (``kernels.prefetch``). On arxiv (kernel alone, A/B in one process, 25 alternations): the first 32
-# floats (two lines) 1.02-1.10x QPS in the ~50% / ~10% bands; one line 1.02-1.05x; the whole row 0.91-0.96x
-# (24 hints a row: more instructions, and hints that probably crowd out the loads the walk waits on).
-PREFETCH_STRIDE = 16  # float32s per 64-byte cache line
-PREFETCH_FLOATS = 32  # of each gathered row, the floats asked for ahead of scoring
 
 
 def _allowed(allow, row):
@@ -143,7 +137,6 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
     # an expansion gathers its new nodes first and scores them together (see ``score_rows``)
     pending = np.empty(width + wanted + 1, np.int64)
     pending_scores = np.empty(width + wanted + 1, np.float32)
-    dim = min(query.shape[0], PREFETCH_FLOATS)
     while n_cand > 0:
         c_score = cand_k[0]
         c = cand_v[0]
@@ -213,8 +206,7 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
             examined += 1
             pending[n_pending] = w
             n_pending += 1
-            for line in range(0, dim, PREFETCH_STRIDE):  # its row loads while the gathering goes on
-                prefetch(vectors, w, line)
+            prefetch_head(vectors, w)  # its row loads while the gathering goes on
             if hop and gathered >= wanted:
                 break
         score_rows(vectors, pending, 0, n_pending, query, l2, pending_scores)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .prefetch import prefetch
+from .prefetch import prefetch_head
 
 FAST = {"reassoc", "contract", "nsz"}
 
@@ -36,15 +36,13 @@ def score_rows(vectors, rows, start, stop, q, l2, out):
     Rows scattered over memory cost a cache miss per line; one row at a time leaves the CPU waiting on
     each in turn, eight interleaved rows keep eight streams of loads in flight (on arxiv, 720 rows of
     384 floats from DRAM: 134 -> 88 us), as FAISS' ``distances_batch_4`` does for its graph walk.
-    The next eight rows' first two lines are asked for while these are scored (``kernels.prefetch``:
-    the exact subset scan on arxiv's ~1% / ~0.1% bands 1.02-1.05x QPS, synthetic-1M's 1.02-1.05x).
+    The next eight rows' first lines are asked for while these are scored (``kernels.prefetch``).
     """
     d = q.shape[0]
     i = start
     while i + 8 <= stop:
         for p in range(i + 8, min(i + 16, stop)):  # the next eight rows' first lines load meanwhile
-            for line in range(0, min(d, 32), 16):
-                prefetch(vectors, rows[p], line)
+            prefetch_head(vectors, rows[p])
         a0 = vectors[rows[i]]
         a1 = vectors[rows[i + 1]]
         a2 = vectors[rows[i + 2]]
