@@ -149,3 +149,45 @@ def test_index_counts_match_the_arxiv_match_counts():
         if expr is None:
             continue
         assert int(index.evaluate(bind(expr, attrs.schema)).sum()) == count, where
+
+
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables(), exprs)
+def test_prepared_filters_answer_as_the_walk(table_rows: tuple[pa.Table, list[dict[str, Any]]], expr) -> None:
+    """A filter of the usual shapes runs as a prepared call (``AttributeIndex._prepare``) from its first
+    evaluation on: each call, the first and the next, returns the rows the AST walk returns, in the
+    same form (row numbers or mask, in the same order)."""
+    table, _ = table_rows
+    index = AttributeIndex(table)
+    bound = bind(expr, table.schema)
+    walked = index._eval(expr, False)[0]
+    for got in (index.select(bound), index.select(bound)):
+        assert got.sparse == walked.sparse, str(expr)
+        np.testing.assert_array_equal(got.listed(), walked.listed(), err_msg=str(expr))
+        np.testing.assert_array_equal(got.mask, walked.mask, err_msg=str(expr))
+        assert got.count == walked.count
+
+
+def test_usual_shapes_are_prepared_and_look_their_keys_up_each_call(monkeypatch) -> None:
+    table = pa.table({"cat": ["a", "b", None, "a", "c", "b"] * 50, "tags": [["t", "u"], [], None, ["u"], ["t"], ["v"]] * 50,
+                      "x": pa.array([1, 5, 3, None, 2, 4] * 50, pa.int32())})
+    index = AttributeIndex(table)
+    shapes = {"cat = 'a'": True, "'t' IN tags": True, "cat IN ('a', 'c')": True, "x BETWEEN 2 AND 4": True,
+              "x >= 2 AND cat = 'a'": True, "cat = 'b' OR x < 2": True, "(cat = 'a' OR cat = 'b') AND x > 1": True,
+              "NOT cat = 'a'": False, "cat != 'a'": False, "cat LIKE 'a%'": False, "x IS NULL": False,
+              "cat NOT IN ('a')": False, "x IN (1, 2)": False, "cat = 'a' OR x IS NULL": False}
+    lookups = []
+    cat = index.column("cat")
+    real = cat.lookup
+    monkeypatch.setattr(cat, "lookup", lambda key: lookups.append(key) or real(key))
+    for where, prepared in shapes.items():
+        expr = parse(where)
+        bound = bind(expr, table.schema)
+        first = index.select(bound).mask
+        assert (index._prepared[expr] is not None) == prepared, where
+        np.testing.assert_array_equal(first, bound.evaluate(table), err_msg=where)
+        np.testing.assert_array_equal(index.select(bound).mask, first, err_msg=where)
+    lookups.clear()
+    for _ in range(3):
+        index.select(bind(parse("cat = 'a' OR cat = 'c'"), table.schema))
+    assert lookups == ["a", "c"] * 3  # nothing read from the rows is kept between calls

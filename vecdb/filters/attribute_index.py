@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +36,7 @@ from vecdb.errors import FilterError
 from vecdb.filters import numbers
 from vecdb.filters.ast import (And, Between, ColumnCompare, Compare, Contains, ContainsAll, ContainsAny, Expr, In,
                                IsBool, IsNull, Length, Like, Not, Or)
-from vecdb.filters.evaluate import BoundFilter, _Binder, _Column, _scalar, bind, deep
+from vecdb.filters.evaluate import _SHALLOW, BoundFilter, _Binder, _Column, _scalar, bind, deep
 from vecdb.filters.like import like_prefix, like_regex, successor
 
 Tri = tuple["RowSet", "np.ndarray | None"]  # (TRUE rows, UNKNOWN rows mask or None)
@@ -213,16 +214,28 @@ class SortedIndex:
     def positions(self, sides: numbers.Sides) -> tuple[int, int]:
         """``values[start:stop]`` are the values satisfying ``sides`` (``vecdb.filters.numbers``; NaN,
         sorted last, is in the span exactly when no side bounds it from above)."""
+        return self.locate(self.searches(sides))
+
+    def searches(self, sides: numbers.Sides) -> tuple | bool:
+        """The binary searches ``positions`` makes for ``sides``: (lower bound?, the literal as the values'
+        type, the side to search from) each; made once per filter by a prepared one."""
         if isinstance(sides, bool):
-            return 0, len(self.values) if sides else 0
+            return sides
+        convert = self.values.dtype.type
+        return tuple((op in (">=", ">"), convert(v), "left" if op in (">=", "<") else "right") for op, v in sides)
+
+    def locate(self, searches: tuple | bool) -> tuple[int, int]:
+        """``positions`` from its ``searches``."""
         values = self.values
+        if searches is True or searches is False:
+            return 0, len(values) if searches else 0
         a, b = 0, len(values)
-        convert = values.dtype.type
-        for op, v in sides:  # (the array's own method: np.searchsorted's wrapper costs ~1 us a call)
-            if op in (">=", ">"):
-                a = max(a, int(values.searchsorted(convert(v), "left" if op == ">=" else "right")))
+        for lower, value, side in searches:  # (the array's own method: np.searchsorted's wrapper costs ~1 us)
+            at = int(values.searchsorted(value, side))
+            if lower:
+                a = max(a, at)
             else:
-                b = min(b, int(values.searchsorted(convert(v), "right" if op == "<=" else "left")))
+                b = min(b, at)
         return a, max(a, b)
 
     def range(self, sides: numbers.Sides) -> np.ndarray:
@@ -260,6 +273,7 @@ class AttributeIndex:
         self._binder = _Binder(table.schema)
         self._columns: dict[str, InvertedIndex | SortedIndex | None] = {} if columns is None else columns
         self._bounds_of: dict[Expr, tuple | None] = {}  # range leaf -> its bounds, see ``_bounds``
+        self._prepared: dict[Expr, Callable[[], RowSet] | None] = {}  # filter -> its lookups, see ``_prepare``
 
     def _key(self, info: _Column, value: Any) -> Any:
         """``value`` as a key of ``info``'s inverted index (the binder converts each literal once).
@@ -330,8 +344,80 @@ class AttributeIndex:
 
     def select(self, bound: BoundFilter) -> "RowSet":
         """The filter's rows (NULL -> False) as a ``RowSet``: sorted row numbers when few pass."""
-        with deep(bound.expr):
-            return self._eval(bound.expr, False)[0]
+        expr = bound.expr
+        run = self._prepared.get(expr, _MISSING)
+        if run is _MISSING:
+            if len(self._prepared) >= _MAX_LITERALS:
+                self._prepared.clear()
+            run = self._prepared[expr] = self._prepare(expr) if expr.depth <= _SHALLOW else None
+        if run is not None:
+            return run()
+        with deep(expr):
+            return self._eval(expr, False)[0]
+
+    def _prepare(self, expr: Expr) -> "Callable[[], RowSet] | None":
+        """``expr``'s TRUE rows as a call that runs only its index lookups, for the usual shapes (a key
+        of an inverted index or a few, a range of a sorted column, AND and OR of them); None for any
+        other (``_eval`` walks it). The call does what ``_eval`` does for the node, in the same order
+        with the same helpers, and returns the same rows, but the tests that pick each step (node and
+        index types, the column's binding, the literal's key, the range's sides: a filter's first
+        evaluation; ~70% of a small filter's ~10 us on arxiv) are made once per filter and index, as a
+        prepared statement keeps its plan. Nothing read from the rows is kept: every call looks up
+        its keys and ranges again."""
+        n = self.n
+        if isinstance(expr, Or):
+            runs = [self._prepare(op) for op in expr.operands]
+            if any(run is None for run in runs):
+                return None
+            return lambda: _or([(run(), None) for run in runs], n)[0]
+        if isinstance(expr, And):  # as ``_and_known``: ranges tested by rank against the others' rows
+            ranges, others = [], []
+            for op in expr.operands:
+                sides = self._range_sides(op)
+                if sides is not None:
+                    ranges.append(sides)
+                    continue
+                run = self._prepare(op)
+                if run is None:
+                    return None
+                others.append(run)
+
+            searches = [(index, index.searches(bounds)) for index, bounds in ranges]
+
+            def run_and() -> RowSet:
+                leaves = [_RangeLeaf(index, *index.locate(search), n) for index, search in searches]
+                return self._and_ranges([(run(), None) for run in others], leaves)
+            return run_and
+        if type(expr) not in _COLUMN_LEAVES or (isinstance(expr, Between) and expr.symmetric) \
+                or isinstance(expr, (Like, IsBool, ContainsAll)) or (isinstance(expr, In) and not expr.values):
+            return None
+        info = self._binder.column(expr.column)
+        index = self.column(expr.column)
+        if isinstance(index, InvertedIndex):  # as ``_rows``: its positive forms
+            if isinstance(expr, Compare) and expr.op == "=" or isinstance(expr, Contains):
+                key = self._key(info, expr.value)
+                return lambda: RowSet(n, rows=index.lookup(key))
+            if isinstance(expr, ContainsAny) or isinstance(expr, In) and not expr.negated:
+                keys = list(dict.fromkeys(self._key(info, v) for v in expr.values))
+                return lambda: _union([index.lookup(key) for key in keys], n)
+            return None
+        sides = self._range_sides(expr)
+        if sides is None:
+            return None
+        sorted_index, search = sides[0], sides[0].searches(sides[1])
+        return lambda: sorted_index.span(*sorted_index.locate(search), n)
+
+    def _range_sides(self, expr: Expr) -> "tuple[SortedIndex, numbers.Sides] | None":
+        """(index, sides) when ``expr`` is a positive comparison on a sorted column (``_range_leaf``)."""
+        if not isinstance(expr, (Between, Compare)) or (isinstance(expr, Compare) and expr.op == "!=") \
+                or (isinstance(expr, Between) and expr.symmetric):
+            return None
+        info = self._binder.column(expr.column)
+        index = self.column(expr.column)
+        if not isinstance(index, SortedIndex):
+            return None
+        bounds = self._bounds(expr, info, index)
+        return None if bounds is None else (index, bounds)
 
     def _fallback(self, expr: Expr) -> Tri:
         result = bind(expr, self.table.schema).evaluate_arrow(self.table)
@@ -399,6 +485,11 @@ class AttributeIndex:
                 parts.append(self._eval(op, False))
             else:
                 ranges.append(leaf)
+        return self._and_ranges(parts, ranges)
+
+    def _and_ranges(self, parts: list[Tri], ranges: "list[_RangeLeaf]") -> "RowSet":
+        """The rows of every part that lie in every range: the parts intersected (or the narrowest range
+        listed, without parts), then the rows kept by rank, narrowest range first."""
         if len(ranges) > 1:
             ranges.sort(key=lambda leaf: leaf.count)
         if not parts:
@@ -413,16 +504,10 @@ class AttributeIndex:
 
     def _range_leaf(self, expr: Expr) -> "_RangeLeaf | None":
         """``expr`` as a not-yet-listed range when it is a positive comparison on a sorted column."""
-        if not isinstance(expr, (Between, Compare)) or (isinstance(expr, Compare) and expr.op == "!=") \
-                or (isinstance(expr, Between) and expr.symmetric):
+        sides = self._range_sides(expr)
+        if sides is None:
             return None
-        info = self._binder.column(expr.column)
-        index = self.column(expr.column)
-        if not isinstance(index, SortedIndex):
-            return None
-        bounds = self._bounds(expr, info, index)
-        if bounds is None:
-            return None
+        index, bounds = sides
         return _RangeLeaf(index, *index.positions(bounds), self.n)
 
     def _rows(self, expr: Expr, info: _Column, index: InvertedIndex | SortedIndex) -> tuple["RowSet", bool] | None:
@@ -606,9 +691,7 @@ class RowSet:
     def mask(self) -> np.ndarray:
         if self._mask is None:
             if self._span is not None:
-                from vecdb.kernels.masks import rank_mask
-
-                self._mask = rank_mask(*self._span)
+                self._mask = _masks().rank_mask(*self._span)
             else:
                 mask = np.zeros(self.n, dtype=bool)
                 mask[self._rows] = True
@@ -659,12 +742,20 @@ class _RangeLeaf:
         return self.index.span(self.start, self.stop, self.n)
 
     def keep(self, rows: np.ndarray) -> np.ndarray:
-        from vecdb.kernels.masks import rows_in_span  # one pass: numpy's gather, compares and take ~3x slower
-
-        return rows_in_span(rows, self.index.rank_by_row(), self.start, self.stop)
+        # one pass: numpy's gather, compares and take ~3x slower
+        return _masks().rows_in_span(rows, self.index.rank_by_row(), self.start, self.stop)
 
 
 _MISSING = object()
+
+
+@functools.cache
+def _masks() -> Any:
+    """``vecdb.kernels.masks``, imported on first use (importing vecdb does not import numba; an import
+    statement in a call on a small filter's path cost ~1.5 us)."""
+    from vecdb.kernels import masks
+
+    return masks
 _COLUMN_LEAVES = frozenset({Compare, Between, In, Contains, ContainsAny, ContainsAll, Like, IsBool})
 _MAX_LITERALS = 65536  # memoised range bounds per table before the memo starts over
 
@@ -683,9 +774,7 @@ def _intersect(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _distinct(rows: np.ndarray) -> np.ndarray:
     """``np.unique(rows)`` for row numbers (numpy's hash-based ``unique`` cost ~100 us for a thousand
     rows, on the path of OR and IN filters)."""
-    from vecdb.kernels.masks import distinct_rows
-
-    return distinct_rows(rows)
+    return _masks().distinct_rows(rows)
 
 
 def _union(parts: list[np.ndarray], n: int) -> RowSet:
