@@ -191,3 +191,23 @@ def test_usual_shapes_are_prepared_and_look_their_keys_up_each_call(monkeypatch)
     for _ in range(3):
         index.select(bind(parse("cat = 'a' OR cat = 'c'"), table.schema))
     assert lookups == ["a", "c"] * 3  # nothing read from the rows is kept between calls
+
+
+def test_prepared_filters_keep_no_cycle_through_the_index() -> None:
+    """An attribute index that prepared filters is freed when its snapshot drops it, without waiting for
+    the cycle collector (its prepared calls hold its column indexes, not it)."""
+    import gc
+    import weakref
+
+    table = pa.table({"cat": ["a", "b", "c"] * 40, "x": pa.array(list(range(120)), pa.int64())})
+    index = AttributeIndex(table)
+    for where in ("x >= 2 AND cat = 'a'", "cat = 'a' OR x < 5", "x BETWEEN 3 AND 9", "cat IN ('a', 'b')"):
+        index.select(bind(parse(where), table.schema))
+    assert all(run is not None for run in index._prepared.values())
+    ref = weakref.ref(index)
+    gc.disable()
+    try:
+        del index
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import logging
 import os
 import threading
@@ -402,7 +401,7 @@ class Collection(Writes):
             return _assemble(batch.search_groups(snap, target, stores, q, groups, want, search_params, threads),
                              nq, want)
 
-        def run_group(group: tuple[Expr | None, list[int]], pool: bool) -> tuple[list[int], planner_mod.Plan, Hits]:
+        def run_group(group: tuple[Expr | None, list[int]], pool: bool) -> batch.Done:
             expr, members = group
             selection = snap.live_selection(expr, target)
             matches = selection.count if selection is not None else snap.n_live
@@ -411,7 +410,7 @@ class Collection(Writes):
                                               len(members))
             plan, hits = store.search(snap, q, members, want, selection, matches, search_params, pool=pool,
                                       deleted_only=deleted_only, plan=plan)
-            return members, plan, hits
+            return members, plan.name, hits
 
         # one filter per query: groups run on threads (the kernels release the GIL)
         pooled = threads > 1 and len(groups) > 1
@@ -511,21 +510,21 @@ class Collection(Writes):
 
 
 def _assemble(done: list, nq: int, want: int) -> tuple[Hits, tuple[str, ...]]:
-    """One ``Hits`` and the plan names from the groups' ``(members, plan, hits)``."""
+    """One ``Hits`` and the plan names from ``(queries, plan name, hits)`` entries (``batch.Done``)."""
     if len(done) == 1 and len(done[0][0]) == nq:  # one group holding every query, in order
-        members, plan, hits = done[0]
-        if members == list(range(nq)):
-            return hits, (plan.name,) * nq
+        members, name, hits = done[0]
+        if isinstance(members, list) and members == list(range(nq)):
+            return hits, (name,) * nq
     scores = np.full((nq, want), -np.inf, dtype=np.float32)
     rows = np.full((nq, want), -1, dtype=np.int64)
     plans = [""] * nq
-    if done:  # one scatter for all the groups (one per group cost ~2.5 us each: 0.5 ms for 200 filters)
-        order = np.fromiter(itertools.chain.from_iterable(members for members, _, _ in done), np.int64)
+    if done:  # one scatter for all the entries (one per group cost ~2.5 us each: 0.5 ms for 200 filters)
+        order = np.concatenate([members if isinstance(members, np.ndarray) else np.fromiter(members, np.int64)
+                                for members, _, _ in done])
         scores[order] = np.concatenate([hits.scores for _, _, hits in done])
         rows[order] = np.concatenate([hits.rows for _, _, hits in done])
-    for members, plan, _ in done:
-        name = plan.name
-        for i in members:
+    for members, name, _ in done:
+        for i in members.tolist() if isinstance(members, np.ndarray) else members:
             plans[i] = name
     return Hits(scores, rows), tuple(plans)
 

@@ -363,7 +363,8 @@ class AttributeIndex:
         index types, the column's binding, the literal's key, the range's sides: a filter's first
         evaluation; ~70% of a small filter's ~10 us on arxiv) are made once per filter and index, as a
         prepared statement keeps its plan. Nothing read from the rows is kept: every call looks up
-        its keys and ranges again."""
+        its keys and ranges again. The calls hold the column indexes, not this object (no cycle keeps
+        an old snapshot's indexes alive until the collector runs)."""
         n = self.n
         if isinstance(expr, Or):
             runs = [self._prepare(op) for op in expr.operands]
@@ -386,7 +387,7 @@ class AttributeIndex:
 
             def run_and() -> RowSet:
                 leaves = [_RangeLeaf(index, *index.locate(search), n) for index, search in searches]
-                return self._and_ranges([(run(), None) for run in others], leaves)
+                return _and_ranges([(run(), None) for run in others], leaves, n)
             return run_and
         if type(expr) not in _COLUMN_LEAVES or (isinstance(expr, Between) and expr.symmetric) \
                 or isinstance(expr, (Like, IsBool, ContainsAll)) or (isinstance(expr, In) and not expr.values):
@@ -485,22 +486,7 @@ class AttributeIndex:
                 parts.append(self._eval(op, False))
             else:
                 ranges.append(leaf)
-        return self._and_ranges(parts, ranges)
-
-    def _and_ranges(self, parts: list[Tri], ranges: "list[_RangeLeaf]") -> "RowSet":
-        """The rows of every part that lie in every range: the parts intersected (or the narrowest range
-        listed, without parts), then the rows kept by rank, narrowest range first."""
-        if len(ranges) > 1:
-            ranges.sort(key=lambda leaf: leaf.count)
-        if not parts:
-            parts.append((ranges.pop(0).select(), None))
-        true = parts[0][0] if len(parts) == 1 else _and(parts, self.n)[0]
-        for leaf in ranges:
-            if true.sparse:
-                true = RowSet(self.n, rows=leaf.keep(true.any_order), ordered=true._ordered)
-            else:
-                true = _and([(true, None), (leaf.select(), None)], self.n)[0]
-        return true
+        return _and_ranges(parts, ranges, self.n)
 
     def _range_leaf(self, expr: Expr) -> "_RangeLeaf | None":
         """``expr`` as a not-yet-listed range when it is a positive comparison on a sorted column."""
@@ -813,6 +799,23 @@ def _and(parts: list[Tri], n: int) -> Tri:
     for t, u in parts:
         false |= ~t.mask if u is None else ~(t.mask | u)
     return true, ~(true.mask | false)
+
+
+def _and_ranges(parts: list[Tri], ranges: "list[_RangeLeaf]", n: int) -> RowSet:
+    """The rows of every part that lie in every range (``AttributeIndex._and_known``): the parts
+    intersected (or the narrowest range listed, without parts), then the rows kept by rank, narrowest
+    range first."""
+    if len(ranges) > 1:
+        ranges.sort(key=lambda leaf: leaf.count)
+    if not parts:
+        parts.append((ranges.pop(0).select(), None))
+    true = parts[0][0] if len(parts) == 1 else _and(parts, n)[0]
+    for leaf in ranges:
+        if true.sparse:
+            true = RowSet(n, rows=leaf.keep(true.any_order), ordered=true._ordered)
+        else:
+            true = _and([(true, None), (leaf.select(), None)], n)[0]
+    return true
 
 
 def _or(parts: list[Tri], n: int) -> Tri:
