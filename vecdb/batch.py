@@ -12,7 +12,7 @@
    A batch of 1,000 queries with 507 filters on arxiv is then a handful of kernel calls, not 507
    Python round trips. Past the first ``SELECT_PROBE`` groups, the exact bucket is scanned while the
    rest of the batch is still being planned (``_Stream``): planning many small filters is Python on
-   one thread, ~15-35 us a filter, as long as their scans on arxiv's ~1% band (2 threads against one:
+   one thread, ~10-25 us a filter, as long as their scans on arxiv's ~1% band (2 threads against one:
    1.45 -> 1.77). The other plans (FAISS' own search, post-filter, large exact scans through BLAS)
    run one group per thread, or on the calling thread with FAISS' OpenMP threads when only one is left.
 4. numpy's BLAS runs on one thread throughout, unless one such plan is the whole batch: OpenBLAS' own
@@ -56,7 +56,7 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
     """Plan and run every filter group of a batch on ``threads`` threads: ``(queries, plan name, hits)``
     for each group, or for a whole bucket (the exact scans, one entry).
 
-    Planning is Python on the calling thread (on arxiv ~15-35 us a filter: evaluating it, then choosing
+    Planning is Python on the calling thread (on arxiv ~10-25 us a filter: evaluating it, then choosing
     its store and plan); past the first ``SELECT_PROBE`` groups the exact bucket's groups are posted to
     a ``_Stream`` as they are planned, and the other threads scan them meanwhile."""
     exact: list = []
