@@ -48,7 +48,7 @@ STREAM_MIN_GROUPS = 16  # groups still to plan for the exact bucket to be scanne
 STREAM_MIN_FLOATS = 1 << 20  # ... and the floats their exact scans are expected to read (~0.3-0.7 ms)
 STREAM_ROWS = 1 << 21  # row numbers a stream holds (16 MB, pages touched as used); groups past it run after
 STREAM_START_S = 1e-3  # how long the planning thread waits at most for the stream's threads to start
-Done = tuple[Sequence[int], str, Hits]  # queries (a list, or an array for a bucket), the plan they ran, their hits
+Done = tuple[list[int], str, Hits]  # queries (a group's, or a whole bucket's in its order), the plan they ran, their hits
 
 
 def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Sequence[tuple[Expr | None, list[int]]],
@@ -191,7 +191,7 @@ class _Stream:
         serve_stream(*self.args)  # this thread takes what is left
         parallel.join(self.servers)
         t = self.tasks  # task t answered query task_query[t]: one entry for them all
-        return [(self.task_query[:t], "exact", Hits(self.out_s[:t], self.out_r[:t]))] if t else []
+        return [(self.task_query[:t].tolist(), "exact", Hits(self.out_s[:t], self.out_r[:t]))] if t else []
 
     def close(self) -> None:
         """Nothing more will be posted: the servers return once every task is taken (idempotent)."""
@@ -246,7 +246,7 @@ def _exact(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list
     parts = parallel.run_all(chunk, parallel.chunks(len(order), threads), threads)
     scores = np.concatenate([p[0] for p in parts])
     found = np.concatenate([p[1] for p in parts])
-    return [(order, "exact", Hits(scores, found))]  # one entry: split per group, it cost ~1.5 us a filter
+    return [(order.tolist(), "exact", Hits(scores, found))]  # one entry: split per group, ~1.5 us a filter
 
 
 def _graph(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list[Done]:

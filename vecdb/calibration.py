@@ -45,8 +45,8 @@ The ~50% band at 0.90 is 0.005 over target + 0.03: its beam steps from 20 (0.923
 straight line between them) put that band inside (ef 22: 0.928) and every arxiv band within its
 window, but on synthetic-1M calibrated on a sample of its own queries the curves read a little high,
 which rounding up to a measured width had hidden: the default (0.95) delivered 0.941 at ~50% and
-target 0.99 0.989 unfiltered (runner, 2e688d5), so targets are read at measured widths only. With 64 regions instead of 16 (smaller, scattered
-topics), ~10% at 0.99 fell to 0.986 in one seed of three.
+target 0.99 0.989 unfiltered (runner, 2e688d5), so targets are read at measured widths only. With 64
+regions instead of 16 (smaller, scattered topics), ~10% at 0.99 fell to 0.986 in one seed of three.
 
 On data whose real queries sit as close to the rows as the rows to each other (synthetic Gaussian
 clusters: ratio 0.99 against arxiv's 1.21), every query model here is too hard and the targets are

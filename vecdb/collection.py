@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import threading
@@ -513,18 +514,17 @@ def _assemble(done: list, nq: int, want: int) -> tuple[Hits, tuple[str, ...]]:
     """One ``Hits`` and the plan names from ``(queries, plan name, hits)`` entries (``batch.Done``)."""
     if len(done) == 1 and len(done[0][0]) == nq:  # one group holding every query, in order
         members, name, hits = done[0]
-        if isinstance(members, list) and members == list(range(nq)):
+        if members == list(range(nq)):
             return hits, (name,) * nq
     scores = np.full((nq, want), -np.inf, dtype=np.float32)
     rows = np.full((nq, want), -1, dtype=np.int64)
     plans = [""] * nq
     if done:  # one scatter for all the entries (one per group cost ~2.5 us each: 0.5 ms for 200 filters)
-        order = np.concatenate([members if isinstance(members, np.ndarray) else np.fromiter(members, np.int64)
-                                for members, _, _ in done])
+        order = np.fromiter(itertools.chain.from_iterable(members for members, _, _ in done), np.int64)
         scores[order] = np.concatenate([hits.scores for _, _, hits in done])
         rows[order] = np.concatenate([hits.rows for _, _, hits in done])
     for members, name, _ in done:
-        for i in members.tolist() if isinstance(members, np.ndarray) else members:
+        for i in members:
             plans[i] = name
     return Hits(scores, rows), tuple(plans)
 
