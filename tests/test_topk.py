@@ -127,12 +127,20 @@ def tied_data(draw):
     return x, q, k, metric, allow, rows
 
 
-def both_paths(x, q, k, metric, block_rows=flat.BLOCK_ROWS, **kw):
-    """(BLAS path, numba path) of ``exact_search``; the numba one scans ``rows`` (allowed ones only)."""
+def both_paths(x, q, k, metric, block_rows=flat.BLOCK_ROWS, threads=1, **kw):
+    """(BLAS path, numba path) of ``exact_search``; the numba one scans ``rows`` (allowed ones only).
+    ``threads`` > 1: the BLAS path's rows split into spans of as few as 2 rows (merged heaps), checked
+    equal to the same path on one thread."""
     with pytest.MonkeyPatch.context() as m:
         m.setattr(flat, "FUSED_MAX_WORK", 0)
         m.setattr(flat, "BLOCK_ROWS", block_rows)
         blas = exact_search(x, q, k, metric, **kw)
+        if threads > 1:
+            m.setattr(flat, "SPLIT_MIN_WORK", 0)
+            m.setattr(flat, "SPLIT_MIN_ROWS", 2)
+            split = exact_search(x, q, k, metric, threads=threads, **kw)
+            np.testing.assert_array_equal(split.rows, blas.rows)
+            np.testing.assert_array_equal(split.scores, blas.scores)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(flat, "FUSED_MAX_WORK", 1 << 40)  # numba whenever rows are listed
         rows = kw.pop("rows", None)
@@ -151,12 +159,13 @@ def brute(x, q, k, metric, rows):
 
 
 @SETTINGS
-@given(tied_data(), st.sampled_from(["all", "rows", "allow", "rows+allow"]), st.sampled_from([7, 32768]))
-def test_blas_and_numba_paths_agree_on_ties(data, how, block_rows):
+@given(tied_data(), st.sampled_from(["all", "rows", "allow", "rows+allow"]), st.sampled_from([7, 32768]),
+       st.sampled_from([1, 3]))
+def test_blas_and_numba_paths_agree_on_ties(data, how, block_rows, threads):
     x, q, k, metric, allow, rows = data
     kw = {"all": {}, "rows": {"rows": rows}, "allow": {"allow": allow},
           "rows+allow": {"rows": rows, "allow": allow}}[how]
-    blas, fused = both_paths(x, q, k, metric, block_rows=block_rows, **dict(kw))
+    blas, fused = both_paths(x, q, k, metric, block_rows=block_rows, threads=threads, **dict(kw))
     np.testing.assert_array_equal(blas.rows, fused.rows)
     np.testing.assert_array_equal(blas.scores, fused.scores)
     scanned = np.arange(x.shape[0]) if "rows" not in kw else rows
@@ -194,7 +203,7 @@ def test_grouped_scan_equals_brute_force_per_query(data, group_of, seed):
 def test_all_equal_rows_keep_the_smallest(metric):
     x = np.ones((50_000, 4), np.float32)  # two BLAS blocks, every score equal
     q = np.ones((3, 4), np.float32)
-    blas, fused = both_paths(x, q, 10, metric)
+    blas, fused = both_paths(x, q, 10, metric, threads=4)
     np.testing.assert_array_equal(blas.rows, np.broadcast_to(np.arange(10), (3, 10)))
     np.testing.assert_array_equal(fused.rows, blas.rows)
 
@@ -210,6 +219,25 @@ def test_exact_search_pads_when_fewer_than_k(metric):
         assert (blas.rows[:, n:] == -1).all() and (blas.scores[:, n:] == -np.inf).all()
         np.testing.assert_array_equal(blas.rows, fused.rows)
         np.testing.assert_array_equal(blas.scores, fused.scores)
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
+def test_blas_path_never_returns_a_row_scored_nan():
+    """l2 over vectors whose products overflow: 2 inf - inf - inf is NaN; such a row is left out (padding),
+    the finite ones ranked as usual, on one thread and split."""
+    x = np.array([[3e38, 3e38], [1.0, 0.0], [0.0, 1.0], [2.0, 2.0]], np.float32)
+    q = np.array([[3e38, 3e38], [1.0, 1.0]], np.float32)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(flat, "FUSED_MAX_WORK", 0)
+        one = exact_search(x, q, 4, "l2")
+        m.setattr(flat, "SPLIT_MIN_WORK", 0)
+        m.setattr(flat, "SPLIT_MIN_ROWS", 1)
+        split = exact_search(x, q, 4, "l2", threads=2)
+    # the first query's every score is NaN (its squared norm is inf); the second's only row 0's
+    np.testing.assert_array_equal(one.rows, [[-1, -1, -1, -1], [1, 2, 3, -1]])
+    np.testing.assert_array_equal(one.scores, [[-np.inf] * 4, [-1.0, -1.0, -2.0, -np.inf]])
+    np.testing.assert_array_equal(split.rows, one.rows)
+    np.testing.assert_array_equal(split.scores, one.scores)
 
 
 # ----------------------------------------------------------------------------- the other top-k kernels

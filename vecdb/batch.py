@@ -298,7 +298,7 @@ def _rest(snap: Any, q: np.ndarray, items: list, k: int, params: planner_mod.Sea
         members, plan, selection, store = item
         hits = planner_mod.run(plan, vectors=store.vectors, index=store.index, index_rows=store.index_rows,
                                queries=q[members], k=k, selection=selection, metric=store.metric,
-                               config=params.config or snap.planner)
+                               config=params.config or snap.planner, threads=1 if pool else threads)
         return members, plan.name, hits
 
     if threads > 1 and len(items) > 1:

@@ -320,15 +320,15 @@ def _plan_params(name: str, index: Any, sel: float, params: Mapping[str, Any], c
 
 
 def run(plan: Plan, *, vectors: np.ndarray, index: Any, index_rows: int, queries: np.ndarray, k: int,
-        selection: RowSet | np.ndarray | None, metric: str, config: PlannerConfig) -> Hits:
+        selection: RowSet | np.ndarray | None, metric: str, config: PlannerConfig, threads: int = 1) -> Hits:
     """Execute ``plan`` for ``queries``, all sharing ``selection`` (the passing rows, a ``RowSet`` or a
-    bool mask; ``None`` = every row passes)."""
+    bool mask; ``None`` = every row passes). ``threads``: what an exact scan may split its rows over."""
     if plan.name == "exact":
         if plan.params.get("device") == "gpu":
             from .indexes.gpu import gathered_exact
 
             return gathered_exact(vectors, queries, k, metric, _rows_of(selection))
-        return _scan(vectors, queries, k, metric, selection)
+        return _scan(vectors, queries, k, metric, selection, threads)
     mask = selection.mask if isinstance(selection, RowSet) else selection
     head_mask = None if mask is None else mask[:index_rows]
     if plan.name == "index":
@@ -404,10 +404,10 @@ def _rows_of(selection: RowSet | np.ndarray | None) -> np.ndarray | None:
 
 
 def _scan(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str,
-          selection: RowSet | np.ndarray | None) -> Hits:
+          selection: RowSet | np.ndarray | None, threads: int = 1) -> Hits:
     """Exact search over the selected rows: by row number while few pass, else over a mask."""
     if isinstance(selection, RowSet):
         if selection.sparse:
-            return exact_search(vectors, queries, k, metric, rows=selection.any_order)
+            return exact_search(vectors, queries, k, metric, rows=selection.any_order, threads=threads)
         selection = selection.mask
-    return exact_search(vectors, queries, k, metric, allow=selection)
+    return exact_search(vectors, queries, k, metric, allow=selection, threads=threads)

@@ -1,8 +1,9 @@
 """Exact search: blocked matrix products over all rows, or over only the allowed ones.
 
 This is the oracle for every approximate path, and the planner's "exact scan" plan. Both of its paths
-(BLAS over blocks of rows, or the fused numba scan over a row list) break ties by ``kernels.topk``'s
-rule, the smaller row first, so they return the same rows whenever they compute the same scores.
+(BLAS over blocks of rows, their scores offered to numba k-heaps, or the fused numba scan over a row
+list) break ties by ``kernels.topk``'s rule, the smaller row first, so they return the same rows whenever
+they compute the same scores.
 """
 
 from __future__ import annotations
@@ -12,19 +13,24 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..topk import finish, merge
+from .. import parallel
 from .base import Hits, check_metric, pop_params, register
 
 BLOCK_ROWS = 32768
 FUSED_MAX_WORK = 200_000  # queries x rows below which the numba kernel scans (no gather, no BLAS call)
+SPLIT_MIN_WORK = 1 << 24  # queries x rows x dim from which a scan given several threads splits its rows
+SPLIT_MIN_ROWS = 1024  # ... into spans of at least this many rows
+_NONE = np.empty(0, np.float32)  # the norms an inner-product scan does not use
 
 
 def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, *,
-                 rows: np.ndarray | None = None, allow: np.ndarray | None = None) -> Hits:
+                 rows: np.ndarray | None = None, allow: np.ndarray | None = None, threads: int = 1) -> Hits:
     """The exact k best rows per query (higher score is better; l2 scores are negated squared distances).
 
     ``rows`` restricts the scan to those row numbers; ``allow`` (a boolean mask over all rows) does the
     same. Only the rows scanned are read, so the cost is proportional to how many pass the filter.
+    ``threads``: a large scan is split into spans of rows, one thread each (BLAS on one thread in each),
+    their k best merged; the heaps' order is total, so the result is the same for any count.
     """
     nq = queries.shape[0]
     # When most rows pass, one pass over all of them with the rest masked beats gathering them.
@@ -40,26 +46,40 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, 
         s, r = topk_rows(vectors, np.ascontiguousarray(rows, dtype=np.int64),
                          np.ascontiguousarray(queries, dtype=np.float32), k, metric == "l2")
         return Hits(s, r)  # sorted and padded in the kernel
-    best_s = np.empty((nq, 0), dtype=np.float32)
-    best_r = np.empty((nq, 0), dtype=np.int64)
-    q_norms = np.einsum("ij,ij->i", queries, queries)[:, None] if metric == "l2" else None
-    for start in range(0, n, BLOCK_ROWS):
-        stop = min(n, start + BLOCK_ROWS)
-        if rows is None:
-            block = vectors[start:stop]
-            block_rows = np.arange(start, stop, dtype=np.int64)
-        else:
-            block_rows = rows[start:stop].astype(np.int64, copy=False)
-            block = vectors[block_rows]
-        s = queries @ block.T
-        if metric == "l2":
-            s = 2.0 * s - np.einsum("ij,ij->i", block, block)[None, :] - q_norms
-            np.minimum(s, 0.0, out=s)
-        s = s.astype(np.float32, copy=False)
-        if dense:
-            s[:, ~allow[start:stop]] = -np.inf
-        best_s, best_r = merge(best_s, best_r, s, block_rows, k)
-    return finish(best_s, best_r, k)
+    from ..kernels.exact import offer_scores, sorted_heaps
+
+    l2 = metric == "l2"
+    q_norms = np.einsum("ij,ij->i", queries, queries) if l2 else _NONE
+
+    def scan(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The k-heaps of rows ``span`` of the scan (by position in ``rows``, or row numbers)."""
+        heap_s, heap_r, sizes = np.empty((nq, k), np.float32), np.empty((nq, k), np.int64), np.zeros(nq, np.int64)
+        for start in range(span[0], span[1], BLOCK_ROWS):
+            stop = min(span[1], start + BLOCK_ROWS)
+            if rows is None:
+                block = vectors[start:stop]
+                block_rows = np.arange(start, stop, dtype=np.int64)
+            else:
+                block_rows = rows[start:stop].astype(np.int64, copy=False)
+                block = vectors[block_rows]
+            s = (queries @ block.T).astype(np.float32, copy=False)
+            if dense:
+                s[:, ~allow[start:stop]] = -np.inf
+            offer_scores(s, block_rows, k, heap_s, heap_r, sizes,
+                         np.einsum("ij,ij->i", block, block) if l2 else _NONE, q_norms, l2)
+        return heap_s, heap_r, sizes
+
+    if threads <= 1 or nq * n * vectors.shape[1] < SPLIT_MIN_WORK or parallel.in_worker():
+        return Hits(*sorted_heaps(*scan((0, n))))
+    from ..kernels.topk import topk_of
+
+    spans = parallel.chunks(n, threads, min_size=SPLIT_MIN_ROWS, per_thread=2)
+    with parallel.blas_threads(1):  # the spans are the parallelism
+        parts = [sorted_heaps(*heaps) for heaps in parallel.run_all(scan, spans, threads)]
+    if len(parts) == 1:
+        return Hits(*parts[0])
+    return Hits(*topk_of(np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1),
+                         k))
 
 
 @register

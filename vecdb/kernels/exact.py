@@ -125,6 +125,49 @@ def _scan_run(vectors, rows, lo, hi, queries, query_of, first, stop, k, l2, heap
         out_r[first + j, :size] = heap_r[j, :size]
 
 
+@nb.njit(nogil=True, cache=True)
+def offer_scores(scores, rows, k, heap_s, heap_r, sizes, row_norms, q_norms, l2):
+    """Offer a block of scores to each query's k-heap (``indexes.flat.exact_search``'s BLAS path):
+    ``scores[q, c]`` is query q's inner product with row ``rows[c]`` (one row list for every query),
+    for l2 made minus the squared distance here, ``min(2 s - |row|^2 - |q|^2, 0)`` in float32 as numpy
+    would (``row_norms`` / ``q_norms``: the squared norms; unused for ip). The heaps ``heap_s[q] /
+    heap_r[q]`` hold ``sizes[q]`` entries, kept from block to block. -inf (a masked row) and NaN are never
+    kept. No ``fastmath``: it would let the NaN test go and could fuse the l2 arithmetic.
+
+    In place of numpy's ``argpartition`` over the whole block and the l2 arithmetic's passes over it
+    (1,000 queries x 5,000 rows: ~46 ms against ~22 ms for the matrix product; this: ~11 ms), and
+    ``nogil``: spans of rows scan on several threads."""
+    nq, w = scores.shape
+    two = np.float32(2.0)
+    zero = np.float32(0.0)
+    for qi in range(nq):
+        size = sizes[qi]
+        for c in range(w):
+            s = scores[qi, c]
+            if l2 and s != -np.inf:
+                s = min(two * s - row_norms[c] - q_norms[qi], zero)
+            if size == k and s < heap_s[qi, 0]:
+                continue  # below the worst kept: most entries
+            if s == -np.inf or s != s:
+                continue
+            size = offer(heap_s[qi], heap_r[qi], size, k, s, rows[c])
+        sizes[qi] = size
+
+
+@nb.njit(nogil=True, cache=True)
+def sorted_heaps(heap_s, heap_r, sizes):
+    """The heaps of ``offer_scores`` sorted best first, padded with ``-inf`` / ``-1``: ``(nq, k)`` arrays."""
+    nq, k = heap_s.shape
+    out_s = np.full((nq, k), -np.inf, np.float32)
+    out_r = np.full((nq, k), -1, np.int64)
+    for qi in range(nq):
+        size = sizes[qi]
+        heap_sort(heap_s[qi], heap_r[qi], size)
+        out_s[qi, :size] = heap_s[qi, :size]
+        out_r[qi, :size] = heap_r[qi, :size]
+    return out_s, out_r
+
+
 @nb.njit(nogil=True, cache=True, fastmath=FAST)
 def rescore_rows(vectors, rows, queries, l2):
     """Exact scores of each query's own candidate rows (``rows[q]``; -1 = none), sorted best first.
