@@ -8,7 +8,9 @@ k (10) and its default setting at the other k values (100). A run is:
   ``time.perf_counter()`` around the engine call, which includes evaluating the filter;
 - **batch**: the queries of each band in one ``search_batch`` call with ``threads`` threads, the median
   of ``repeat`` timings (each the mean of calls made back to back for at least ``BATCH_MIN_S``); the
-  default setting also on one thread, the two taking turns.
+  default setting also on one thread, the two taking turns;
+- **scaling** (the default setting): per band, a batch of ``SCALING_QUERIES`` queries (``scaling_batch``)
+  with ``threads`` threads and with one, taking turns as above.
 
 A run whose latency pass exceeds ``run_timeout_s`` stops starting new queries (like ann-benchmarks'
 per-run timeout): the rest are recorded as ``timeout``, the run as partial, and its batch pass skipped.
@@ -85,6 +87,8 @@ BATCH_MIN_S = 0.2  # a timed batch call is made again until this long has passed
 # call of a small band takes ~2-10 ms, where a tick of the shared machine moves it by more than the
 # differences the tables compare
 BATCH_MAX_CALLS = 50  # ... at most this many calls
+SCALING_QUERIES = 1000  # queries in each band's batch of the scaling pass (``scaling_batch``)
+SCALING_MAX_S = 3.0  # ... skipped for an engine whose band batch predicts a longer call than this (one thread)
 _EVICT_BYTES = 64 << 20  # twice the 32 MiB L3 of the machine the reports were made on
 
 
@@ -176,6 +180,48 @@ def _batch_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: 
                         break
                 walls[t].setdefault(band, []).append(elapsed / calls)
     return {t: {band: [sizes[band], float(np.median(w))] for band, w in by_band.items()}
+            for t, by_band in walls.items()}
+
+
+def scaling_batch(ds: Dataset, band: str, n: int = SCALING_QUERIES) -> tuple[np.ndarray, list[str | None]]:
+    """``n`` queries of ``band``: query vector j is the dataset's query j (mod its count), its filter the
+    band's filter j (mod the band's count), so each filter keeps its band's selectivity, every filter of the
+    band takes turns and the vectors are all the dataset's (a band holds 48-300 queries, fewer than the
+    batch of 1,000 the scaling goal names). The pairs have no ground truth: the pass times them only."""
+    members = np.flatnonzero(np.array(ds.bands) == band)
+    j = np.arange(n)
+    return ds.queries[j % ds.nq], [ds.filters[members[i]] for i in j % members.size]
+
+
+def _scaling_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: tuple[int, ...], repeat: int,
+                  batch: dict[str, list]) -> dict[int, dict[str, list]]:
+    """Each band's ``scaling_batch`` in one call per thread count, timed as ``_batch_pass`` times: ``{threads:
+    {band: [queries, wall seconds, distinct filters]}}``. A band is left out when the engine's batch of the
+    band's own queries (``batch``, the first thread count) predicts a call longer than ``SCALING_MAX_S``."""
+    walls: dict[int, dict[str, list[float]]] = {t: {} for t in threads}
+    distinct: dict[str, int] = {}
+    for band, (n, wall) in batch.items():
+        if wall / n * SCALING_QUERIES * threads[0] > SCALING_MAX_S:
+            log.info("%s: %s band left out of the scaling pass (~%.0f s a call)", engine.name, band,
+                     wall / n * SCALING_QUERIES * threads[0])
+            continue
+        queries, wheres = scaling_batch(ds, band)
+        distinct[band] = len(set(wheres))
+        for t in threads:  # an untimed call of the whole batch first: what its size reaches is loaded
+            set_threads(t)
+            engine.search_batch(queries, wheres, k, params, t)
+        for _ in range(repeat):
+            for t in threads:
+                set_threads(t)
+                calls, t0 = 0, time.perf_counter()
+                while True:
+                    engine.search_batch(queries, wheres, k, params, t)
+                    calls += 1
+                    elapsed = time.perf_counter() - t0
+                    if elapsed >= BATCH_MIN_S or calls >= BATCH_MAX_CALLS:
+                        break
+                walls[t].setdefault(band, []).append(elapsed / calls)
+    return {t: {band: [SCALING_QUERIES, float(np.median(w)), distinct[band]] for band, w in by_band.items()}
             for t, by_band in walls.items()}
 
 
@@ -304,6 +350,7 @@ def _run_engine(cfg: RunConfig, ds: Dataset, writer: ResultWriter, engine: eng.E
             passes = _batch_pass(engine, ds, k, params, counts, cfg.repeat) if cfg.batch and not timeouts else {}
             batch = passes.get(cfg.threads, {})
             batch_one = passes.get(1, {}) if scaling else {}
+            scaled = _scaling_pass(engine, ds, k, params, counts, cfg.repeat, batch) if scaling and batch else {}
         except Exception as exc:  # noqa: BLE001
             log.exception("%s %s k=%d failed", cls.name, params, k)
             writer.add_run({**record, "batch": {}, "error": f"{type(exc).__name__}: {exc}",
@@ -316,7 +363,8 @@ def _run_engine(cfg: RunConfig, ds: Dataset, writer: ResultWriter, engine: eng.E
             log.warning("%s %s k=%d: run timeout (%.0f s) after %d of %d queries", cls.name, params, k,
                         cfg.run_timeout_s, ds.nq - timeouts, ds.nq)
         gc.collect()
-        run_id = writer.add_run({**record, "batch": batch, "batch_one_thread": batch_one, "error": None,
+        run_id = writer.add_run({**record, "batch": batch, "batch_one_thread": batch_one,
+                                 "scaling": {str(t): by_band for t, by_band in scaled.items()}, "error": None,
                                  "wall_s": wall, "rss_after_bytes": rss_bytes(),
                                  "partial": ds.nq - timeouts if timeouts else None},
                                 ids, scores, latency, errors)

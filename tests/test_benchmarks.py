@@ -308,6 +308,46 @@ def test_batch_pass_repeats_a_fast_call_and_keeps_its_mean(tiny, tmp_path, monke
     assert len(calls) == len(out[1]) * (1 + runner.BATCH_MAX_CALLS)  # never more calls than that
 
 
+def test_scaling_pass_batches_a_thousand_queries_per_band(tiny, tmp_path, monkeypatch):
+    """Each band's scaling batch: SCALING_QUERIES queries, the dataset's vectors in turn with the band's
+    filters in turn; thread counts take turns after an untimed call each; a band whose batch would be too slow
+    is left out."""
+    from benchmarks import runner
+
+    queries, wheres = runner.scaling_batch(tiny, "~10%", n=50)
+    members = [i for i, b in enumerate(tiny.bands) if b == "~10%"]
+    np.testing.assert_array_equal(queries, tiny.queries[np.arange(50) % tiny.nq])
+    assert wheres == [tiny.filters[members[j % len(members)]] for j in range(50)]
+    assert {tiny.bands[tiny.filters.index(w)] for w in wheres} == {"~10%"}
+
+    engine = eng.Exact(tiny)
+    engine.build({}, tmp_path, 1)
+    calls = []
+    monkeypatch.setattr(engine, "search_batch",
+                        lambda q, w, k, params, threads: calls.append((len(q), len(set(w)), threads)))
+    monkeypatch.setattr(runner, "BATCH_MIN_S", 0.0)
+    fast, slow = ["~10%", [4, 1e-3]], ["<100", [4, 10.0]]  # 1,000 queries at 10 s / 4: far too slow
+    out = runner._scaling_pass(engine, tiny, 10, {}, (2, 1), 2, dict([fast, slow]))
+    distinct = len(set(tiny.filters[j] for j in members))
+    assert list(out[2]) == list(out[1]) == ["~10%"]
+    assert out[2]["~10%"][0] == runner.SCALING_QUERIES and out[2]["~10%"][2] == distinct
+    n = runner.SCALING_QUERIES
+    assert calls == [(n, distinct, 2), (n, distinct, 1)] * 3  # the untimed pair first
+
+
+def test_scaling_table_reads_the_scaling_pass():
+    from benchmarks import report
+    from benchmarks.results import Results
+
+    runs = [{"engine": "vecdb", "batch": {"~1%": [200, 0.01], "all": [100, 0.02]},
+             "batch_one_thread": {"~1%": [200, 0.015], "all": [100, 0.04]},
+             "scaling": {"2": {"~1%": [1000, 0.04, 120]}, "1": {"~1%": [1000, 0.07, 120]}}}]
+    results = Results(path=Path("."), meta={"threads": 2}, queries=None, builds=[], runs=runs)
+    lines = report.batch_scaling_table(results)
+    assert lines[2] == "| vecdb | ~1% | 1,000 (120) | 25000 | 14286 | 1.75 | 1.50 |"
+    assert lines[3] == "| vecdb | all | 100 (own) | 5000 | 2500 | 2.00 | 2.00 |"
+
+
 def test_memory_warmup_takes_the_first_queries_of_each_band(monkeypatch):
     from benchmarks import memory
 
