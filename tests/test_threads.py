@@ -86,6 +86,18 @@ def test_batch_equals_one_query_at_a_time(coll, plan):
         np.testing.assert_allclose(one.scores[0], batch.scores[i], rtol=1e-5)
 
 
+def test_batch_groups_queries_by_parsed_filter():
+    """Equal filters written differently (two strings, a dict, an Expr) are one group; members ascend."""
+    from vecdb.collection import _groups
+
+    where = ["year = 2001", None, "year=2001", {"eq": ["year", 2001]}, "tag = 'a'", parse("year = 2001"), None,
+             "year = 2001"]
+    groups = _groups(where, len(where))
+    assert groups == {parse("year = 2001"): [0, 2, 3, 5, 7], None: [1, 6], parse("tag = 'a'"): [4]}
+    with pytest.raises(InvalidParameterError):
+        _groups(where, len(where) + 1)
+
+
 def _many_filters(rng: np.random.Generator, nq: int) -> list[str]:
     """One narrow filter per query mostly (exact plans), ~90 distinct: enough groups for the stream."""
     return [f"year = {2000 + int(rng.integers(0, 25))} AND tag = '{'abcd'[int(rng.integers(0, 4))]}'"

@@ -536,8 +536,15 @@ def _groups(where: Any, nq: int) -> dict[Expr | None, list[int]]:
         if len(where) != nq:
             raise InvalidParameterError(f"got {len(where)} filters for {nq} queries; give one per query")
         groups: dict[Expr | None, list[int]] = {}
+        texts: dict[str, list[int]] = {}  # a string's group (a str keeps its hash: an Expr's is recomputed)
         for i, w in enumerate(where):
-            groups.setdefault(parse(w), []).append(i)
+            if type(w) is str:
+                members = texts.get(w)
+                if members is None:
+                    members = texts[w] = groups.setdefault(parse(w), [])
+                members.append(i)
+            else:
+                groups.setdefault(parse(w), []).append(i)
         return groups
     return {parse(where): list(range(nq))}
 
