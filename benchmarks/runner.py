@@ -148,9 +148,8 @@ def _latency_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, warmup:
 def _batch_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: tuple[int, ...],
                 repeat: int = 1) -> dict[int, dict[str, list]]:
     """Each band's queries in one batch call, per thread count: ``{threads: {band: [queries, wall
-    seconds]}}``, the wall time the median of ``repeat`` timings, each the mean of back-to-back calls
-    lasting at least ``BATCH_MIN_S`` together (one call when it is that slow). The thread counts take turns within each
-    repeat, so a drift of the machine's speed reaches them alike. Each band's first ``BATCH_WARMUP``
+    seconds]}}``, timed by ``_timed_turns`` (the thread counts take turns within each repeat, so a drift of
+    the machine's speed reaches them alike). Each band's first ``BATCH_WARMUP``
     queries go through one untimed batch call per thread count first, so the kernels a batch runs (loaded
     or compiled on first use, which the single-query warm-up does not reach) are not timed."""
     bands = np.array(ds.bands)
@@ -168,19 +167,29 @@ def _batch_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: 
         except eng.UnsupportedFilter:
             continue
         sizes[band] = int(members.size)
-        for _ in range(repeat):
-            for t in threads:
-                set_threads(t)
-                calls, t0 = 0, time.perf_counter()
-                while True:
-                    engine.search_batch(ds.queries[members], wheres, k, params, t)
-                    calls += 1
-                    elapsed = time.perf_counter() - t0
-                    if elapsed >= BATCH_MIN_S or calls >= BATCH_MAX_CALLS:
-                        break
-                walls[t].setdefault(band, []).append(elapsed / calls)
-    return {t: {band: [sizes[band], float(np.median(w))] for band, w in by_band.items()}
-            for t, by_band in walls.items()}
+        for t, wall in _timed_turns(engine, ds.queries[members], wheres, k, params, threads, repeat).items():
+            walls[t][band] = wall
+    return {t: {band: [sizes[band], wall] for band, wall in by_band.items()} for t, by_band in walls.items()}
+
+
+def _timed_turns(engine: eng.Engine, queries: np.ndarray, wheres: list[str | None], k: int, params: dict,
+                 threads: tuple[int, ...], repeat: int) -> dict[int, float]:
+    """Seconds one ``search_batch`` call of these queries takes per thread count: the median of ``repeat``
+    timings, each the mean of calls made back to back for at least ``BATCH_MIN_S`` (at most
+    ``BATCH_MAX_CALLS``), the thread counts taking turns within each repeat."""
+    walls: dict[int, list[float]] = {t: [] for t in threads}
+    for _ in range(repeat):
+        for t in threads:
+            set_threads(t)
+            calls, t0 = 0, time.perf_counter()
+            while True:
+                engine.search_batch(queries, wheres, k, params, t)
+                calls += 1
+                elapsed = time.perf_counter() - t0
+                if elapsed >= BATCH_MIN_S or calls >= BATCH_MAX_CALLS:
+                    break
+            walls[t].append(elapsed / calls)
+    return {t: float(np.median(w)) for t, w in walls.items()}
 
 
 def scaling_batch(ds: Dataset, band: str, n: int = SCALING_QUERIES) -> tuple[np.ndarray, list[str | None]]:
@@ -195,10 +204,10 @@ def scaling_batch(ds: Dataset, band: str, n: int = SCALING_QUERIES) -> tuple[np.
 
 def _scaling_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: tuple[int, ...], repeat: int,
                   batch: dict[str, list]) -> dict[int, dict[str, list]]:
-    """Each band's ``scaling_batch`` in one call per thread count, timed as ``_batch_pass`` times: ``{threads:
+    """Each band's ``scaling_batch`` in one call per thread count (``_timed_turns``): ``{threads:
     {band: [queries, wall seconds, distinct filters]}}``. A band is left out when the engine's batch of the
     band's own queries (``batch``, the first thread count) predicts a call longer than ``SCALING_MAX_S``."""
-    walls: dict[int, dict[str, list[float]]] = {t: {} for t in threads}
+    walls: dict[int, dict[str, float]] = {t: {} for t in threads}
     distinct: dict[str, int] = {}
     for band, (n, wall) in batch.items():
         if wall / n * SCALING_QUERIES * threads[0] > SCALING_MAX_S:
@@ -210,18 +219,9 @@ def _scaling_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads
         for t in threads:  # an untimed call of the whole batch first: what its size reaches is loaded
             set_threads(t)
             engine.search_batch(queries, wheres, k, params, t)
-        for _ in range(repeat):
-            for t in threads:
-                set_threads(t)
-                calls, t0 = 0, time.perf_counter()
-                while True:
-                    engine.search_batch(queries, wheres, k, params, t)
-                    calls += 1
-                    elapsed = time.perf_counter() - t0
-                    if elapsed >= BATCH_MIN_S or calls >= BATCH_MAX_CALLS:
-                        break
-                walls[t].setdefault(band, []).append(elapsed / calls)
-    return {t: {band: [SCALING_QUERIES, float(np.median(w)), distinct[band]] for band, w in by_band.items()}
+        for t, wall in _timed_turns(engine, queries, wheres, k, params, threads, repeat).items():
+            walls[t][band] = wall
+    return {t: {band: [SCALING_QUERIES, wall, distinct[band]] for band, wall in by_band.items()}
             for t, by_band in walls.items()}
 
 

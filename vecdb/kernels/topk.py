@@ -108,8 +108,9 @@ def heap_sort(heap_s, heap_r, size):  # pragma: no cover (compiled)
 def topk_of(scores, rows, k):  # pragma: no cover (compiled)
     """The k best of each query's ``(scores, rows)`` through the heap: ``(nq, k)``, best first, padded.
 
-    Entries with row < 0 or a score of -inf are padding and never kept. For tests and small batches;
-    the scan kernels offer their scores to the heap as they compute them.
+    Entries with row < 0 or a score of -inf are padding and never kept. Merges the k best of the spans of
+    a split exact scan (``indexes.flat.exact_search``); the scan kernels offer their scores to the heap as
+    they compute them.
     """
     nq, w = scores.shape
     out_s = np.full((nq, k), -np.inf, scores.dtype)
