@@ -174,6 +174,7 @@ def test_usual_shapes_are_prepared_and_look_their_keys_up_each_call(monkeypatch)
     index = AttributeIndex(table)
     shapes = {"cat = 'a'": True, "'t' IN tags": True, "cat IN ('a', 'c')": True, "x BETWEEN 2 AND 4": True,
               "x >= 2 AND cat = 'a'": True, "cat = 'b' OR x < 2": True, "(cat = 'a' OR cat = 'b') AND x > 1": True,
+              "'t' IN tags OR cat = 'b'": True, "cat IN ('a', 'b') OR 'u' IN tags": True,
               "NOT cat = 'a'": False, "cat != 'a'": False, "cat LIKE 'a%'": False, "x IS NULL": False,
               "cat NOT IN ('a')": False, "x IN (1, 2)": False, "cat = 'a' OR x IS NULL": False}
     lookups = []

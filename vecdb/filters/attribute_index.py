@@ -366,6 +366,12 @@ class AttributeIndex:
         its keys and ranges again. The calls hold the column indexes, not this object (no cycle keeps
         an old snapshot's indexes alive until the collector runs)."""
         n = self.n
+        pairs = self._postings(expr)
+        if pairs is not None:  # keys of inverted indexes (an OR of them too): the union of their rows
+            if len(pairs) == 1:
+                index, key = pairs[0]
+                return lambda: RowSet(n, rows=index.lookup(key))
+            return lambda: _union([index.lookup(key) for index, key in pairs], n)
         if isinstance(expr, Or):
             runs = [self._prepare(op) for op in expr.operands]
             if any(run is None for run in runs):
@@ -392,21 +398,36 @@ class AttributeIndex:
         if type(expr) not in _COLUMN_LEAVES or (isinstance(expr, Between) and expr.symmetric) \
                 or isinstance(expr, (Like, IsBool, ContainsAll)) or (isinstance(expr, In) and not expr.values):
             return None
-        info = self._binder.column(expr.column)
-        index = self.column(expr.column)
-        if isinstance(index, InvertedIndex):  # as ``_rows``: its positive forms
-            if isinstance(expr, Compare) and expr.op == "=" or isinstance(expr, Contains):
-                key = self._keys(expr, info)[0]
-                return lambda: RowSet(n, rows=index.lookup(key))
-            if isinstance(expr, ContainsAny) or isinstance(expr, In) and not expr.negated:
-                keys = self._keys(expr, info)
-                return lambda: _union([index.lookup(key) for key in keys], n)
-            return None
+        if isinstance(self.column(expr.column), InvertedIndex):
+            return None  # (its positive forms are ``_postings``)
         sides = self._range_sides(expr)
         if sides is None:
             return None
         sorted_index, search = sides[0], sides[0].searches(sides[1])
         return lambda: sorted_index.span(*sorted_index.locate(search), n)
+
+    def _postings(self, expr: Expr) -> "list[tuple[InvertedIndex, Any]] | None":
+        """The (inverted index, key) pairs whose rows' union is ``expr``'s TRUE rows (as ``_rows``: a
+        positive ``=``, a list's ``IN``, ``IN (...)``, ``ANY``), or of an OR of such tests of one key each,
+        on any columns; None for any other node. An OR of lookups is then one union of their row lists, not a set per
+        operand merged by ``_or`` (arxiv, two keys of 58 and 15 rows: ~11 -> ~7 us)."""
+        if isinstance(expr, Or):  # of one key each: ``_or`` would take the union of the same row lists
+            pairs: list[tuple[InvertedIndex, Any]] = []
+            for op in expr.operands:
+                found = None if isinstance(op, Or) else self._postings(op)
+                if found is None or len(found) != 1:
+                    return None
+                pairs += found
+            return pairs
+        kind = type(expr)
+        if kind not in (Compare, Contains, In, ContainsAny) or kind is Compare and expr.op != "=" \
+                or kind is In and (expr.negated or not expr.values):
+            return None
+        info = self._binder.column(expr.column)
+        index = self.column(expr.column)
+        if not isinstance(index, InvertedIndex):
+            return None
+        return [(index, key) for key in self._keys(expr, info)]
 
     def _range_sides(self, expr: Expr) -> "tuple[SortedIndex, numbers.Sides] | None":
         """(index, sides) when ``expr`` is a positive comparison on a sorted column (``_range_leaf``)."""
