@@ -169,6 +169,52 @@ def test_a_failing_filter_mid_batch_closes_the_stream(coll, streams):
                                   c.search(q, 10, where=where, threads=1).ids)
 
 
+def test_plans_are_kept_per_snapshot_and_options(tmp_path, monkeypatch):
+    """Batches on one snapshot reuse the plans chosen for the same counts and options (``Snapshot.plans``):
+    each kept plan is the one the planner chooses afresh, other options get their own, a new version
+    starts with none, and the answers are those of a handle that never kept any."""
+    from vecdb import batch
+    from vecdb.filters.attribute_index import RowSet
+
+    rng = np.random.default_rng(21)
+    n, dim = 3000, 16
+    c = vecdb.create(tmp_path / "c.vdb", dim=dim, metric="l2")
+    c.add(rng.normal(size=(n, dim)).astype(np.float32), small_table(rng, n))
+    c.build_index("hnsw", M=8, ef_construction=64)
+    q = rng.normal(size=(200, dim)).astype(np.float32)
+    where = [FILTERS[i % len(FILTERS)] for i in range(len(q))] + _many_filters(rng, 100)
+    q = np.concatenate([q, rng.normal(size=(100, dim)).astype(np.float32)])
+
+    def fresh(**options):  # a handle of its own: no plans kept before
+        return vecdb.open(tmp_path / "c.vdb").search(q, 10, where=where, threads=2, **options)
+
+    first = c.search(q, 10, where=where, threads=2)
+    snap = c.snapshot
+    kept = dict(snap.plans)
+    assert kept
+    store = snap.fields[next(iter(snap.fields))].reader
+    for (options, _, k, matches, nq, deleted_only, unfiltered), plan in kept.items():
+        selection = None if unfiltered else RowSet(snap.stored, rows=np.arange(matches))
+        assert plan == store.choose(snap, k, selection, matches, store.search_params({}), deleted_only=deleted_only,
+                                    nq=nq)
+    again = c.search(q, 10, where=where, threads=2)
+    assert snap.plans == kept  # the second batch chose nothing new
+    for res in (first, again):
+        np.testing.assert_array_equal(res.ids, fresh().ids)
+        assert res.plans == fresh().plans
+    wide = c.search(q, 10, where=where, threads=2, ef=200)  # other options: plans of their own
+    assert len(snap.plans) > len(kept)
+    np.testing.assert_array_equal(wide.ids, fresh(ef=200).ids)
+    c.delete(c.snapshot.ids[:1500])  # a new version: other counts of live rows, no plans yet
+    assert not c.snapshot.plans
+    after = c.search(q, 10, where=where, threads=2)
+    np.testing.assert_array_equal(after.ids, fresh().ids)
+    assert after.plans == fresh().plans
+    monkeypatch.setattr(batch, "PLANS_KEPT", 4)  # bounded: begun again once full
+    c.search(q, 10, where=where, threads=2, ef=300)
+    assert len(c.snapshot.plans) < len(kept) + 5
+
+
 def test_exact_batch_matches_the_oracle(coll):
     c = coll
     snap = c.snapshot

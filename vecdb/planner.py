@@ -8,6 +8,7 @@ How the defaults were found: see ``PlannerConfig`` and the README's "Planner" se
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, ClassVar, Mapping
 
@@ -131,6 +132,18 @@ class SearchParams:
     GENERAL: ClassVar[tuple[str, ...]] = ("plan", "target_recall", "device")
     # taken by ``Collection.search`` itself; listed with the rest when an option is unknown
     RESULT: ClassVar[tuple[str, ...]] = ("offset", "score_threshold", "with_vectors", "planner", "threads")
+
+    @functools.cached_property
+    def key(self) -> tuple | None:
+        """These options as a hashable key (``Snapshot.plans``: plans chosen before with the same options);
+        None when an option's value cannot be hashed."""
+        key = (self.plan, self.target_recall, self.candidates, tuple(sorted(self.options.items())), self.config,
+               self.device)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
 
     @property
     def plain(self) -> bool:

@@ -106,6 +106,9 @@ class Snapshot:
     id_order: np.ndarray = dataclasses.field(init=False, repr=False)
     id_sorted: np.ndarray = dataclasses.field(init=False, repr=False)
     n_live: int = dataclasses.field(init=False)
+    # plans chosen on this snapshot (``batch.search_groups``): the same counts, options and store get the same
+    # plan, batch after batch; at most ``batch.PLANS_KEPT``, then begun again
+    plans: dict[tuple, Any] = dataclasses.field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         # ids -> rows over the live rows only: a deleted id may come back in a later row
