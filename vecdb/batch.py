@@ -70,7 +70,8 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
     work = 0
     # the same counts get the same plan (~3-4 us each to choose): kept on the snapshot for the batches after this
     # one too, unless an option is unhashable. Batches on several threads share it: a dict's get and set are
-    # atomic under the GIL, and two threads choosing the same plan at once store equal plans
+    # atomic under the GIL, and two threads choosing the same plan at once store equal plans. ``id(store)``
+    # stays valid: the stores are the snapshot's own fields' (alive as long as it is)
     plans: dict[tuple, planner_mod.Plan] = snap.plans if params.key is not None else {}
     if len(plans) >= PLANS_KEPT:
         plans.clear()
