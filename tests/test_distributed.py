@@ -174,6 +174,32 @@ def test_writes_are_routed_and_widen_statistics(data, tmp_path):
     coll.close()
 
 
+def test_bad_attributes_on_a_sharded_write_are_typed_errors_and_write_nothing(data, tmp_path):
+    """A sharded write reads its attributes as a single collection does (``storage.attributes.to_table``):
+    too few rows, columns Arrow cannot hold, a reserved name or an unknown kind of table are typed errors
+    raised before any shard is written; a dict of columns and a pandas DataFrame are taken."""
+    vd.build(data, tmp_path / "s", shards=3, metric="cosine", partition="year", ray=False)
+    coll = vd.open(tmp_path / "s", ray=False)
+    new = table(4, 16, seed=10, start_id=20_000)
+    vecs, ids, attrs = vectors_of(new), new.column("id").to_numpy(), new.drop(["id", "vector"])
+    with pytest.raises(vecdb.errors.RowCountError):
+        coll.add(vecs, attrs.slice(0, 3), ids=ids)
+    with pytest.raises(vecdb.errors.SchemaError):
+        coll.add(vecs, {"year": [2001, "x", None, 3.5]}, ids=ids)
+    with pytest.raises(vecdb.errors.SchemaError):
+        coll.add(vecs, attrs.append_column("score", pa.array([1.0] * 4)), ids=ids)
+    with pytest.raises(vecdb.errors.SchemaError):
+        coll.add(vecs, [[2001]] * 4, ids=ids)
+    with vd.open(tmp_path / "s", ray=False) as other:  # nothing reached a shard or the statistics
+        assert len(coll) == len(other) == 3000 and other.manifest.shards == coll.manifest.shards
+    coll.add(vecs[:2], attrs.slice(0, 2).to_pydict(), ids=ids[:2])
+    pytest.importorskip("pandas")  # (the ray extra brings it)
+    coll.add(vecs[2:], attrs.slice(2).to_pandas(), ids=ids[2:])
+    assert len(coll) == 3004
+    assert coll.get(ids.tolist(), ["year"]).column("year").to_pylist() == attrs.column("year").to_pylist()
+    coll.close()
+
+
 def test_failed_build_leaves_nothing(data, tmp_path):
     dup = pa.concat_tables([data.slice(0, 100), data.slice(50, 10)])  # ids 50..59 twice
     with pytest.raises(vecdb.errors.DuplicateIdError):

@@ -23,6 +23,7 @@ from filelock import FileLock
 
 from vecdb.errors import DuplicateIdError, InvalidParameterError, UnknownIdError
 from vecdb.filters import Expr, parse
+from vecdb.storage.attributes import to_table
 from vecdb.topk import finish
 from vecdb.vectors import check_k
 
@@ -270,7 +271,7 @@ class ShardedCollection:
             raise InvalidParameterError(f"expected {len(vectors)} integer ids, got an array of shape {ids.shape} "
                                         f"and dtype {ids.dtype}")
         ids = ids.astype(np.int64)
-        table = _as_table(attributes)
+        table = None if attributes is None else to_table(attributes, len(vectors))  # as a shard reads them
         sharding = self.manifest.sharding
         owners = sharding.route(ids, table)
         moved: dict[int, np.ndarray] = {}
@@ -339,16 +340,3 @@ class ShardedCollection:
     def optimize(self) -> None:
         """``Collection.optimize`` on every shard."""
         self._backend.run([(s, "optimize", ()) for s in range(len(self.shard_names))])
-
-
-def _as_table(attributes: Any) -> pa.Table | None:
-    if attributes is None or isinstance(attributes, pa.Table):
-        return attributes
-    if isinstance(attributes, dict):
-        return pa.table(attributes)
-    if hasattr(attributes, "to_arrow"):  # polars
-        return attributes.to_arrow()
-    if hasattr(attributes, "to_dict") and hasattr(attributes, "columns"):  # pandas
-        return pa.Table.from_pandas(attributes, preserve_index=False)
-    raise InvalidParameterError(f"attributes must be a pyarrow Table, a dict of columns or a DataFrame; "
-                                f"got {type(attributes).__name__}")
