@@ -15,7 +15,6 @@ def test_calibration_queries_sit_off_the_rows():
     """Calibration queries are rows moved by 2x their 1-NN distance: none equals a stored row, each is
     farther from its nearest row than that row's own nearest neighbour."""
     from vecdb.calibration import calibration_queries
-    from vecdb.indexes.flat import exact_search
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 16)).astype(np.float32)

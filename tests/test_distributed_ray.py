@@ -8,7 +8,6 @@ Needs the extra: ``pip install -e '.[ray]'``; skipped otherwise. Run alone:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-import vecdb  # noqa: E402
 import vecdb.distributed as vd  # noqa: E402
 
 from .distributed_helpers import assert_same_answer, random_filter, recall, single, table, vectors_of  # noqa: E402

@@ -4,7 +4,6 @@ MAX_DEPTH works in every spelling, and the regressions of the exact-number / NaN
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pyarrow as pa
