@@ -48,7 +48,7 @@ _THREAD = threading.local()
 
 
 def _visited(n: int) -> np.ndarray:
-    """This thread's visited marks for the filtered traversal (one byte per row, see ``filtered_search``);
+    """This thread's visited marks for the filtered traversal (one byte per row, see ``filtered_search_grouped``);
     ``_THREAD.mark`` is the last query number used on it."""
     visited = getattr(_THREAD, "visited", None)
     if visited is None or visited.shape[0] < n:
@@ -244,18 +244,12 @@ class HNSWIndex(_FaissIndex):
         Returns the hits and a bool per query: False where the traversal examined more than ``budget``
         rows and stopped (the caller answers those exactly).
         """
-        from ..kernels.hnsw_filtered import filtered_search
-
-        xb, neighbors, offsets, cum, entry, max_level = self.graph_arrays()
-        ef = max(ef or self.ef_search, k)
-        budget = int(budget if budget is not None else allow.shape[0])
-        queries = np.ascontiguousarray(queries, np.float32)
-        visited = _visited(xb.shape[0])
-        scores, rows, complete, _THREAD.mark = filtered_search(
-            xb, neighbors, offsets, cum, entry, max_level, queries,
-            np.ascontiguousarray(allow[: self.ntotal], dtype=bool),  # one bool a row (uint8 would read as bits)
-            k, ef, budget, self.metric == "l2", int(gather or 2 * self.M), visited, _THREAD.mark)
-        return Hits(scores, rows), complete
+        nq = queries.shape[0]
+        mask = np.ascontiguousarray(allow[: self.ntotal], dtype=bool)[None]  # one bool a row (uint8: bits)
+        return self.search_filtered_graph_grouped(
+            queries, k, mask, np.zeros(nq, np.int64), np.full(nq, ef or self.ef_search, np.int64),
+            np.full(nq, budget if budget is not None else allow.shape[0], np.int64),
+            np.full(nq, gather or 2 * self.M, np.int64))
 
     def search_filtered_graph_grouped(self, queries: np.ndarray, k: int, masks: np.ndarray, group_of: np.ndarray,
                                       efs: np.ndarray, budgets: np.ndarray,

@@ -236,39 +236,20 @@ def _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, query,
 
 
 @nb.njit(nogil=True, cache=True)
-def filtered_search(vectors, neighbors, offsets, cum, entry_point, max_level, queries, allow, k, ef, budget, l2,
-                    gather, visited, mark):
-    """Filtered HNSW search for a batch. Serial and ``nogil``: the collection runs batches on threads
-    (numba's own parallel layer is not safe to enter from several threads at once).
+def filtered_search_grouped(vectors, neighbors, offsets, cum, entry_point, max_level, queries, masks, group_of, k,
+                            efs, budgets, gathers, l2, visited, mark):
+    """Filtered HNSW search for a batch whose queries may carry different filters: query i walks with
+    the mask ``masks[group_of[i]]`` (bool, or packed bits: ``_allowed``) and its own ``efs[i]`` (at
+    least k), ``budgets[i]``, ``gathers[i]``. One filter for them all is one row of masks. Serial and
+    ``nogil``: the collection runs batches on threads (numba's own parallel layer is not safe to enter
+    from several threads at once; ``vecdb/batch.py`` runs chunks of queries through this).
 
     ``visited`` (uint8, one per row, owned by the calling thread) marks what a query has seen with that
     query's number (1-255, after ``mark``), so it is cleared once every 255 queries, not per query
     (FAISS' VisitedTable does the same): at 1M rows a clear costs more than a selective query.
 
     Returns ``(scores (nq, k), rows (nq, k), complete (nq,), last mark used)``; ``complete[i]`` is
-    False when query i exceeded ``budget`` examined rows and must be answered exactly.
-    """
-    nq = queries.shape[0]
-    scores = np.empty((nq, k), np.float32)
-    rows = np.empty((nq, k), np.int64)
-    complete = np.empty(nq, np.bool_)
-    for i in range(nq):
-        mark += 1
-        if mark > 255:
-            visited[:] = 0
-            mark = 1
-        complete[i] = _search_one(vectors, neighbors, offsets, cum, entry_point, max_level, queries[i], allow,
-                                  k, ef, budget, l2, gather, visited, np.uint8(mark), scores[i], rows[i])
-    return scores, rows, complete, mark
-
-
-@nb.njit(nogil=True, cache=True)
-def filtered_search_grouped(vectors, neighbors, offsets, cum, entry_point, max_level, queries, masks, group_of, k,
-                            efs, budgets, gathers, l2, visited, mark):
-    """``filtered_search`` for queries with different filters, in one call: query i walks with the
-    mask ``masks[group_of[i]]`` (bool, or packed bits: ``_allowed``) and its own ``efs[i]``,
-    ``budgets[i]``, ``gathers[i]``. The batch layer runs chunks of queries through it on threads
-    (``vecdb/batch.py``). Same walk per query as ``filtered_search``, so the same results."""
+    False when query i exceeded ``budgets[i]`` examined rows and must be answered exactly."""
     nq = queries.shape[0]
     scores = np.empty((nq, k), np.float32)
     rows = np.empty((nq, k), np.int64)
