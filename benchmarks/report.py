@@ -271,7 +271,7 @@ def batch_scaling_table(results: Results) -> list[str]:
     one call (results written before the scaling pass have only the latter)."""
     threads = results.meta.get("threads")
     lines = [f"| engine | band | queries (filters) | batch QPS, {threads} threads | batch QPS, 1 thread | ratio "
-             f"| band's own queries: ratio |", "|---|---|---:|---:|---:|---:|---:|"]
+             f"| ratio per repeat: lowest-highest | band's own queries: ratio |", "|---|---|---:|---:|---:|---:|---:|---:|"]
 
     def qps(timing: list | None) -> float:
         return timing[0] / timing[1] if timing and timing[1] > 0 else float("nan")
@@ -285,13 +285,17 @@ def batch_scaling_table(results: Results) -> list[str]:
                 continue
             own = qps(timing) / qps(one[band])
             if band in many_s and band in one_s:
-                n, _, distinct = many_s[band]
+                n, _, distinct, *turns = many_s[band]
                 many, single = qps(many_s[band]), qps(one_s[band])
+                spread = "—"
+                if turns and len(one_s[band]) > 3:  # repeat i of each thread count: the same stretch of time
+                    ratios = [a / b for a, b in zip(one_s[band][3], turns[0]) if b > 0]
+                    spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else spread
                 lines.append(f"| {r['engine']} | {band} | {n:,} ({distinct}) | {many:.0f} | {single:.0f} | "
-                             f"{many / single:.2f} | {_fmt(own, 2)} |")
+                             f"{many / single:.2f} | {spread} | {_fmt(own, 2)} |")
             elif np.isfinite(own):
                 lines.append(f"| {r['engine']} | {band} | {timing[0]:,} (own) | {qps(timing):.0f} | "
-                             f"{qps(one[band]):.0f} | {own:.2f} | {own:.2f} |")
+                             f"{qps(one[band]):.0f} | {own:.2f} | — | {own:.2f} |")
     return lines if len(lines) > 2 else []
 
 
@@ -481,7 +485,10 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
         lines += ["### Batches: every thread against one (default settings)", "",
                   "Each band as a batch of 1,000 queries (the dataset's query vectors in turn, each with the "
                   "band's filters in turn: `runner.scaling_batch`; filters: how many distinct), with every thread "
-                  "and with one, taking turns; the last column: the band's own queries in one call. A band is "
+                  "and with one, taking turns; ratio per repeat: each repeat's one-thread time over its every-thread "
+                  "time (the two run in the same stretch of time), the lowest and highest over the repeats: how "
+                  "far the machine's noise moves the ratio; the last column: the band's own queries in one call. "
+                  "A band is "
                   "left out (shown as `own`) for an engine whose 1,000-query call would take over "
                   "`runner.SCALING_MAX_S`.", "", *scaling, ""]
     lines += ["### Files", ""]

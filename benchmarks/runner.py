@@ -175,8 +175,15 @@ def _batch_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: 
 def _timed_turns(engine: eng.Engine, queries: np.ndarray, wheres: list[str | None], k: int, params: dict,
                  threads: tuple[int, ...], repeat: int) -> dict[int, float]:
     """Seconds one ``search_batch`` call of these queries takes per thread count: the median of ``repeat``
-    timings, each the mean of calls made back to back for at least ``BATCH_MIN_S`` (at most
-    ``BATCH_MAX_CALLS``), the thread counts taking turns within each repeat."""
+    timings (``_turns``)."""
+    return {t: float(np.median(w)) for t, w in _turns(engine, queries, wheres, k, params, threads, repeat).items()}
+
+
+def _turns(engine: eng.Engine, queries: np.ndarray, wheres: list[str | None], k: int, params: dict,
+           threads: tuple[int, ...], repeat: int) -> dict[int, list[float]]:
+    """``repeat`` timings per thread count of one ``search_batch`` call of these queries, each the mean of
+    calls made back to back for at least ``BATCH_MIN_S`` (at most ``BATCH_MAX_CALLS``), the thread counts
+    taking turns within each repeat (timing i of every thread count comes from the same stretch of time)."""
     walls: dict[int, list[float]] = {t: [] for t in threads}
     for _ in range(repeat):
         for t in threads:
@@ -189,7 +196,7 @@ def _timed_turns(engine: eng.Engine, queries: np.ndarray, wheres: list[str | Non
                 if elapsed >= BATCH_MIN_S or calls >= BATCH_MAX_CALLS:
                     break
             walls[t].append(elapsed / calls)
-    return {t: float(np.median(w)) for t, w in walls.items()}
+    return walls
 
 
 def scaling_batch(ds: Dataset, band: str, n: int = SCALING_QUERIES) -> tuple[np.ndarray, list[str | None]]:
@@ -204,10 +211,12 @@ def scaling_batch(ds: Dataset, band: str, n: int = SCALING_QUERIES) -> tuple[np.
 
 def _scaling_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads: tuple[int, ...], repeat: int,
                   batch: dict[str, list]) -> dict[int, dict[str, list]]:
-    """Each band's ``scaling_batch`` in one call per thread count (``_timed_turns``): ``{threads:
-    {band: [queries, wall seconds, distinct filters]}}``. A band is left out when the engine's batch of the
-    band's own queries (``batch``, the first thread count) predicts a call longer than ``SCALING_MAX_S``."""
-    walls: dict[int, dict[str, float]] = {t: {} for t in threads}
+    """Each band's ``scaling_batch`` in one call per thread count (``_turns``): ``{threads: {band: [queries,
+    wall seconds (the median), distinct filters, each repeat's wall seconds]}}``; the repeats pair up across
+    thread counts, so the report can show how far the ratio moves between them. A band is left out when
+    the engine's batch of the band's own queries (``batch``, the first thread count) predicts a call
+    longer than ``SCALING_MAX_S``."""
+    walls: dict[int, dict[str, list[float]]] = {t: {} for t in threads}
     distinct: dict[str, int] = {}
     for band, (n, wall) in batch.items():
         if wall / n * SCALING_QUERIES * threads[0] > SCALING_MAX_S:
@@ -219,10 +228,10 @@ def _scaling_pass(engine: eng.Engine, ds: Dataset, k: int, params: dict, threads
         for t in threads:  # an untimed call of the whole batch first: what its size reaches is loaded
             set_threads(t)
             engine.search_batch(queries, wheres, k, params, t)
-        for t, wall in _timed_turns(engine, queries, wheres, k, params, threads, repeat).items():
-            walls[t][band] = wall
-    return {t: {band: [SCALING_QUERIES, wall, distinct[band]] for band, wall in by_band.items()}
-            for t, by_band in walls.items()}
+        for t, turns in _turns(engine, queries, wheres, k, params, threads, repeat).items():
+            walls[t][band] = turns
+    return {t: {band: [SCALING_QUERIES, float(np.median(turns)), distinct[band], turns]
+                for band, turns in by_band.items()} for t, by_band in walls.items()}
 
 
 def _families(names: tuple[str, ...]) -> dict[str, list[type[eng.Engine]]]:
