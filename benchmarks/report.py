@@ -285,12 +285,14 @@ def batch_scaling_table(results: Results) -> list[str]:
                 continue
             own = qps(timing) / qps(one[band])
             if band in many_s and band in one_s:
-                n, _, distinct, *turns = many_s[band]
+                n, _, distinct = many_s[band][:3]
                 many, single = qps(many_s[band]), qps(one_s[band])
-                spread = "—"
-                if turns and len(one_s[band]) > 3:  # repeat i of each thread count: the same stretch of time
-                    ratios = [a / b for a, b in zip(one_s[band][3], turns[0]) if b > 0]
-                    spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else spread
+                # each repeat's walls (results written before they were kept have none): repeat i of each
+                # thread count ran in the same stretch of time
+                many_turns, one_turns = many_s[band][3:], one_s[band][3:]
+                ratios = [a / b for a, b in zip(one_turns[0], many_turns[0]) if b > 0] \
+                    if many_turns and one_turns else []
+                spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "—"
                 lines.append(f"| {r['engine']} | {band} | {n:,} ({distinct}) | {many:.0f} | {single:.0f} | "
                              f"{many / single:.2f} | {spread} | {_fmt(own, 2)} |")
             elif np.isfinite(own):
@@ -488,8 +490,7 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
                   "and with one, taking turns; ratio per repeat: each repeat's one-thread time over its every-thread "
                   "time (the two run in the same stretch of time), the lowest and highest over the repeats: how "
                   "far the machine's noise moves the ratio; the last column: the band's own queries in one call. "
-                  "A band is "
-                  "left out (shown as `own`) for an engine whose 1,000-query call would take over "
+                  "A band is left out (shown as `own`) for an engine whose 1,000-query call would take over "
                   "`runner.SCALING_MAX_S`.", "", *scaling, ""]
     lines += ["### Files", ""]
     lines += [f"- `{f.relative_to(path)}`" for f in files]

@@ -245,7 +245,7 @@ class HNSWIndex(_FaissIndex):
         rows and stopped (the caller answers those exactly).
         """
         nq = queries.shape[0]
-        mask = np.ascontiguousarray(allow[: self.ntotal], dtype=bool)[None]  # one bool a row (uint8: bits)
+        mask = np.ascontiguousarray(allow[: self.ntotal], dtype=bool)[None]  # bool: uint8 would read as packed bits
         return self.search_filtered_graph_grouped(
             queries, k, mask, np.zeros(nq, np.int64), np.full(nq, ef or self.ef_search, np.int64),
             np.full(nq, budget if budget is not None else allow.shape[0], np.int64),
