@@ -138,3 +138,38 @@ def test_result_reads_the_version_the_search_read(coll):
     first = res.to_list(["tag", "vector"])
     coll.delete(ids=res.ids[0].tolist())
     assert res.to_list(["tag", "vector"]) == first
+
+
+def test_ids_are_the_rows_only_while_they_read_0_to_n_minus_1(tmp_path):
+    """A collection whose ids were given as 0, 1, 2, ... returns its row numbers as ids without a lookup
+    (``Snapshot.ids_are_rows``); an upsert (the id moves to a new row), a compaction and ids that start
+    elsewhere end that, and every search still returns the id each hit's row holds."""
+    x, table = _rows(40)
+    c = vecdb.create(tmp_path / "r.vdb", dim=DIM, metric="cosine")
+    c.add(x, table)  # ids 0..39
+    q = x[[3, 7, 11]] + 0.01
+
+    def check(expect_rows: bool, top: list[int]) -> None:
+        snap = c.snapshot
+        assert snap.ids_are_rows is expect_rows
+        res = c.search(q, 5, plan="exact", threads=1)
+        batch = c.search(q, 5, where=["tag = 'a'", "tag = 'b'", "year >= 2001"], plan="exact", threads=2)
+        unit = q / np.linalg.norm(q, axis=1, keepdims=True)
+        for r in (res, batch):
+            for i in range(len(q)):  # each id is a live row whose stored vector scores what was reported
+                ids = r.ids[i]
+                assert (ids >= 0).all() and len(set(ids.tolist())) == ids.size
+                vec = np.asarray(c.get(ids, columns=[]).column("vector").to_pylist(), np.float32)
+                np.testing.assert_allclose(vec @ unit[i], r.scores[i], atol=1e-5)
+        assert res.ids[:, 0].tolist() == top
+
+    check(True, [3, 7, 11])
+    c.upsert(x[[3]] * -1, table.slice(3, 1), ids=[3])  # id 3 now lives in row 40, pointing away from q[0]
+    check(False, [29, 7, 11])  # (id 29 is the next nearest to q[0])
+    c.upsert(x[[3]], table.slice(3, 1), ids=[3])  # back, in row 41
+    c.compact()
+    check(c.snapshot.ids.tolist() == list(range(40)), [3, 7, 11])
+    other = vecdb.create(tmp_path / "s.vdb", dim=DIM, metric="cosine")
+    other.add(x, table, ids=np.arange(1, 41))
+    assert not other.snapshot.ids_are_rows
+    assert other.search(q, 1, plan="exact").ids[:, 0].tolist() == [4, 8, 12]

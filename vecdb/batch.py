@@ -8,9 +8,10 @@
    first choose none again; arxiv, 200 filters of under 100 rows, one thread: ~0.6 ms of a ~6 ms call).
 3. The groups are bucketed by plan and each bucket runs as chunks of queries on threads, each chunk
    one call of a serial ``nogil`` kernel whatever filter its queries carry: the exact subset scan
-   (``kernels.exact.topk_rows_grouped``, concatenated row lists) and the filtered graph walk
-   (``kernels.hnsw_filtered.filtered_search_grouped``, stacked masks packed into bits, at most
-   ``MASK_BYTES`` at a time).
+   (``kernels.exact.scan_tasks``, concatenated row lists; each query's hits go to its own row of the
+   batch's result, so a batch that is one exact bucket is answered without a copy) and the filtered
+   graph walk (``kernels.hnsw_filtered.filtered_search_grouped``, stacked masks packed into bits, at
+   most ``MASK_BYTES`` at a time).
    A batch of 1,000 queries with 507 filters on arxiv is then a handful of kernel calls, not 507
    Python round trips. Past the first ``SELECT_PROBE`` groups, the exact bucket is scanned while the
    rest of the batch is still being planned (``_Stream``): planning many small filters is Python on
@@ -115,7 +116,9 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
     finally:
         if stream is not None:  # (an error on the way) nothing of this call runs after it returns
             stream.close()
-            parallel.join(stream.servers)
+            stream.settle()
+    if not exact and not graph and not rest:
+        return done  # (the stream took the whole batch)
     alone = not exact and not graph and len(rest) == 1 and stream is None  # one plan: BLAS' threads may spread it
     with parallel.blas_threads(threads if alone else 1):
         if exact:
@@ -138,7 +141,8 @@ class _Stream:
     waited out the whole planning). ``post`` copies a group's rows into one preallocated buffer and
     its queries into the task list, then publishes the new task count with a release store; the
     kernel's acquire loads see the arrays written before it. ``finish`` closes the stream, scans what
-    is left on this thread too, and splits the results by group."""
+    is left on this thread too, and waits for the servers to leave the kernel (``settle``), not for
+    their futures: the hits are already in query order."""
 
     def __init__(self, store: Any, q: np.ndarray, k: int, threads: int) -> None:
         from .kernels.atomics import store_release
@@ -156,7 +160,7 @@ class _Stream:
         self.tasks = 0
         self.out_s = np.full((nq, k), -np.inf, np.float32)
         self.out_r = np.full((nq, k), -1, np.int64)
-        self.state = np.zeros(4, np.int64)  # posted, taken, closed, servers started (serve_stream)
+        self.state = np.zeros(5, np.int64)  # posted, taken, closed, servers started, servers done (serve_stream)
         self.args = (store.vectors, self.rows, self.starts, self.task_group, self.task_query,
                      np.ascontiguousarray(q, dtype=np.float32), k, store.metric == "l2", self.state, self.out_s,
                      self.out_r)
@@ -198,13 +202,20 @@ class _Stream:
 
         self.close()
         serve_stream(*self.args)  # this thread takes what is left
-        parallel.join(self.servers)
-        t = self.tasks  # task t answered query task_query[t]: one entry for them all
-        return [(self.task_query[:t].tolist(), "exact", Hits(self.out_s[:t], self.out_r[:t]))] if t else []
+        self.settle()
+        return [_answered(self.task_query[:self.tasks], self.out_s, self.out_r)] if self.tasks else []
 
     def close(self) -> None:
         """Nothing more will be posted: the servers return once every task is taken (idempotent)."""
         self._publish(self.state, 2, 1)
+
+    def settle(self) -> None:
+        """After ``close``: returns once no server is scanning (idempotent). A server still queued is
+        cancelled, or finds the stream closed and ends without writing; one that failed re-raises."""
+        from .kernels.exact import await_servers
+
+        await_servers(self.state)
+        parallel.reap(self.servers)
 
 
 def _selections(snap: Any, field: Any, groups: Sequence[tuple[Expr | None, list[int]]], threads: int) -> Iterator:
@@ -236,26 +247,31 @@ def _query_order(items: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _exact(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list[Done]:
-    from .kernels.exact import topk_rows_grouped
+    from .kernels.exact import scan_tasks
 
     lists = [sel.listed() for _, _, sel, _ in items]
     starts = np.zeros(len(lists) + 1, dtype=np.int64)
     np.cumsum([len(r) for r in lists], out=starts[1:])
     rows = np.concatenate(lists).astype(np.int64, copy=False) if lists else np.empty(0, np.int64)
     order, group_of = _query_order(items)
-    queries = np.ascontiguousarray(q[order], dtype=np.float32)
+    queries = np.ascontiguousarray(q, dtype=np.float32)
     l2 = store.metric == "l2"
     if np.diff(starts)[group_of].sum() * store.dim < SERIAL_MAX_FLOATS:
         threads = 1  # a few hundred microseconds of scanning: waking a worker and sharing the GIL cost more
+    out_s = np.full((q.shape[0], k), -np.inf, np.float32)
+    out_r = np.full((q.shape[0], k), -1, np.int64)
+    parallel.run_all(lambda span: scan_tasks(store.vectors, rows, starts, group_of, order, queries, k, l2, *span,
+                                             out_s, out_r), parallel.chunks(len(order), threads), threads)
+    return [_answered(order, out_s, out_r)]
 
-    def chunk(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        a, b = span
-        return topk_rows_grouped(store.vectors, rows, starts, group_of[a:b], queries[a:b], k, l2)
 
-    parts = parallel.run_all(chunk, parallel.chunks(len(order), threads), threads)
-    scores = np.concatenate([p[0] for p in parts])
-    found = np.concatenate([p[1] for p in parts])
-    return [(order.tolist(), "exact", Hits(scores, found))]  # one entry: split per group, ~1.5 us a filter
+def _answered(order: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> Done:
+    """The exact bucket's one entry (split per group: ~1.5 us a filter): its queries ``order``, each once,
+    whose hits the kernels wrote to their own rows of ``scores`` / ``rows`` (the whole batch's). Those are
+    the batch's hits as they are when the bucket holds every query (``_assemble`` then copies nothing)."""
+    if order.shape[0] == scores.shape[0]:
+        return list(range(order.shape[0])), "exact", Hits(scores, rows)
+    return order.tolist(), "exact", Hits(scores[order], rows[order])
 
 
 def _graph(store: Any, q: np.ndarray, items: list, k: int, threads: int) -> list[Done]:

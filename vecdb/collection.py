@@ -440,7 +440,9 @@ class Collection(Writes):
         vectors = target.reader.hit_vectors(rows) if with_vectors else None
         last = rows[:, -1]  # padding comes last: a query is full when its last column is a row
         if not snap.string_ids and ((last[0] >= 0) if last.shape[0] == 1 else (last.min() >= 0)):
-            return SearchResult(snap.ids[rows], -scores if l2 else scores,  # the usual case
+            # the usual case; rows are the ids when they were given as 0, 1, 2, ... (the lookup, scattered
+            # over the id column, ran ~0.1 ms for 1,000 x 10 hits on 1M rows once scans had taken the cache)
+            return SearchResult(rows.copy() if snap.ids_are_rows else snap.ids[rows], -scores if l2 else scores,
                                 np.full(rows.shape[0], rows.shape[1], np.int64), plans, snap, vectors=vectors)
         found = rows >= 0
         ids = np.full(rows.shape, None, dtype=object) if snap.string_ids else np.full(rows.shape, -1, np.int64)

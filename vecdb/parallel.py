@@ -210,6 +210,15 @@ def start(fn: Callable[..., Any], args: tuple, count: int) -> list[Future]:
     return [pool.submit(call) for _ in range(max(0, min(count, cpu_count() - 1)))]
 
 
+def reap(tasks: Sequence[Future]) -> None:
+    """``join`` without waiting for the tasks still running: those still queued are cancelled, the first
+    error of those that ended re-raised. For kernels that tell their caller themselves when they are done
+    with its arrays (``kernels.exact.await_servers``): what is left of such a task is returning."""
+    for task in tasks:
+        if not task.cancel() and task.done() and task.exception() is not None:
+            raise task.exception()
+
+
 def join(tasks: Sequence[Future]) -> None:
     """Wait for every task ``start`` began, cancelling those still queued (behind other callers' work),
     and re-raise the first error once all have ended."""

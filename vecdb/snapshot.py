@@ -106,6 +106,7 @@ class Snapshot:
     id_order: np.ndarray = dataclasses.field(init=False, repr=False)
     id_sorted: np.ndarray = dataclasses.field(init=False, repr=False)
     n_live: int = dataclasses.field(init=False)
+    ids_are_rows: bool = dataclasses.field(init=False, repr=False)  # ids[r] == r for every row: rows need no lookup
     # plans chosen on this snapshot (``batch.search_groups``): the same counts, options and store get the same
     # plan, batch after batch; at most ``batch.PLANS_KEPT``, then begun again
     plans: dict[tuple, Any] = dataclasses.field(init=False, repr=False, default_factory=dict)
@@ -113,8 +114,12 @@ class Snapshot:
     def __post_init__(self) -> None:
         # ids -> rows over the live rows only: a deleted id may come back in a later row
         live_rows = np.flatnonzero(self.live)
-        order = live_rows if live_rows.size == self.ids.shape[0] and _ascending(self.ids) else \
+        ascending = _ascending(self.ids)
+        order = live_rows if live_rows.size == self.ids.shape[0] and ascending else \
             live_rows[np.argsort(self.ids[live_rows], kind="stable")]
+        n = self.ids.shape[0]  # distinct integers rising from 0 to n - 1 are 0, 1, ..., n - 1
+        object.__setattr__(self, "ids_are_rows", self.ids.dtype == np.int64 and ascending
+                           and (n == 0 or (int(self.ids[0]) == 0 and int(self.ids[-1]) == n - 1)))
         object.__setattr__(self, "id_order", order)
         object.__setattr__(self, "id_sorted", self.ids[order])
         object.__setattr__(self, "n_live", int(np.count_nonzero(self.live)))
