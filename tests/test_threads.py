@@ -153,6 +153,29 @@ def test_streamed_exact_bucket_answers_as_one_thread(coll, streams, monkeypatch,
         assert not pending and all(server.cancelled() or server.exception() is None for server in finished)
 
 
+def test_a_probe_turning_to_threads_finishes_the_stream_first(coll, streams, monkeypatch):
+    """The stream starts after the first group; when the probe then finds a slow filter (every one, here)
+    and evaluates the rest on threads, that stream is finished first and another starts once they are
+    evaluated: the same answers as one thread, every stream closed with all its tasks taken."""
+    from vecdb import batch
+
+    monkeypatch.setattr(batch, "SELECT_PARALLEL_S", 0.0)
+    c = coll
+    rng = np.random.default_rng(13)
+    q = rng.normal(size=(300, c.dim)).astype(np.float32)
+    where = _many_filters(rng, len(q))
+    base = c.search(q, 10, where=where, threads=1)
+    other = c.search(q, 10, where=where, threads=2)
+    np.testing.assert_array_equal(other.ids, base.ids)
+    np.testing.assert_array_equal(other.scores, base.scores)
+    assert len(streams) == 2
+    first, second = streams
+    assert len(first.items) == 1 and first.tasks == len(first.items[0][0][0])  # the first group, alone
+    assert second.tasks + first.tasks == sum(p == "exact" for p in other.plans)
+    for s in streams:
+        assert s.state[2] == 1 and s.state[1] == s.state[0] == s.tasks
+
+
 def test_a_failing_filter_mid_batch_closes_the_stream(coll, streams):
     """A filter that fails while the stream is scanning (an unknown column, planned after it started):
     the error reaches the caller, the stream's threads return, and the next batch answers."""

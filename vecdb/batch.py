@@ -13,11 +13,12 @@
    graph walk (``kernels.hnsw_filtered.filtered_search_grouped``, stacked masks packed into bits, at
    most ``MASK_BYTES`` at a time).
    A batch of 1,000 queries with 507 filters on arxiv is then a handful of kernel calls, not 507
-   Python round trips. Past the first ``SELECT_PROBE`` groups, the exact bucket is scanned while the
-   rest of the batch is still being planned (``_Stream``): planning many small filters is Python on
-   one thread, ~10-25 us a filter, as long as their scans on arxiv's ~1% band (2 threads against one:
-   1.45 -> 1.77). The other plans (FAISS' own search, post-filter, large exact scans through BLAS)
-   run one group per thread, or on the calling thread with FAISS' OpenMP threads when only one is left.
+   Python round trips. From the first group that shows enough exact work ahead, the exact bucket is
+   scanned while the rest of the batch is still being planned (``_Stream``): planning many small
+   filters is Python on one thread, ~10-25 us a filter, as long as their scans on arxiv's ~1% band
+   (2 threads against one: 1.45 -> 1.77). The other plans (FAISS' own search, post-filter, large exact
+   scans through BLAS) run one group per thread, or on the calling thread with FAISS' OpenMP threads
+   when only one is left.
 4. numpy's BLAS runs on one thread throughout, unless one such plan is the whole batch: OpenBLAS' own
    threads spin for ~0.1 s after each call (its thread timeout), taking a core from the kernels that
    run next, in this batch or the caller's next one (synthetic-1M ~1% band, one of its filters shared
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -61,8 +62,8 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
     for each group, or for a whole bucket (the exact scans, one entry).
 
     Planning is Python on the calling thread (on arxiv ~10-25 us a filter: evaluating it, then choosing
-    its store and plan); past the first ``SELECT_PROBE`` groups the exact bucket's groups are posted to
-    a ``_Stream`` as they are planned, and the other threads scan them meanwhile."""
+    its store and plan); once the groups planned show enough exact work ahead, the exact bucket's groups
+    are posted to a ``_Stream`` as they are planned, and the other threads scan them meanwhile."""
     exact: list = []
     graph: dict[int, list] = {}
     rest: list = []
@@ -76,11 +77,24 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
     plans: dict[tuple, planner_mod.Plan] = snap.plans if params.key is not None else {}
     if len(plans) >= PLANS_KEPT:
         plans.clear()
-    # the stream starts once the probe is over (no threads evaluate filters then), while enough is left
+    # the stream starts while enough groups are left to plan, as soon as those planned show enough exact work
+    # ahead (from the first: each group it waited for was one not scanned beside the planning; after the
+    # probe's 8 instead, 2-thread calls alternated in one process: synthetic-1M <100 1.53 -> 1.45 ms, ~0.1%
+    # 11.9 -> 11.6 ms, arxiv <100 2.96 -> 2.80 ms, ~0.1% 3.26 -> 3.12 ms, larger bands the same). Filters the
+    # probe finds slow are evaluated on threads: the stream is finished first (its servers would spin beside
+    # them), and another may start after
     stream_until = len(groups) - STREAM_MIN_GROUPS \
         if min(threads, parallel.cpu_count()) > 1 and not parallel.in_worker() else -1
+
+    def make_way() -> None:
+        nonlocal stream, done
+        if stream is not None:
+            done += stream.finish()
+            stream = None
+
     try:
-        for i, ((expr, members), selection) in enumerate(zip(groups, _selections(snap, field, groups, threads))):
+        for i, ((expr, members), selection) in enumerate(zip(groups, _selections(snap, field, groups, threads,
+                                                                                 make_way))):
             if selection is None:
                 matches, deleted_only = snap.n_live, False
             else:
@@ -107,12 +121,12 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
             else:
                 rest.append(item)
                 continue
-            if stream is None and SELECT_PROBE <= i <= stream_until \
+            if stream is None and i <= stream_until \
                     and work / (i + 1) * (len(groups) - i) >= STREAM_MIN_FLOATS:
                 stream = _Stream(field.reader, q, k, threads)
                 exact = [item for item in exact if not stream.post(item)]  # those that did not fit: below
         if stream is not None:
-            done = stream.finish()
+            done += stream.finish()
     finally:
         if stream is not None:  # (an error on the way) nothing of this call runs after it returns
             stream.close()
@@ -153,7 +167,7 @@ class _Stream:
         self.items: list[tuple[tuple, int]] = []  # (item, its first task)
         self.rows = np.empty(STREAM_ROWS, np.int64)
         self.used = 0
-        self.full = False
+        self.full = self.closed = False
         self.starts = np.zeros(nq + 1, np.int64)
         self.task_group = np.empty(nq, np.int64)
         self.task_query = np.empty(nq, np.int64)
@@ -174,9 +188,10 @@ class _Stream:
             raise
 
     def post(self, item: tuple) -> bool:
-        """Queue a group of the exact bucket; False when its rows do not fit (it runs after the stream)."""
+        """Queue a group of the exact bucket; False when its rows do not fit or the stream is closed (it
+        runs after the stream)."""
         members, _, selection, _ = item
-        if self.full:
+        if self.full or self.closed:
             return False
         rows = selection.listed()
         if self.used + rows.shape[0] > self.rows.shape[0]:
@@ -207,6 +222,7 @@ class _Stream:
 
     def close(self) -> None:
         """Nothing more will be posted: the servers return once every task is taken (idempotent)."""
+        self.closed = True
         self._publish(self.state, 2, 1)
 
     def settle(self) -> None:
@@ -218,14 +234,15 @@ class _Stream:
         parallel.reap(self.servers)
 
 
-def _selections(snap: Any, field: Any, groups: Sequence[tuple[Expr | None, list[int]]], threads: int) -> Iterator:
+def _selections(snap: Any, field: Any, groups: Sequence[tuple[Expr | None, list[int]]], threads: int,
+                before_threads: Callable[[], None]) -> Iterator:
     """Each group's live rows, in order, as they are evaluated. On the calling thread while filters are
     cheap: evaluating a small one is mostly Python, and on threads that ran slower (the GIL passed back
     and forth: synthetic-1M ~0.1% band 6.7 -> 9.5 ms, arxiv ~1% 11.4 -> 13.4 ms). A large selection is
     mostly numpy that releases the GIL (scattering 100,000 row numbers into a mask on 1M rows: ~0.25 ms),
     so once one of the first ``SELECT_PROBE`` filters has taken ``SELECT_PARALLEL_S``, the rest run on
     threads, all of them before the next is yielded (synthetic-1M ~10% band, 2 threads: 82 -> 70 ms; its
-    first filters are small lookups, then 0.25 ms ranges)."""
+    first filters are small lookups, then 0.25 ms ranges), once ``before_threads()`` has returned."""
     probe = SELECT_PROBE if threads > 1 else 0
     for i, (expr, _) in enumerate(groups[:probe]):
         start = time.perf_counter()
@@ -233,6 +250,7 @@ def _selections(snap: Any, field: Any, groups: Sequence[tuple[Expr | None, list[
         slow = time.perf_counter() - start >= SELECT_PARALLEL_S
         yield selection
         if slow:  # a large one: the rest on threads
+            before_threads()
             yield from parallel.run_all(lambda group: snap.live_selection(group[0], field), groups[i + 1:], threads)
             return
     for expr, _ in groups[probe:]:
