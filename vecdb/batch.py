@@ -133,7 +133,7 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
             stream.settle()
     if not exact and not graph and not rest:
         return done  # (the stream took the whole batch)
-    alone = not exact and not graph and len(rest) == 1 and stream is None  # one plan: BLAS' threads may spread it
+    alone = not exact and not graph and len(rest) == 1 and not done  # one plan: BLAS' threads may spread it
     with parallel.blas_threads(threads if alone else 1):
         if exact:
             done += _exact(field.reader, q, exact, k, threads)
