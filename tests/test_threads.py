@@ -109,11 +109,13 @@ def _many_filters(rng: np.random.Generator, nq: int) -> list[str]:
 @pytest.fixture
 def streams(monkeypatch):
     """Every ``_Stream`` a batch starts, kept to look at after it ended (a stream for any amount of
-    exact work: these scans are small)."""
+    exact work: these scans are small; one stream a batch: a filter that a busy machine makes slow does
+    not turn the probe to threads, which would finish the stream and start another)."""
     from vecdb import batch
 
     made = []
     monkeypatch.setattr(batch, "STREAM_MIN_FLOATS", 0)
+    monkeypatch.setattr(batch, "SELECT_PARALLEL_S", float("inf"))
 
     class Spy(batch._Stream):
         def __init__(self, *args, **kwargs):
