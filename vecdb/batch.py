@@ -86,7 +86,7 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
     stream_until = len(groups) - STREAM_MIN_GROUPS \
         if min(threads, parallel.cpu_count()) > 1 and not parallel.in_worker() else -1
 
-    def make_way() -> None:
+    def finish_stream() -> None:  # (at the end, or before the probe evaluates filters on threads)
         nonlocal stream, done
         if stream is not None:
             done += stream.finish()
@@ -94,7 +94,7 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
 
     try:
         for i, ((expr, members), selection) in enumerate(zip(groups, _selections(snap, field, groups, threads,
-                                                                                 make_way))):
+                                                                                 finish_stream))):
             if selection is None:
                 matches, deleted_only = snap.n_live, False
             else:
@@ -125,8 +125,7 @@ def search_groups(snap: Any, field: Any, stores: list, q: np.ndarray, groups: Se
                     and work / (i + 1) * (len(groups) - i) >= STREAM_MIN_FLOATS:
                 stream = _Stream(field.reader, q, k, threads)
                 exact = [item for item in exact if not stream.post(item)]  # those that did not fit: below
-        if stream is not None:
-            done += stream.finish()
+        finish_stream()
     finally:
         if stream is not None:  # (an error on the way) nothing of this call runs after it returns
             stream.close()
@@ -167,7 +166,7 @@ class _Stream:
         self.items: list[tuple[tuple, int]] = []  # (item, its first task)
         self.rows = np.empty(STREAM_ROWS, np.int64)
         self.used = 0
-        self.full = self.closed = False
+        self.full = False
         self.starts = np.zeros(nq + 1, np.int64)
         self.task_group = np.empty(nq, np.int64)
         self.task_query = np.empty(nq, np.int64)
@@ -188,10 +187,9 @@ class _Stream:
             raise
 
     def post(self, item: tuple) -> bool:
-        """Queue a group of the exact bucket; False when its rows do not fit or the stream is closed (it
-        runs after the stream)."""
+        """Queue a group of the exact bucket; False when its rows do not fit (it runs after the stream)."""
         members, _, selection, _ = item
-        if self.full or self.closed:
+        if self.full:
             return False
         rows = selection.listed()
         if self.used + rows.shape[0] > self.rows.shape[0]:
@@ -222,7 +220,6 @@ class _Stream:
 
     def close(self) -> None:
         """Nothing more will be posted: the servers return once every task is taken (idempotent)."""
-        self.closed = True
         self._publish(self.state, 2, 1)
 
     def settle(self) -> None:
