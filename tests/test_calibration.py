@@ -12,8 +12,8 @@ from vecdb.indexes.flat import exact_search
 
 
 def test_calibration_queries_sit_off_the_rows():
-    """Calibration queries are rows moved by 2x their 1-NN distance: none equals a stored row, each is
-    farther from its nearest row than that row's own nearest neighbour."""
+    """Calibration queries are rows moved by ``PERTURB`` x their 1-NN distance: none equals a stored
+    row, each is farther from its nearest row than that row's own nearest neighbour."""
     from vecdb.calibration import calibration_queries
 
     rng = np.random.default_rng(0)
