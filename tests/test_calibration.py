@@ -78,13 +78,14 @@ class _Spy:
     """Wraps a FAISS HNSW index and records the gather width of every filtered walk."""
 
     def __init__(self, index):
-        self._index, self.gathers = index, []
+        self._index, self.gathers, self.masks = index, [], set()
 
     def __getattr__(self, name):
         return getattr(self._index, name)
 
     def search_filtered_graph(self, queries, k, allow, *, ef=None, budget=None, gather=None):
         self.gathers.append((round(float(allow.mean()), 2), gather))
+        self.masks.add((round(float(allow.mean()), 2), np.packbits(allow).tobytes()))
         return self._index.search_filtered_graph(queries, k, allow, ef=ef, budget=budget, gather=gather)
 
 
@@ -108,6 +109,27 @@ def test_filtered_curves_measure_the_walk_the_planner_runs(tmp_path):
     for _, curve in curves["filtered_bands"]:
         recalls = [r for _, r in curve]
         assert all(0 <= r <= 1 for r in recalls) and recalls[-1] >= recalls[0] and recalls[-1] > 0.8
+
+
+def test_calibration_choices_can_be_given():
+    """``masks``, ``perturb`` and ``filtered_perturb`` (for measuring other choices than the module's,
+    ``tools/calibration_seeds.py``): each band is measured under that many masks, and queries moved
+    farther sit farther from the rows."""
+    from vecdb.indexes.faiss_indexes import HNSWIndex
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3000, 16)).astype(np.float32)
+    index = HNSWIndex(16, "l2", M=8, ef_construction=40)
+    index.build(x)
+    spy = _Spy(index)
+    calibration.calibrate(spy, x, "l2", n_queries=40, n_filtered=40, masks=4)
+    per_band = {}
+    for sel, _ in spy.masks:
+        per_band[sel] = per_band.get(sel, 0) + 1
+    assert sorted(per_band) == sorted(calibration.SELECTIVITIES) and set(per_band.values()) == {4}
+    near, far = (exact_search(x, calibration.calibration_queries(x, "l2", 200, np.random.default_rng(5), perturb=p),
+                              1, "l2").scores[:, 0] for p in (0.5, 3.0))
+    assert np.median(far) < np.median(near)  # (l2 scores: negated squared distances)
 
 
 def _clusters(rng: np.random.Generator, n: int, centres: np.ndarray, spread: float = 0.35) -> np.ndarray:
