@@ -46,7 +46,8 @@ def delivered(coll, ds, band: str, target: float) -> float:
     rows = np.flatnonzero(np.asarray(ds.bands) == band)
     total = 0.0
     for j in rows:
-        found = set(np.asarray(coll.search(ds.queries[j], 10, where=ds.filters[j], target_recall=target).ids[0]).tolist())
+        hits = coll.search(ds.queries[j], 10, where=ds.filters[j], target_recall=target)
+        found = set(np.asarray(hits.ids[0]).tolist())
         truth = ds.gt_ids[j, :10]
         truth = truth[truth >= 0]
         total += len(found & set(truth.tolist())) / max(1, len(truth))

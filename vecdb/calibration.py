@@ -53,8 +53,8 @@ Delivered on the arxiv public queries (HNSW M=32, recall@10, one query at a time
 
 Targets are read at the measured widths. Reading the curve between them (the straight line between two
 widths) put more cells off by a little either way (with the moves before, 9 seeds: unfiltered 0.90
-down to 0.876, 0.99 to 0.988), and on synthetic-1M calibrated on a sample of its own queries the curves read
-a little high, which rounding up to a measured width had hidden: the default (0.95) delivered 0.941 at
+down to 0.876, 0.99 to 0.988), and on synthetic-1M calibrated on a sample of its own queries the
+curves read a little high, which rounding up to a measured width had hidden: the default (0.95) delivered 0.941 at
 ~50% and target 0.99 0.989 unfiltered (runner, 2e688d5). With 64 regions instead of 16 (smaller,
 scattered topics), ~10% at 0.99 fell to 0.986 in one seed of three.
 
@@ -62,15 +62,15 @@ On data whose real queries sit as close to the rows as the rows to each other (s
 clusters: ratio 0.99 against arxiv's 1.21), every query model here is too hard and the targets are
 over-served: on synthetic-1M the 0.95 default runs ef 256 and delivers 1.000. There
 ``Collection.calibrate(queries)`` measures the curves on a sample of the user's own queries instead
-(``SAMPLE_METHOD``: unfiltered, and under the same masks per band).
+(``SAMPLE_METHOD``: unfiltered, and under topic and random masks per band).
+
 A sample keeps the smaller filtered measurement (``SAMPLE_FILTERED`` queries under ``SAMPLE_MASKS``
 masks a band): on synthetic-1M, whose ~50% filters are ranges over a column independent of the
 vectors, 1,000 queries under 100 masks read that band's curve lower, and the default (0.95) delivered
 0.991 there instead of 0.958 and target 0.99 1.000 instead of 0.991 (runner, 4ee8bc1; the other
-bands unchanged). Half
-of every band's masks are topics, which fit filters that follow the content (arxiv's categories),
-not ranges over an unrelated column; a larger sample measures that mismatch more surely, not less.
-Masks made from the user's own filters would fit both; they are not built yet.
+bands unchanged). Half of every band's masks are topics, which fit filters that follow the content
+(arxiv's categories), not ranges over an unrelated column; a larger sample measures that mismatch
+more surely, not less. Masks made from the user's own filters would fit both; they are not built yet.
 
 Curves: recall@k against the exact oracle per beam width, unfiltered, and for the filtered graph walk
 once per band of selectivity (``SELECTIVITIES``). The curves are saved in the manifest beside the index
