@@ -8,6 +8,7 @@ benchmark runner, never here.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 
 import numpy as np
 import pytest
@@ -331,6 +332,107 @@ def test_run_all_order_errors_nesting_and_fork():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_pool_threads_spin_for_work_then_sleep_and_leave_at_exit():
+    """The pool keeps one thread fewer than the cores (each call works on its own thread too). An idle
+    one spins for work a moment (``LINGER_SPINS``) before it sleeps: work queued while it spins, after
+    it slept and with spinning off all runs; ``quiet`` ends a spin that would last minutes; work queued
+    behind it is not counted free by ``idle_threads``; the process leaves at once with a thread
+    spinning. In a subprocess: a hang fails the test by its timeout instead of hanging the suite."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import threading, time
+        from vecdb import parallel
+        cores = parallel.cpu_count()
+        pool = parallel._executor()
+        assert pool._max_workers == max(1, cores - 1)
+        square = lambda i: i * i
+        for _ in range(300):  # each call's work queued while the last one's thread still spins
+            assert parallel.run_all(square, list(range(8)), 2) == [i * i for i in range(8)]
+        deadline = time.time() + 10
+        while parallel.idle_threads() < len(pool._threads) and time.time() < deadline:
+            time.sleep(0.001)
+        assert parallel.idle_threads() == len(pool._threads) >= 1
+        time.sleep(0.05)  # past any spin: asleep
+        assert parallel.run_all(square, list(range(8)), 2) == [i * i for i in range(8)]
+        parallel.LINGER_SPINS = 0
+        assert parallel.run_all(square, list(range(8)), 2) == [i * i for i in range(8)]
+        if cores > 1:
+            parallel.LINGER_SPINS = 10 ** 10  # minutes: only the bell ends it
+            parallel.run_all(square, list(range(8)), 2)
+            time.sleep(0.01)  # the thread spinning now
+            release = threading.Event()
+            blocker = pool.submit(release.wait)
+            parallel.quiet()
+            deadline = time.time() + 10
+            while parallel.idle_threads() and time.time() < deadline:
+                time.sleep(0.001)
+            assert parallel.idle_threads() == 0  # taken by the blocker: no thread free
+            queued = pool.submit(square, 3)
+            assert parallel.idle_threads() == 0  # one queued behind it is not free either
+            release.set()
+            parallel.quiet()
+            assert blocker.result(timeout=10) and queued.result(timeout=10) == 9
+            parallel.run_all(square, list(range(8)), 2)  # spinning again as the process exits
+        print("ok", flush=True)
+    """)
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+    assert time.perf_counter() - start < 60  # the exit did not wait out the spin
+
+
+def test_a_stream_waits_only_for_free_servers(coll, streams, monkeypatch):
+    """A stream waits for its servers to enter their kernel only when pool threads are free to take
+    them (``parallel.idle_threads``): with every pool thread busy, its server is queued behind that
+    work and the batch goes on without it (the planning thread scans), with the same answers."""
+    import threading
+
+    from vecdb import parallel
+    from vecdb.kernels import exact
+
+    waited = []
+    real = exact.await_started
+
+    def spy(state, servers, spins, bell):
+        waited.append(servers)
+        return real(state, servers, spins, bell)
+
+    monkeypatch.setattr(exact, "await_started", spy)
+    rng = np.random.default_rng(17)
+    q = rng.normal(size=(300, coll.dim)).astype(np.float32)
+    where = _many_filters(rng, len(q))
+    base = coll.search(q, 10, where=where, threads=1)
+    pool = parallel._executor()
+    release = threading.Event()
+    blockers = [pool.submit(release.wait) for _ in range(pool._max_workers)]
+    parallel.quiet()
+    try:
+        deadline = time.time() + 10
+        while parallel.idle_threads() and time.time() < deadline:
+            time.sleep(0.001)
+        assert parallel.idle_threads() == 0
+        busy = coll.search(q, 10, where=where, threads=2)
+    finally:
+        release.set()
+        parallel.quiet()
+    assert all(b.result(timeout=10) for b in blockers)
+    np.testing.assert_array_equal(busy.ids, base.ids)
+    np.testing.assert_array_equal(busy.scores, base.scores)
+    assert streams and waited and set(waited) == {0}
+    for s in streams:  # its server ran once the pool was free, found the stream closed, and wrote nothing
+        concurrent.futures.wait(s.servers, timeout=30)
+        assert s.state[2] == 1 and s.state[1] == s.state[0] == s.tasks and s.state[4] == s.state[3]
+    waited.clear()
+    time.sleep(0.01)
+    free = coll.search(q, 10, where=where, threads=2)
+    np.testing.assert_array_equal(free.ids, base.ids)
+    if parallel.cpu_count() > 1:
+        assert waited and set(waited) == {1}
 
 
 def test_blas_threads_overlapping_blocks_restore_the_setting():

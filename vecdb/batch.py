@@ -31,7 +31,6 @@ plans (and the graph walk) return identical results for any ``threads``.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Callable, Iterator, Sequence
 
@@ -53,6 +52,7 @@ STREAM_MIN_FLOATS = 1 << 20  # ... and the floats their exact scans are expected
 STREAM_ROWS = 1 << 21  # row numbers a stream holds (16 MB, pages touched as used); groups past it run after
 PLANS_KEPT = 4096  # plans a snapshot keeps for later batches (``Snapshot.plans``)
 STREAM_START_S = 1e-3  # how long the planning thread waits at most for the stream's threads to start
+START_SPINS = 1000  # pauses in one wait of ``kernels.exact.await_started`` (~25-50 us), the deadline checked between
 Done = tuple[list[int], str, Hits]  # queries (a group's, or a whole bucket's in its order), the plan they ran, their hits
 
 
@@ -159,7 +159,7 @@ class _Stream:
 
     def __init__(self, store: Any, q: np.ndarray, k: int, threads: int) -> None:
         from .kernels.atomics import store_release
-        from .kernels.exact import serve_stream
+        from .kernels.exact import await_started, serve_stream
 
         self._publish = store_release  # (imported here: importing vecdb does not import numba)
         nq = q.shape[0]
@@ -177,11 +177,13 @@ class _Stream:
         self.args = (store.vectors, self.rows, self.starts, self.task_group, self.task_query,
                      np.ascontiguousarray(q, dtype=np.float32), k, store.metric == "l2", self.state, self.out_s,
                      self.out_r)
+        ready = min(threads - 1, parallel.idle_threads())  # (servers queued behind other work: not waited for)
         self.servers = parallel.start(serve_stream, self.args, threads - 1)
         try:
             deadline = time.perf_counter() + STREAM_START_S
-            while self.state[3] < len(self.servers) and time.perf_counter() < deadline:
-                os.sched_yield()  # lets them take the GIL, enter the kernel and let it go
+            while not await_started(self.state, ready, START_SPINS, parallel.BELL) \
+                    and time.perf_counter() < deadline:
+                pass  # (no GIL held inside: a server takes it at once, enters its kernel and lets it go)
         except BaseException:  # (an interrupt) the servers must not spin on
             self.close()
             raise

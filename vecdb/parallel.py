@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
-
+import numpy as np
 
 from .errors import InvalidParameterError
 
@@ -69,6 +70,8 @@ def omp_threads(n: int) -> Iterator[None]:
     """FAISS' OpenMP threads for calls made on this thread inside the block."""
     from .indexes._faiss import faiss
 
+    if n > 1:
+        quiet()  # their cores
     before = faiss.omp_get_max_threads()
     if before == n:
         yield
@@ -101,6 +104,7 @@ def blas_threads(n: int) -> Iterator[None]:
     share it: the first sets it, the last one out restores what was there. ``n`` > 1 changes nothing."""
     global _blas_users, _blas_before
     if n > 1:
+        quiet()  # their cores
         yield
         return
     with _blas_lock:
@@ -127,19 +131,82 @@ def chunks(n: int, threads: int, *, min_size: int = 4, per_thread: int = 4) -> l
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-_pool: ThreadPoolExecutor | None = None
+LINGER_SPINS = 20_000  # pauses an idle pool thread spins for work before it sleeps (~0.5-1 ms), holding no GIL
+BELL = np.zeros(1, np.int64)  # changed by every submit and by ``quiet``: ends the pool threads' spins
+
+
+def quiet() -> None:
+    """Pool threads stop spinning for work now (work was queued, or a plan spreads over FAISS' or BLAS'
+    own threads and needs their cores). A pool thread's spin reads the change without the GIL; one
+    lost to a kernel's ``fetch_add`` at the same instant changes the value all the same."""
+    BELL[0] += 1
+
+
+class _LingeringQueue(queue.SimpleQueue):
+    """The pool's work queue. A thread that finds it empty spins ``LINGER_SPINS`` pauses first, without
+    the GIL, and sleeps on it only after: batches come back to back (a benchmark's loop, a server's
+    requests), and a sleeping thread woken through the kernel took ~50-150 us to start on the 2-core VM,
+    against ~10 us for a spinning one (the stream of a batch's exact scans, ``batch._Stream``, waits
+    for its server that long, of a ~1.5 ms call). OpenMP runtimes spin their idle threads the same
+    way (GOMP_SPINCOUNT, KMP_BLOCKTIME). Only the pool's threads spin, one fewer than the cores."""
+
+    def __init__(self) -> None:
+        self.idle = 0  # threads in ``get``: taking work, spinning for it or asleep
+        self._count = threading.Lock()
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Work is queued without ringing: its submitter calls ``quiet`` once it can spare the GIL. The
+        executor's exit sentinel (None, at shutdown and at the interpreter's exit) rings."""
+        super().put(item, block, timeout)
+        if item is None:
+            quiet()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        with self._count:
+            self.idle += 1
+        try:
+            if block and LINGER_SPINS > 0 and cpu_count() > 1:
+                seen = int(BELL[0])
+                try:
+                    return super().get(False)
+                except queue.Empty:
+                    pass
+                from .kernels.atomics import linger  # (here: importing vecdb does not import numba)
+
+                linger(BELL, seen, LINGER_SPINS)
+            return super().get(block, timeout)
+        finally:
+            with self._count:
+                self.idle -= 1
+
+
+class _Pool(ThreadPoolExecutor):
+    def __init__(self, threads: int) -> None:
+        super().__init__(threads, thread_name_prefix="vecdb")
+        self.queue = self._work_queue = _LingeringQueue()  # (its threads start on the first submit: they take this one)
+
+
+def idle_threads() -> int:
+    """The pool's threads free to start work now, with no work queued ahead."""
+    pool = _executor()
+    return max(0, pool.queue.idle - pool.queue.qsize())
+
+
+_pool: _Pool | None = None
 _pool_pid = 0
 _pool_lock = threading.Lock()
 _worker = threading.local()  # ``busy``: this thread is running a share of a ``run_all``
 
 
-def _executor() -> ThreadPoolExecutor:
-    """The process's one pool of worker threads (one per core), made on first use and again in a forked
-    child (a fork copies the pool object but not its threads)."""
+def _executor() -> _Pool:
+    """The process's one pool of worker threads, one per core but the caller's (each call works on its own
+    thread too), made on first use and again in a forked child (a fork copies the pool object but not its
+    threads). A thread more would sleep on the queue beside one spinning there (``_LingeringQueue``), and
+    waking it would take a core from the caller."""
     global _pool, _pool_pid
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid():
-            _pool, _pool_pid = ThreadPoolExecutor(cpu_count(), thread_name_prefix="vecdb"), os.getpid()
+            _pool, _pool_pid = _Pool(max(1, cpu_count() - 1)), os.getpid()
         return _pool
 
 
@@ -177,6 +244,7 @@ def run_all(fn: Callable[[Any], Any], items: Sequence[Any], threads: int) -> lis
 
     pool = _executor()
     helpers = [pool.submit(share) for _ in range(min(threads, n) - 1)]
+    quiet()  # after the items are in: a spinning thread that stops finds one
     try:
         share()
     finally:
@@ -198,7 +266,9 @@ def in_worker() -> bool:
 def start(fn: Callable[..., Any], args: tuple, count: int) -> list[Future]:
     """``fn(*args)`` on ``count`` of the pool's threads (at most one fewer than the cores: the caller
     keeps working on its own), started now; ``join`` waits for them. For kernels that share their work
-    through their arguments (``kernels.exact.serve_stream``)."""
+    through their arguments (``kernels.exact.serve_stream``). A pool thread spinning for work takes
+    these once the caller rings: ``quiet()``, or ``BELL`` from a kernel holding no GIL
+    (``kernels.exact.await_started``: the thread then takes the GIL at once)."""
     def call() -> Any:
         was, _worker.busy = getattr(_worker, "busy", False), True
         try:

@@ -102,3 +102,13 @@ def cpu_relax(typingctx):
 def store_release(arr, idx, value):
     """``arr[idx] = value`` as a release store (callable from Python)."""
     _store_release(arr, idx, value)
+
+
+@nb.njit(nogil=True, cache=True)
+def linger(bell, seen, spins):
+    """Spin (``spins`` pauses at most) while ``bell[0]`` still holds ``seen``, holding no GIL (a pool
+    thread waiting a moment for more work: ``parallel``)."""
+    for _ in range(spins):
+        if load_acquire(bell, 0) != seen:
+            return
+        cpu_relax()
