@@ -67,6 +67,7 @@ class Dataset:
     # queries from the source ``queries`` come from and none of them: what a user would calibrate on
     # (``Collection.calibrate``; the runner's ``--calibrate-sample``); None where there is no such source
     sample_queries: np.ndarray | None = None
+    sample_filters: list[str | None] | None = None  # ... and the filters they carried (None: none known)
 
     @property
     def n(self) -> int:

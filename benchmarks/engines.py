@@ -157,7 +157,7 @@ class Vecdb(Engine):
         if calibrate == "sample":  # the runner's --calibrate-sample
             if self.ds.sample_queries is None:
                 raise ValueError(f"dataset {self.ds.name} has no sample queries to calibrate on")
-            coll.calibrate(self.ds.sample_queries)
+            coll.calibrate(self.ds.sample_queries, where=self.ds.sample_filters)
         self.state = coll
         return coll
 

@@ -435,8 +435,9 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         "- engines skipped (not installed): " + (", ".join(meta["engines_skipped"]) or "none"),
         "- queries per band: " + ", ".join(f"{b} {c}" for b, c in d["bands"].items()),
-        *(["- vecdb's builds were calibrated on the dataset's held-out sample queries (`--calibrate-sample`, "
-           "`Collection.calibrate`), not the build-time query model"] if meta.get("calibrate_sample") else []),
+        *(["- vecdb's builds were calibrated on the dataset's held-out sample queries and the filters they "
+           "carried (`--calibrate-sample`, `Collection.calibrate(queries, where=...)`), not the build-time query "
+           "model"] if meta.get("calibrate_sample") else []),
         "",
     ]
     if ks:

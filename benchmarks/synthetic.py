@@ -33,7 +33,7 @@ GEN_VERSION = 1
 SEED = 20250318
 DIM = 128
 N_QUERIES = 600
-N_SAMPLE = 200  # held-out sample queries (``sample_queries``)
+N_SAMPLE = 1000  # held-out sample queries (``sample_queries``) and their filters (``sample_filters``)
 GT_K = 100
 N_LABELS, N_TAGS, VALUE_RANGE = 1000, 300, 1_000_000
 TARGETS = (None, 0.5, 0.1, 0.01, 0.001, "rows30")
@@ -119,11 +119,7 @@ def generate(n: int, *, dim: int = DIM, nq: int = N_QUERIES) -> tuple[np.ndarray
     base = _vectors(rng, n, centres, spread=0.9)
     queries = _vectors(rng, nq, centres, spread=0.9)
     attrs = _attributes(rng, n)
-    label_counts = dict(zip(*np.unique(attrs.column("label").to_numpy(zero_copy_only=False), return_counts=True)))
-    flat_tags = attrs.column("tags").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    tag_counts = dict(zip(*np.unique(flat_tags, return_counts=True)))
-    label_counts = {str(k): int(v) for k, v in label_counts.items()}
-    tag_counts = {str(k): int(v) for k, v in tag_counts.items()}
+    label_counts, tag_counts = _counts(attrs)
     filters: list[str | None] = []
     kinds: list[str] = []
     for j in range(nq):
@@ -144,6 +140,30 @@ def sample_queries(n: int, *, dim: int = DIM, count: int = N_SAMPLE) -> np.ndarr
     own: held out from the benchmark's queries, for ``Collection.calibrate``."""
     centres = _centres(np.random.default_rng([SEED, n, dim]), n, dim)  # generate's first draw, again
     return _vectors(np.random.default_rng([SEED, n, dim, 1]), count, centres, spread=0.9)
+
+
+def sample_filters(n: int, attrs: pa.Table, *, count: int = N_SAMPLE) -> list[str | None]:
+    """A filter for each sample query, drawn as ``generate`` draws the benchmark's (the bands in turn, a
+    shape at random for each) from a stream of its own: what the sample's users filtered by."""
+    rng = np.random.default_rng([SEED, n, 2])
+    label_counts, tag_counts = _counts(attrs)
+    out: list[str | None] = []
+    for j in range(count):
+        target = TARGETS[j % len(TARGETS)]
+        if target is None:
+            out.append(None)
+            continue
+        want = 30.0 if target == "rows30" else float(target) * n
+        out.append(_filter(rng, KINDS[int(rng.integers(0, len(KINDS)))], want, n, label_counts, tag_counts))
+    return out
+
+
+def _counts(attrs: pa.Table) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows per label and per tag."""
+    labels = dict(zip(*np.unique(attrs.column("label").to_numpy(zero_copy_only=False), return_counts=True)))
+    flat_tags = attrs.column("tags").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    tags = dict(zip(*np.unique(flat_tags, return_counts=True)))
+    return {str(k): int(v) for k, v in labels.items()}, {str(k): int(v) for k, v in tags.items()}
 
 
 def _masks(attrs: pa.Table, filters: list[str | None]) -> tuple[list[np.ndarray | None], np.ndarray]:
@@ -179,7 +199,7 @@ def make(n: int, *, dim: int = DIM, nq: int = N_QUERIES, name: str | None = None
                    filters=filters, gt_ids=gt_ids, match_counts=counts,
                    info={"generator_version": GEN_VERSION, "seed": SEED, "kinds": kinds,
                          "generate_s": round(t1 - t0, 2), "ground_truth_s": round(t2 - t1, 2)},
-                   sample_queries=sample_queries(n, dim=dim))
+                   sample_queries=sample_queries(n, dim=dim), sample_filters=sample_filters(n, attrs))
 
 
 def load_or_generate(n: int, *, cache_dir: Path, name: str | None = None) -> Dataset:
@@ -190,12 +210,13 @@ def load_or_generate(n: int, *, cache_dir: Path, name: str | None = None) -> Dat
         log.info("generating synthetic dataset N=%d into %s (first use; cached afterwards)", n, root)
         _write(make(n, name=name), root)
     qt = pq.read_table(root / "queries.parquet")
+    attrs = pq.read_table(root / "attributes.parquet")
     return Dataset(name=name, base=np.load(root / "base.npy"), queries=np.load(root / "queries.npy"),
-                   metric="ip", attributes=pq.read_table(root / "attributes.parquet"),
+                   metric="ip", attributes=attrs,
                    filters=[s or None for s in qt.column("filter_sql").to_pylist()],
                    gt_ids=np.load(root / "gt_ids.npy"), match_counts=qt.column("match_count").to_numpy(),
                    info={"source": str(root), "generator_version": GEN_VERSION, "seed": SEED},
-                   sample_queries=sample_queries(n))
+                   sample_queries=sample_queries(n), sample_filters=sample_filters(n, attrs))
 
 
 def _write(ds: Dataset, root: Path) -> None:

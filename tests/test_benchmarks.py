@@ -123,12 +123,36 @@ def test_synthetic_sample_queries_are_held_out_from_the_same_source(tiny):
     assert abs(near(sample) - near(tiny.queries)) < 0.05
 
 
+def test_synthetic_sample_filters_are_drawn_as_the_benchmarks(tiny):
+    """Each sample query's filter: the benchmark's bands in turn and shapes, from a stream of its own
+    (the same on every call); each passes about as many rows as its band's benchmark filters."""
+    from vecdb.filters import bind, parse
+
+    wheres = tiny.sample_filters
+    assert len(wheres) == synthetic.N_SAMPLE and wheres == synthetic.sample_filters(tiny.n, tiny.attributes)
+    assert [w is None for w in wheres[:12]] == [t is None for t in synthetic.TARGETS] * 2
+    ranges = lambda fs: {f for f in fs if f and "BETWEEN" in f}  # noqa: E731 (a label or tag can recur, as in use)
+    assert ranges(wheres) and not ranges(wheres) & ranges(tiny.filters)  # their own draws
+    counts = {}
+    for j, where in enumerate(wheres[:120]):
+        if where is not None:
+            counts.setdefault(synthetic.TARGETS[j % len(synthetic.TARGETS)], []).append(
+                int(bind(parse(where), tiny.attributes.schema).evaluate(tiny.attributes).sum()))
+    bench = {}
+    for j, where in enumerate(tiny.filters):
+        if where is not None:
+            bench.setdefault(synthetic.TARGETS[j % len(synthetic.TARGETS)], []).append(int(tiny.match_counts[j]))
+    for target, got in counts.items():  # within a factor of 3 of the benchmark's median, band by band
+        assert 1 / 3 <= (np.median(got) + 1) / (np.median(bench[target]) + 1) <= 3, (target, got, bench[target])
+
+
 def test_vecdb_builds_calibrate_on_the_sample_when_asked(tiny, tmp_path):
     from vecdb import calibration
 
     engine = eng.Vecdb(tiny)
     coll = engine.build({**eng.Vecdb.build_grid["smoke"][0], "calibrate": "sample"}, tmp_path, 1)
-    assert coll.snapshot.store.calibration["method"] == calibration.SAMPLE_METHOD
+    curves = coll.snapshot.store.calibration
+    assert curves["method"] == calibration.SAMPLE_METHOD + ";own-filters" and curves["own_filter_bands"]
     assert coll.versions()[-1]["operation"] == "calibrate"
     bare = dataclasses.replace(tiny, sample_queries=None)
     with pytest.raises(ValueError, match="no sample queries"):

@@ -170,6 +170,71 @@ def test_calibrate_on_a_sample_of_real_queries(tmp_path):
     assert c.explain(held_out[0]).params["ef"] == calibration.ef_for(curves, "index", 0.95)  # the default
 
 
+def test_calibrate_under_the_samples_own_filters(tmp_path):
+    """``Collection.calibrate(queries, where=...)``: a band that the sample's filters fill is measured
+    under those filters, read at their median selectivity; the bands they leave empty keep made-up
+    masks; filtered queries like the sample's then get at least the target through the walk; a list
+    of the wrong length or a bad filter is refused before anything is written."""
+    from vecdb.errors import FilterError, InvalidParameterError
+
+    from .conftest import small_table
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(40, 24))
+    c = vecdb.create(tmp_path / "c.vdb", dim=24, metric="cosine")
+    c.add(_clusters(rng, 6000, centres), small_table(rng, 6000))  # price ~ N(10, 5)
+    c.build_index("hnsw", M=8, ef_construction=60)
+    q = _clusters(rng, 200, centres)
+    half = [f"price > {10 + 0.2 * rng.random():.3f}" for _ in range(80)]  # ~50%, each its own
+    tenth = [f"price > {17 + 0.2 * rng.random():.3f}" for _ in range(70)]  # ~8%
+    where = [None] * 40 + half + tenth + ["price > 30"] * 10  # (~0.1%: in no band)
+    version = c.version
+    with pytest.raises(InvalidParameterError, match="one per query"):
+        c.calibrate(q, where=where[:-1])
+    with pytest.raises(FilterError):
+        c.calibrate(q, where=where[:-1] + ["no_such_column > 1"])
+    assert c.version == version
+    curves = c.calibrate(q, where=where)
+    assert c.version == version + 1 and dict(c.snapshot.store.calibration) == curves
+    assert curves["method"] == calibration.SAMPLE_METHOD + ";own-filters"
+    shares = {w: c.count(w) / 6000 for w in half + tenth}
+    own = curves["own_filter_bands"]
+    assert len(own) == 2
+    assert own[0] == pytest.approx(np.median([shares[w] for w in tenth]))
+    assert own[1] == pytest.approx(np.median([shares[w] for w in half]))
+    bands = [s for s, _ in curves["filtered_bands"]]
+    assert sorted(bands, reverse=True) == [own[1], 0.2, own[0], 0.03]  # 0.5 and 0.08 replaced by the filters'
+
+    held_out = _clusters(rng, 60, centres)
+    where = "price > 17.1"
+    sel = c.count(where) / 6000
+    exact = c.search(held_out, 10, where=where, plan="exact")
+    for target in (0.9, 0.99):
+        plan = c.explain(held_out[0], where=where, plan="filtered_graph", target_recall=target)
+        assert plan.params["ef"] == calibration.ef_for(curves, "filtered_graph", target, sel)
+        got = c.search(held_out, 10, where=where, plan="filtered_graph", target_recall=target)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.ids, exact.ids)])
+        assert recall >= target - 0.03, (target, recall)
+
+
+def test_own_bands_take_filters_near_a_band_and_enough_queries():
+    """``calibration.own_bands``: a filter joins the band nearest its selectivity (log scale) within half
+    the step to the next; a band needs ``MIN_SAMPLE`` queries and keeps at most ``SAMPLE_FILTERED``,
+    whole filters first; its selectivity is its queries' median."""
+    rng = np.random.default_rng(0)
+    mask = lambda n: np.ones(n, bool)  # noqa: E731 (not read here)
+    f = lambda count, share: calibration.SampleFilter(np.arange(count), share, mask)  # noqa: E731
+    bands = calibration.SELECTIVITIES  # 0.5, 0.2, 0.08, 0.03: steps of ~2.5x, reach ~1.58x
+    got = calibration.own_bands([f(15, 0.45), f(10, 0.6), f(30, 0.9), f(30, 0.1), f(5, 0.2), f(40, 0.005)],
+                                bands, 100_000, 10, rng)
+    assert set(got) == {0.5, 0.08}  # 0.9 and 0.005 near none; 0.2 has 5 queries
+    assert got[0.5][0] == pytest.approx(0.45) and sum(len(m) for m, _ in got[0.5][1]) == 25
+    assert got[0.08][0] == pytest.approx(0.1)
+    many = calibration.own_bands([f(300, 0.5), f(300, 0.4)], bands, 100_000, 10, rng)
+    assert sum(len(m) for m, _ in many[0.5][1]) == calibration.SAMPLE_FILTERED
+    assert calibration.own_bands([f(50, 1e-4)], bands, 100_000, 10, rng) == {}  # fewer rows than 4k pass
+
+
 def test_calibrate_refuses_bad_input_and_changes_nothing(tmp_path):
     from vecdb.errors import DimensionError, InvalidParameterError, InvalidVectorError
 

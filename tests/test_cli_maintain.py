@@ -92,3 +92,31 @@ def test_calibrate_from_a_query_file(tmp_path, capsys):
     assert set(got["beams"]) == {"0.9", "0.95", "0.99"} and got["beams"]["0.9"] <= got["beams"]["0.99"]
     rc, out, _ = cli(capsys, "calibrate", coll.root, "--queries", tmp_path / "q.npy")
     assert rc == 0 and "calibrated" in out and "ef" in out
+
+
+def test_calibrate_with_the_filters_the_queries_carried(tmp_path, capsys):
+    """``vecdb calibrate --where-file``: line i is query i's filter (empty: none); the band they fill is
+    measured under them. A file of the wrong length, a missing one or a bad filter is one error line
+    and changes nothing; ``--where`` gives one filter to every query."""
+    coll = collection(tmp_path)
+    version = coll.version
+    np.save(tmp_path / "q.npy", np.random.default_rng(2).normal(size=(40, 8)).astype(np.float32))
+    (tmp_path / "short.txt").write_text("g < 5\n" * 39)
+    (tmp_path / "bad.txt").write_text("g < 5\n" * 39 + "nope >\n")
+    for option, value, words in (("--where-file", tmp_path / "short.txt", "one per query"),
+                                 ("--where-file", tmp_path / "missing.txt", "cannot read"),
+                                 ("--where-file", tmp_path / "bad.txt", "nope"),
+                                 ("--where", "h = 1", "h")):
+        rc, _, err = cli(capsys, "calibrate", coll.root, "--queries", tmp_path / "q.npy", option, value)
+        assert rc == 1 and words in err and err.count("\n") == 1, err
+    assert vecdb.open(coll.root).version == version
+    (tmp_path / "filters.txt").write_text("g < 5\n" * 25 + "\n" * 15)
+    rc, out, err = cli(capsys, "calibrate", coll.root, "--queries", tmp_path / "q.npy", "--where-file",
+                       tmp_path / "filters.txt", "--format", "json")
+    assert rc == 0, err
+    curves = json.loads(out)["curves"]
+    assert curves["own_filter_bands"] == [0.5] and curves["method"].endswith("own-filters")
+    assert [s for s, _ in curves["filtered_bands"]] == [0.5, 0.2]  # (0.08 and 0.03 pass fewer than 4k rows)
+    rc, out, err = cli(capsys, "calibrate", coll.root, "--queries", tmp_path / "q.npy", "--where", "g < 5")
+    assert rc == 0 and "own filters at selectivity 0.5" in out, err
+    assert vecdb.open(coll.root).version == version + 2

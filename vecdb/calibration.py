@@ -70,7 +70,10 @@ vectors, 1,000 queries under 100 masks read that band's curve lower, and the def
 0.991 there instead of 0.958 and target 0.99 1.000 instead of 0.991 (runner, 4ee8bc1; the other
 bands unchanged). Half of every band's masks are topics, which fit filters that follow the content
 (arxiv's categories), not ranges over an unrelated column; a larger sample measures that mismatch
-more surely, not less. Masks made from the user's own filters would fit both; they are not built yet.
+more surely, not less. So a sample may come with the filters its queries carried
+(``Collection.calibrate(queries, where=...)``): each band that ``MIN_SAMPLE`` of them fall in is
+measured under them, read at their median selectivity (``own_bands``), and only the bands they leave
+empty under made-up masks.
 
 Curves: recall@k against the exact oracle per beam width, unfiltered, and for the filtered graph walk
 once per band of selectivity (``SELECTIVITIES``). The curves are saved in the manifest beside the index
@@ -80,7 +83,7 @@ once per band of selectivity (``SELECTIVITIES``). The curves are saved in the ma
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -160,15 +163,18 @@ def band_masks(region: np.ndarray, selectivity: float, count: int, rng: np.rando
 
 def calibrate(index: Any, vectors: np.ndarray, metric: str, *, k: int = 10, n_queries: int = QUERIES,
               n_filtered: int | None = None, selectivities: tuple[float, ...] = SELECTIVITIES, seed: int = 0,
-              sample: np.ndarray | None = None, perturb: float = PERTURB, filtered_perturb: float = FILTERED_PERTURB,
+              sample: np.ndarray | None = None, sample_filters: Sequence[SampleFilter] = (),
+              perturb: float = PERTURB, filtered_perturb: float = FILTERED_PERTURB,
               masks: int | None = None) -> dict[str, Any]:
     """Recall@k per beam width: ``{"unfiltered": [[ef, r], ...], "filtered_bands": [[sel, [[ef, r], ...]],
     ...], ...}``. The filtered walk is measured as the planner runs it (its gather width at the band's
     selectivity, ``planner.gather_width``). ``sample``: real queries (prepared: float32, unit length for
     cosine) measured instead of moved rows, unfiltered and under each band's masks
-    (``Collection.calibrate``). ``perturb``, ``filtered_perturb`` and ``masks``: the module's choices,
-    given for measuring others (``tools/calibration_seeds.py``); ``n_filtered`` and ``masks`` default to
-    ``FILTERED_QUERIES`` and ``MASKS``, or for a sample to ``SAMPLE_FILTERED`` and ``SAMPLE_MASKS``."""
+    (``Collection.calibrate``); ``sample_filters``: the filters some of them carry (``SampleFilter``),
+    which replace the made-up masks in the bands they fill (``own_bands``). ``perturb``,
+    ``filtered_perturb`` and ``masks``: the module's choices, given for measuring others
+    (``tools/calibration_seeds.py``); ``n_filtered`` and ``masks`` default to ``FILTERED_QUERIES`` and
+    ``MASKS``, or for a sample to ``SAMPLE_FILTERED`` and ``SAMPLE_MASKS``."""
     from .planner import gather_width  # the planner reads these curves (``ef_for``)
 
     n = index.ntotal
@@ -195,32 +201,82 @@ def calibrate(index: Any, vectors: np.ndarray, metric: str, *, k: int = 10, n_qu
         queries = calibration_queries(head, metric, n_filtered, rng, perturb=filtered_perturb)
     else:
         queries = queries[:n_filtered]
-    region = regions(head, metric, rng)
+    own = own_bands(sample_filters, selectivities, n, k, rng) if sample is not None else {}
+    region = regions(head, metric, rng) if len(own) < len(selectivities) else None
     groups = np.arange(len(queries)) % masks
     walk_efs = EFS[:-2]  # the walk past 256 is never what a target needs (the widest stands in)
     curves["filtered_bands"] = []
     for s in selectivities:
         if s * n < 4 * k:
             continue
-        gather = gather_width(index.M, s)
+        if s in own:  # the sample's own filters: the band read at their median selectivity
+            at, items = own[s][0], [(sample[members], mask) for members, mask in own[s][1]]
+        else:
+            at, items = s, [(queries[groups == g], lambda n, mask=mask: mask)
+                            for g, mask in enumerate(band_masks(region, s, masks, rng)) if (groups == g).any()]
+        gather = gather_width(index.M, at)
 
-        def measure(item: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-            mine, mask = item
-            truth = exact_search(head, queries[mine], k, metric, allow=mask).rows
+        def measure(item: tuple[np.ndarray, Any]) -> tuple[np.ndarray, list[np.ndarray]]:
+            mine, mask_of = item
+            mask = mask_of(n)
+            truth = exact_search(head, mine, k, metric, allow=mask).rows
             found = []
             for ef in walk_efs:
-                hits, complete = index.search_filtered_graph(queries[mine], k, mask, ef=ef, budget=n, gather=gather)
+                hits, complete = index.search_filtered_graph(mine, k, mask, ef=ef, budget=n, gather=gather)
                 found.append(np.where(complete[:, None], hits.rows, truth))
             return truth, found
 
-        items = [(np.flatnonzero(groups == g), mask) for g, mask in enumerate(band_masks(region, s, masks, rng))]
         with parallel.blas_threads(1):  # the groups are the parallelism
-            parts = parallel.run_all(measure, [item for item in items if item[0].size], parallel.get_threads())
+            parts = parallel.run_all(measure, items, parallel.get_threads())
         truth = np.concatenate([t for t, _ in parts])
         curve = [[ef, _recall(np.concatenate([found[j] for _, found in parts]), truth)]
                  for j, ef in enumerate(walk_efs)]
-        curves["filtered_bands"].append([s, curve])
+        curves["filtered_bands"].append([at, curve])
+    if own:
+        curves["method"] = f"{SAMPLE_METHOD};own-filters"
+        curves["own_filter_bands"] = sorted(at for at, _ in own.values())
     return curves
+
+
+class SampleFilter(NamedTuple):
+    """A filter that queries of a calibration sample carry (``Collection.calibrate(queries, where=...)``)."""
+
+    queries: np.ndarray  # the sample's queries carrying it (positions in the sample)
+    selectivity: float  # the share of the live rows passing it (what the planner reads a curve at)
+    mask: Callable[[int], np.ndarray]  # n -> its bool mask over the index's first n rows (made when measured)
+
+
+def own_bands(filters: Sequence[SampleFilter], selectivities: tuple[float, ...], n: int, k: int,
+              rng: np.random.Generator) -> dict[float, tuple[float, list[tuple[np.ndarray, Any]]]]:
+    """The bands that a sample's own filters fill: ``{band: (the median selectivity of its queries,
+    [(queries, mask), ...])}``. A filter falls in the band nearest its selectivity in log scale, when
+    within half the step to the next one (a filter passing 90% or 0.5% of the rows is in none); a band
+    needs ``MIN_SAMPLE`` queries, and keeps whole filters in a random order up to ``SAMPLE_FILTERED``."""
+    logs = np.log(np.asarray(selectivities, dtype=np.float64))
+    reach = 0.5 * float(np.min(np.abs(np.diff(logs)))) if len(logs) > 1 else math.log(2.0)
+    by_band: dict[float, list[SampleFilter]] = {}
+    for f in filters:
+        if f.selectivity * n < 4 * k or not len(f.queries):
+            continue
+        distance = np.abs(logs - math.log(f.selectivity))
+        nearest = int(np.argmin(distance))
+        if distance[nearest] <= reach + 1e-9:
+            by_band.setdefault(selectivities[nearest], []).append(f)
+    out = {}
+    for band, found in by_band.items():
+        if sum(len(f.queries) for f in found) < MIN_SAMPLE:
+            continue
+        kept, shares, total = [], [], 0
+        for i in rng.permutation(len(found)):
+            f = found[i]
+            members = f.queries[:SAMPLE_FILTERED - total]
+            kept.append((members, f.mask))
+            shares += [f.selectivity] * len(members)
+            total += len(members)
+            if total >= SAMPLE_FILTERED:
+                break
+        out[band] = (float(np.median(shares)), kept)
+    return out
 
 
 def _recall_at(curve: list, ef: int) -> float:

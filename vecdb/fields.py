@@ -171,10 +171,11 @@ class Field:
         return Field(self.spec, view if self.spec.multi else view.bare(), {**self.views, spec.label: view},
                      self.valid), _named(save, spec.name)
 
-    def recalibrated(self, name: str, queries: Any) -> tuple["Field", IndexSaver]:
-        """This field with index ``name``'s recall curves measured on ``queries`` (prepared); the saver
-        records them in its spec (its files are unchanged)."""
-        view = self.view(name).recalibrated(queries)
+    def recalibrated(self, name: str, queries: Any, filters: Sequence[Any] = ()) -> tuple["Field", IndexSaver]:
+        """This field with index ``name``'s recall curves measured on ``queries`` (prepared) and the
+        ``filters`` they carry (``calibration.SampleFilter``); the saver records them in its spec (its
+        files are unchanged)."""
+        view = self.view(name).recalibrated(queries, filters)
         if view is None:
             raise InvalidParameterError(f"index {name!r} of field {self.name!r} has no beam width to calibrate "
                                         f"(HNSW indexes have)")

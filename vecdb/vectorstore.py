@@ -88,9 +88,10 @@ class VectorStore(Protocol):
     def optimized(self, root: Path, spec: IndexSpec) -> tuple["VectorStore", IndexSaver] | None:
         """The index extended by the rows added since it was built (None if it covers every row)."""
 
-    def recalibrated(self, queries: Any) -> "VectorStore | None":
-        """This store with its index's recall curves measured on ``queries`` (prepared), or None where
-        the index has no beam to calibrate (``calibration.calibrate``)."""
+    def recalibrated(self, queries: Any, filters: Sequence[Any] = ()) -> "VectorStore | None":
+        """This store with its index's recall curves measured on ``queries`` (prepared) and the filters
+        they carry (``calibration.SampleFilter``), or None where the index has no beam to calibrate
+        (``calibration.calibrate``)."""
 
     def taken(self, rows: np.ndarray) -> Batch:
         """The stored vectors of ``rows`` as a batch to write again (compaction, vector-less updates)."""
@@ -254,8 +255,9 @@ class DenseStore:
         index.add(self.vectors[spec.rows:])
         return self._with(index, self.calibration), self._saver(index, self.calibration)
 
-    def recalibrated(self, queries: np.ndarray) -> "DenseStore | None":
-        curves = calibrate(self.index, self.vectors, self.metric, sample=queries) if self.index is not None else {}
+    def recalibrated(self, queries: np.ndarray, filters: Sequence[Any] = ()) -> "DenseStore | None":
+        curves = calibrate(self.index, self.vectors, self.metric, sample=queries,
+                           sample_filters=filters) if self.index is not None else {}
         return dataclasses.replace(self, calibration=curves) if curves else None
 
     def taken(self, rows: np.ndarray) -> Batch:

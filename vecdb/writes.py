@@ -220,14 +220,17 @@ class Writes:
             built, save = (target.dropped(replaces) if replaces else target).built(kind, options, name)
             self._apply(snap, changes.index(snap, built, save, "build_index", replaces=replaces))
 
-    def calibrate(self: "Collection", queries: Any, *, field: str | None = None,
+    def calibrate(self: "Collection", queries: Any, *, where: Any = None, field: str | None = None,
                   index: str | None = None) -> dict[str, Any]:
         """Measure the recall curves that ``target_recall`` and the default beam read on a sample of your
         own queries (at least ``calibration.MIN_SAMPLE``; up to ``calibration.SAMPLE_MAX`` are used),
         instead of the build-time ones made from stored rows moved off the data (``vecdb/calibration.py``
-        says how those miss on data whose queries sit closer to it). The filtered curves run the sample
-        under the build-time masks. Saved as a new version (the index's files are unchanged); returns
-        the curves. ``index``: which of ``field``'s indexes (default: the only HNSW one)."""
+        says how those miss on data whose queries sit closer to it). ``where``: the filters the sample's
+        queries carried, as in ``search`` (one for all, or a list with one per query, None for none);
+        each band of selectivity that ``calibration.MIN_SAMPLE`` of them fill is measured under those
+        filters (``calibration.own_bands``), the others under made-up masks, half following the content
+        and half scattered. Saved as a new version (the index's files are unchanged); returns the
+        curves. ``index``: which of ``field``'s indexes (default: the only HNSW one)."""
         with self._writing() as snap:
             target = fields_mod.resolve(snap.fields, field)
             if index is None:
@@ -241,7 +244,7 @@ class Writes:
             if len(q) < calibration.MIN_SAMPLE:
                 raise InvalidParameterError(
                     f"calibrate needs at least {calibration.MIN_SAMPLE} queries; got {len(q)}")
-            after, save = target.recalibrated(index, q)
+            after, save = target.recalibrated(index, q, _sample_filters(snap, target, where, len(q)))
             self._apply(snap, changes.index(snap, after, save, "calibrate"))
             return dict(after.views[index].calibration)
 
@@ -354,3 +357,28 @@ def _column_value(snap: Snapshot, field: pa.Field, value: Any) -> pa.Array | pa.
         return attrs_mod.conform(pa.table({field.name: snap.select(value).mask}), pa.schema([field])).column(0)\
             .combine_chunks()
     return attrs_mod.conform(pa.table({field.name: pa.array([value])}), pa.schema([field])).column(0)[0]
+
+
+def _sample_filters(snap: Snapshot, target: fields_mod.Field, where: Any,
+                    nq: int) -> list[calibration.SampleFilter]:
+    """A calibration sample's filters (``where`` as ``search`` takes it), each distinct one evaluated now
+    for its count and again when its band is measured for its mask (not kept meanwhile: a sample of
+    distinct ranges over 1M rows would hold a megabyte each)."""
+    from .collection import _groups
+
+    if where is None:
+        return []
+    out = []
+    for expr, members in _groups(where, nq).items():
+        if expr is None:
+            continue
+        selection = snap.live_selection(expr, target)
+        if selection is None:
+            continue  # every row passes: an unfiltered query
+
+        def mask(n: int, expr: Expr = expr) -> np.ndarray:
+            return np.ascontiguousarray(snap.live_selection(expr, target).mask[:n])
+
+        out.append(calibration.SampleFilter(np.asarray(members, np.int64), selection.count / max(1, snap.n_live),
+                                            mask))
+    return out

@@ -30,6 +30,7 @@ EPILOG = {
 """,
     "calibrate": """examples: (recall curves from a sample of your own queries, for target_recall and the default)
   vecdb calibrate scratch/arxiv.vdb --queries data/arxiv-slice/queries.f32.npy
+  vecdb calibrate scratch/arxiv.vdb --queries q.npy --where-file filters.txt   # and the filters they carried
 """,
     "versions": """examples:
   vecdb versions scratch/arxiv.vdb
@@ -80,6 +81,11 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                "your own queries (at least 20; a .npy array), instead of the build-time query model; saved as "
                "a new version.")
     p.add_argument("--queries", required=True, metavar="Q.npy", help="query vectors: a 2-D .npy array")
+    carried = p.add_mutually_exclusive_group()
+    carried.add_argument("--where", metavar="FILTER", help="the filter every query of the sample carried")
+    carried.add_argument("--where-file", metavar="FILE",
+                         help="the filters the queries carried: line i for query i (UTF-8 text; an empty line: none); "
+                              "the bands of selectivity they fill are measured under them")
     p.add_argument("--field", metavar="NAME", help="the vector field (needed when there are several)")
     p.add_argument("--index", metavar="NAME", help="the index (default: the field's only HNSW index)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
@@ -159,13 +165,23 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from vecdb.calibration import ef_for
 
     coll = vecdb.open(args.path)
-    curves = coll.calibrate(load_npy(args.queries, option="--queries"), field=args.field, index=args.index)
+    where: Any = args.where
+    if args.where_file is not None:
+        try:
+            where = [line or None for line in Path(args.where_file).read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read --where-file {args.where_file!r}: {exc}") from exc
+    curves = coll.calibrate(load_npy(args.queries, option="--queries"), where=where, field=args.field,
+                            index=args.index)
     beams = {str(t): ef_for(curves, "index", t) for t in (0.9, 0.95, 0.99)}
     if args.format == "json":
         write_text(json.dumps({"version": coll.version, "beams": beams, "curves": curves}, indent=2) + "\n", None)
         return 0
+    own = curves.get("own_filter_bands")
     emit_line(f"calibrated {args.path} on {curves['queries']} queries (version {coll.version}); unfiltered beam "
-              + ", ".join(f"ef {ef} for recall {t}" for t, ef in beams.items()))
+              + ", ".join(f"ef {ef} for recall {t}" for t, ef in beams.items())
+              + ("; filtered bands measured under the queries' own filters at selectivity "
+                 + ", ".join(f"{s:.3g}" for s in own) if own else ""))
     return 0
 
 

@@ -216,7 +216,7 @@ class MultiStore:
         """Per query, each hit's set of vectors (lists of lists of floats)."""
         return [self.vectors_of(r[r >= 0]).to_pylist() for r in rows]
 
-    def recalibrated(self, queries: Any) -> None:
+    def recalibrated(self, queries: Any, filters: Sequence[Any] = ()) -> None:
         return None  # the rerank's candidates, not a beam, set its recall
 
     def plain_ready(self, k: int, n_live: int) -> bool:
