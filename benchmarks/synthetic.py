@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .datasets import Dataset
@@ -159,11 +160,13 @@ def sample_filters(n: int, attrs: pa.Table, *, count: int = N_SAMPLE) -> list[st
 
 
 def _counts(attrs: pa.Table) -> tuple[dict[str, int], dict[str, int]]:
-    """Rows per label and per tag."""
-    labels = dict(zip(*np.unique(attrs.column("label").to_numpy(zero_copy_only=False), return_counts=True)))
-    flat_tags = attrs.column("tags").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    tags = dict(zip(*np.unique(flat_tags, return_counts=True)))
-    return {str(k): int(v) for k, v in labels.items()}, {str(k): int(v) for k, v in tags.items()}
+    """Rows per label and per tag, in key order (``_closest`` breaks ties by it). Arrow's hash count:
+    ``np.unique`` over the strings took ~8 s at 1M rows, on every load of the dataset."""
+    def counted(values: pa.ChunkedArray) -> dict[str, int]:
+        pairs = pc.value_counts(values).to_pylist()
+        return {str(p["values"]): int(p["counts"]) for p in sorted(pairs, key=lambda p: p["values"])}
+
+    return counted(attrs.column("label")), counted(pc.list_flatten(attrs.column("tags")))
 
 
 def _masks(attrs: pa.Table, filters: list[str | None]) -> tuple[list[np.ndarray | None], np.ndarray]:

@@ -212,7 +212,7 @@ def calibrate(index: Any, vectors: np.ndarray, metric: str, *, k: int = 10, n_qu
         if s in own:  # the sample's own filters: the band read at their median selectivity
             at, items = own[s][0], [(sample[members], mask) for members, mask in own[s][1]]
         else:
-            at, items = s, [(queries[groups == g], lambda n, mask=mask: mask)
+            at, items = s, [(queries[groups == g], lambda _, mask=mask: mask)
                             for g, mask in enumerate(band_masks(region, s, masks, rng)) if (groups == g).any()]
         gather = gather_width(index.M, at)
 
