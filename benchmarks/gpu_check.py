@@ -9,7 +9,9 @@
    plan on the GPU equals the CPU oracle (tie-aware); the collection reopens and answers ``device="cpu"``.
 2. Timing, GPU against CPU at equal recall: the same index searched with ``device="gpu"`` and
    ``device="cpu"`` (IVF: one ``nprobe``, the smallest reaching the target recall; CAGRA: GPU
-   ``itopk`` and CPU ``ef`` each the smallest reaching it), batch sizes 1, 64, 1,024, 10,000, per band.
+   ``itopk`` and CPU ``ef`` each the smallest reaching it), batch sizes 1, 64, 1,024, 10,000, per band;
+   and with ``device="auto"`` (the CPU's options), where the planner places each batch: "auto / best"
+   is its QPS over the better device's. "auto picks" is what ``explain`` says for the batch.
    Every cell stops after ``--cell-seconds``; the whole run stops timing at ``--budget`` seconds.
 The table is printed last; exit status 1 if a correctness check failed.
 """
@@ -142,8 +144,8 @@ def run_dataset(name: str, x: np.ndarray, q: np.ndarray, metric: str, kinds: lis
                     nq = min(len(q), max(batch, 64 if batch == 1 else batch))
                     qs = q[:nq]
                     cell = {"dataset": name, "kind": kind, "band": band, "batch": batch, "build_s": round(build_s, 1)}
-                    for dv in (device, "cpu"):
-                        opts = search_opts[dv]
+                    for dv in (device, "cpu", "auto"):  # auto: the planner places each batch itself
+                        opts = search_opts["cpu" if dv == "auto" else dv]
                         fn = lambda b, dv=dv, opts=opts: coll.search(b, k=K, where=where(band), device=dv, **opts)  # noqa: E731
                         cell[f"qps_{dv}"] = timed(fn, batch, qs, args.cell_seconds)
                         sample = coll.search(q[:n_check], k=K, where=where(band), device=dv, **opts)
@@ -183,15 +185,17 @@ def _equal_recall_options(coll, kind: str, q: np.ndarray, truth, metric: str, de
 
 
 def table(rows: list[dict], device: str) -> str:
-    head = f"| dataset | kind | band | batch | QPS {device} | QPS cpu | speed-up | recall {device} / cpu | auto picks |"
-    lines = [head, "|" + "---|" * 9]
+    head = (f"| dataset | kind | band | batch | QPS {device} | QPS cpu | speed-up | QPS auto | auto / best | "
+            f"recall {device} / cpu / auto | auto picks |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         if r.get("skipped"):
-            lines.append(f"| {r['dataset']} | {r['kind']} | {r['band']} | {r['batch']} | skipped (time) | | | | |")
+            lines.append(f"| {r['dataset']} | {r['kind']} | {r['band']} | {r['batch']} | skipped (time) |" + " |" * 6)
             continue
-        g, c = r[f"qps_{device}"], r["qps_cpu"]
+        g, c, a = r[f"qps_{device}"], r["qps_cpu"], r["qps_auto"]
         lines.append(f"| {r['dataset']} | {r['kind']} | {r['band']} | {r['batch']:,} | {g:,.0f} | {c:,.0f} | "
-                     f"{g / c:.1f}x | {r[f'recall_{device}']:.3f} / {r['recall_cpu']:.3f} | {r['auto']} |")
+                     f"{g / c:.1f}x | {a:,.0f} | {a / max(g, c):.2f} | {r[f'recall_{device}']:.3f} / "
+                     f"{r['recall_cpu']:.3f} / {r['recall_auto']:.3f} | {r['auto']} |")
     return "\n".join(lines)
 
 
@@ -202,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nq", type=int, default=10_000, help="queries (default 10,000)")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "arxiv"), help="the arxiv directory")
     p.add_argument("--cell-seconds", type=float, default=1.0, help="time per table cell and device")
+    p.add_argument("--out", help="also write the device info, the correctness results and the rows here (JSON)")
     p.add_argument("--budget", type=float, default=300.0,
                    help="seconds after which synthetic timing cells are skipped (arxiv: 100 more)")
     args = p.parse_args(argv)
@@ -239,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{info['faiss_version']} {info['faiss_build']} build, GPUs: "
           f"{', '.join(g.get('name', '?') for g in info['gpus']) or 'none'}\n")
     print(table(rows, device))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"device_info": info, "elapsed_s": round(elapsed, 1), "k": K,
+                                              "target_recall": TARGET, "checks_passed": check.passed,
+                                              "failures": check.failures, "rows": rows}, indent=1))
     return 1 if check.failures else 0
 
 

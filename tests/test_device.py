@@ -54,3 +54,24 @@ def test_hnsw_asked_for_gpu_raises(tmp_path):
     assert coll.index_info["device"] == "cpu"
     with pytest.raises(errors.InvalidParameterError):
         coll.build_index("hnsw", device="quantum")
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_flat_on_a_gpu_answers_like_the_cpu(tmp_path, metric):
+    """On a real GPU (benchmarks/gpu_check.py runs the large version): the flat index's resident rows and
+    the gathered scan give the CPU's exact answers at every selectivity, batch sizes 1 and 300."""
+    if gpu_count() == 0:
+        pytest.skip("no GPU: test_gpu.py runs these paths against a fake one")
+    rng = np.random.default_rng(5)
+    n, dim = 20_000, 32
+    coll = vecdb.create(tmp_path / "c", dim=dim, metric=metric)
+    coll.add(rng.normal(size=(n, dim)).astype(np.float32), {"u": rng.integers(0, 100_000, n)})
+    coll.build_index("flat", device="gpu")
+    assert coll.snapshot.store.index.gpu_rows.ntotal == n
+    q = rng.normal(size=(300, dim)).astype(np.float32)
+    for where in [None, "u < 50000", "u < 10000", "u < 1000", "u < 30"]:
+        for batch in (q[:1], q):
+            gpu = coll.search(batch, k=10, where=where, device="gpu", plan="exact")
+            cpu = coll.search(batch, k=10, where=where, device="cpu", plan="exact")
+            np.testing.assert_array_equal(gpu.ids, cpu.ids, err_msg=str(where))
+            np.testing.assert_allclose(gpu.scores, cpu.scores, rtol=1e-4, atol=1e-4)

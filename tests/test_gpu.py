@@ -38,6 +38,7 @@ def fake_gpu(monkeypatch):
     clone = lambda index, **_: faiss.clone_index(index)  # noqa: E731
     monkeypatch.setattr(faiss_indexes, "to_gpu", clone)
     monkeypatch.setattr(faiss_indexes, "to_cpu", lambda index: faiss.clone_index(index))
+    monkeypatch.setattr(dev, "to_gpu", clone)  # a flat index's copy of the rows "on the GPU"
     monkeypatch.setattr(dev, "gpu_knn", dev.cpu_knn)
     calls = []
     real = faiss_indexes.IVFIndex._search_gpu
@@ -129,7 +130,7 @@ class FakeGpuIndex:
 def test_planner_sends_small_batches_to_the_cpu_and_large_ones_to_the_gpu():
     index = FakeGpuIndex()
     assert isinstance(index, DeviceIndex)
-    costs = DeviceCosts(gpu_call_s=1e-3, transfer_bytes_per_s=1e10, gpu_flops=1e13, cpu_flops=1e11)
+    costs = DeviceCosts(gpu_call_s=1e-3, transfer_bytes_per_s=1e10, gpu_flops=1e13, cpu_flops=1e11, cpu_threads=1)
     cfg = planner.PlannerConfig()
 
     def plan(nq, matches=1_000_000, filtered=False, device="auto"):
@@ -199,6 +200,58 @@ def test_gpu_built_collection_keeps_the_guarantees_and_opens_anywhere(tmp_path, 
                                   coll.search(q, k=10, where="h = 2", device="cpu").ids)
     with pytest.raises(errors.DeviceError):
         reopened.search(q, k=10, device="gpu")
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_flat_keeps_its_rows_on_the_gpu_and_the_exact_plan_stays_exact(tmp_path, fake_gpu, metric):
+    """The exact plan on a GPU flat index searches the resident copy with over-fetch (filters passing many
+    rows) or gathers the passing rows (few), and equals the CPU oracle either way: after adds (tail rows),
+    deletes, and for a filter rejecting every query's whole neighbourhood (the short queries re-gathered)."""
+    n, dim = 1500, 16
+    x = np.random.default_rng(2).normal(size=(n, dim)).astype(np.float32)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    near0 = np.zeros(n, dtype=np.int64)  # the 400 rows nearest row 0 (the first query): "near0 = 0" rejects them
+    near0[np.argsort(((x - x[0]) ** 2).sum(1) if metric == "l2" else -(unit @ unit[0]))[:400]] = 1
+    coll = vecdb.create(tmp_path / metric, dim=dim, metric=metric)
+    coll.add(x, {"g": np.arange(n) % 1000, "near0": near0}, ids=np.arange(n))
+    coll.build_index("flat", device="gpu")
+    index = coll.snapshot.store.index
+    assert index.device == "gpu" and index.gpu_rows is not None and index.gpu_rows.ntotal == n
+    rng = np.random.default_rng(3)
+    q = np.concatenate([x[:1], x[rng.integers(0, n, 40)] + rng.normal(scale=0.5, size=(40, dim))]).astype(np.float32)
+
+    def oracle(where):
+        coll_rows = coll.search(q, k=10, where=where, device="cpu", plan="exact")
+        return coll_rows.ids
+
+    strategies = set()
+    for where in [None, "g < 900", "g < 500", "g < 40", "g = 7", "near0 = 0"]:
+        plan = coll.explain(q, where=where, device="gpu", plan="exact")
+        assert plan.params.get("device") == "gpu", where
+        strategies.add("resident" if "resident" in plan.reason else "gathered")
+        res = coll.search(q, k=10, where=where, device="gpu", plan="exact")
+        np.testing.assert_array_equal(res.ids, oracle(where), err_msg=str(where))
+    assert strategies == {"resident", "gathered"}  # both strategies ran
+    # rows added after the build (the index's tail) and deleted rows: still the oracle's answer
+    coll.add(x[:50] + np.float32(0.05), {"g": np.arange(50), "near0": np.zeros(50, dtype=np.int64)}, ids=np.arange(n, n + 50))
+    coll.delete(ids=[0, 1, 2, 700])
+    for where in [None, "g < 500", "near0 = 0"]:
+        np.testing.assert_array_equal(coll.search(q, k=10, where=where, device="gpu", plan="exact").ids,
+                                      oracle(where), err_msg=str(where))
+
+
+def test_explain_places_a_batch_by_its_size(tmp_path, fake_gpu):
+    """``explain(queries)`` plans for the batch it is given: one query on the CPU, thousands on the GPU."""
+    coll = collection(tmp_path, n=1500, dim=16)
+    coll.build_index("flat", device="gpu")
+    q = np.random.default_rng(4).normal(size=(4096, 16)).astype(np.float32)
+    assert coll.explain(q[:1], where="g < 900").params.get("device", "cpu") == "cpu"
+    big = coll.explain(q, where="g < 900")
+    assert big.params["device"] == "gpu" and "4096 queries" in big.reason
+    # a list of filters: each plan is for the queries sharing its filter
+    plans = coll.explain(q, where=["g < 900"] * 4095 + ["h = 2"])
+    assert plans[0].params["device"] == "gpu" and "4095 queries" in plans[0].reason
+    assert plans[-1].params.get("device", "cpu") == "cpu"
 
 
 def test_gpu_copy_search_checks_every_hit_against_the_mask(fake_gpu):

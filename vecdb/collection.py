@@ -15,6 +15,7 @@ attribute indexes saved with it (``storage/attribute_indexes.py``).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -479,32 +480,35 @@ class Collection(Writes):
         snap = self._read()
         target = fields_mod.resolve(snap.fields, field)
         k = check_k(k)
+        nq = 1
         if query is not None:
             nq = len(target.store.prepare_queries(query))
             if isinstance(where, (list, tuple)) and len(where) != nq:
                 raise InvalidParameterError(f"got {len(where)} filters for {nq} queries; give one per query")
         stores, search_params = target.search_params(index, params)
-        if isinstance(where, (list, tuple)):
-            return [self._explain_one(snap, target, stores, parse(w), k, search_params) for w in where]
-        return self._explain_one(snap, target, stores, parse(where), k, search_params)
+        if isinstance(where, (list, tuple)):  # each filter's plan is for the queries sharing it, as search groups them
+            exprs = [parse(w) for w in where]
+            sharing = collections.Counter(str(e) for e in exprs)
+            return [self._explain_one(snap, target, stores, e, k, search_params, sharing[str(e)]) for e in exprs]
+        return self._explain_one(snap, target, stores, parse(where), k, search_params, nq)
 
     def _explain_one(self, snap: Snapshot, target: Field, stores: list, expr: Expr | None, k: int,
-                     search_params: planner_mod.SearchParams) -> planner_mod.Plan:
+                     search_params: planner_mod.SearchParams, nq: int) -> planner_mod.Plan:
         selection = snap.live_selection(expr, target)
         matches = selection.count if selection is not None else snap.n_live
         k = min(k, max(snap.n_live, 1))
         deleted_only = expr is None and selection is not None
-        chosen, _ = target.choose_store(stores, snap, k, selection, matches, search_params, deleted_only)
+        chosen, _ = target.choose_store(stores, snap, k, selection, matches, search_params, deleted_only, nq)
         name = target.name_of(chosen)
         spec = target.spec.index(name) if name is not None else None
         describe = {"filter": None if expr is None else str(expr),
                     "tail_rows": snap.stored - spec.rows if spec is not None else 0,
                     "estimated_matches": None if expr is None else
                     round(snap.attribute_index().estimate(expr) * snap.stored)}
-        plan, _ = chosen.search(snap, None, [], k, selection, matches, search_params, pool=False,
+        plan, _ = chosen.search(snap, None, range(nq), k, selection, matches, search_params, pool=False,
                                 deleted_only=deleted_only, describe=describe)
         if len(stores) > 1:
-            costs = target.costs(stores, snap, k, selection, matches, search_params, deleted_only)
+            costs = target.costs(stores, snap, k, selection, matches, search_params, deleted_only, nq)
             plan = dataclasses.replace(plan, reason=f"{plan.reason}; cheapest of the field's indexes by the planner's "
                                                     f"cost (floats read a query): {costs}")
         if name is not None and plan.index is not None and name != plan.index:

@@ -250,9 +250,9 @@ class Field:
         return store, plan
 
     def costs(self, stores: list[VectorStore], snapshot: Any, k: int, selection: RowSet | None, matches: int,
-              params: planner.SearchParams, deleted_only: bool) -> str:
+              params: planner.SearchParams, deleted_only: bool, nq: int = 1) -> str:
         """The candidates' costs, for ``explain``."""
-        costed = self._costed(stores, snapshot, k, selection, matches, params, deleted_only, 1)
+        costed = self._costed(stores, snapshot, k, selection, matches, params, deleted_only, nq)
         return ", ".join(f"{self.name_of(store)} ({plan.name}) {cost:,.0f}" for cost, store, plan in costed)
 
     def plain_store(self, k: int, n_live: int, snapshot: Any, index: str | None) -> VectorStore | None:

@@ -338,9 +338,11 @@ def run(plan: Plan, *, vectors: np.ndarray, index: Any, index_rows: int, queries
     bool mask; ``None`` = every row passes). ``threads``: what an exact scan may split its rows over."""
     if plan.name == "exact":
         if plan.params.get("device") == "gpu":
-            from .indexes.gpu import gathered_exact
+            from .indexes.gpu import exact_plan
 
-            return gathered_exact(vectors, queries, k, metric, _rows_of(selection))
+            return exact_plan(vectors, queries, k, metric, index=index, index_rows=index_rows, matches=plan.matches,
+                              mask=selection.mask if isinstance(selection, RowSet) else selection,
+                              rows=lambda: _rows_of(selection))
         return _scan(vectors, queries, k, metric, selection, threads)
     mask = selection.mask if isinstance(selection, RowSet) else selection
     head_mask = None if mask is None else mask[:index_rows]

@@ -1,37 +1,44 @@
 """Which device runs a batch: the GPU's fixed and transfer costs against the CPU's arithmetic.
 
-A GPU search pays a fixed cost per call (kernel launches, stream syncs, the FAISS wrapper: ~0.1-0.3 ms)
-and the host-device copies of the queries, the results and, for a gathered exact scan, the matching
-rows; its arithmetic is ~100x the CPU's. So one query (or a few) is faster on the CPU, and large
-batches on the GPU. ``place`` compares the two estimates for one batch; ``DeviceCosts`` holds the
-constants (defaults: an H100/H200-class GPU on PCIe, two to sixteen CPU cores with AVX2/AVX-512),
-to be replaced by the figures ``benchmarks/gpu_check.py`` measures.
+A GPU search pays a fixed cost per call (kernel launches, stream syncs, the FAISS wrapper) and the
+host-device copies of the queries, the results and, for a gathered exact scan, the matching rows
+(gathered on the host first); its arithmetic is ~100x one CPU core's. The CPU spreads a batch's queries
+over its threads, so one query runs on one core. Hence one query (or a few) is faster on the CPU and
+large batches on the GPU. ``place`` compares the two estimates for one batch; ``DeviceCosts`` holds
+the constants, read off ``benchmarks/gpu_check.py`` on an H200 machine (16 cores;
+``benchmarks/reports/gpu-h200/``): ~0.25 ms a GPU call, ~3 GB/s to gather rows and copy them over,
+~2e13 flop/s of GPU brute force, ~1e10 flop/s per CPU thread scanning rows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping, Protocol, runtime_checkable
 
 from ..errors import DeviceError
+from ..parallel import get_threads
 from .base import supports
 from .device import DEVICES, GPU_MAX_K, gpu_count
 
 
 @dataclasses.dataclass(frozen=True)
 class DeviceCosts:
-    """Seconds per GPU call, host-device bandwidth, and GPU / CPU arithmetic rates (flop/s)."""
+    """Seconds per GPU call, host-to-GPU bytes a second (gathering included), the GPU's arithmetic rate and
+    one CPU thread's (flop/s), and the CPU threads a batch spreads over (None: ``vecdb.get_threads()``)."""
 
-    gpu_call_s: float = 2e-4
-    transfer_bytes_per_s: float = 12e9
+    gpu_call_s: float = 2.5e-4
+    transfer_bytes_per_s: float = 3e9
     gpu_flops: float = 2e13
-    cpu_flops: float = 1e11
+    cpu_flops: float = 1e10
+    cpu_threads: int | None = None
 
     def gpu_seconds(self, nq: int, flops_per_query: float, bytes_moved: float) -> float:
         return self.gpu_call_s + bytes_moved / self.transfer_bytes_per_s + nq * flops_per_query / self.gpu_flops
 
     def cpu_seconds(self, nq: int, flops_per_query: float) -> float:
-        return nq * flops_per_query / self.cpu_flops
+        threads = max(1, min(nq, self.cpu_threads or get_threads()))
+        return nq * flops_per_query / (self.cpu_flops * threads)
 
 
 DEFAULT_COSTS = DeviceCosts()
@@ -47,6 +54,41 @@ class DeviceIndex(Protocol):
 
     def work_per_query(self, k: int, params: Mapping[str, Any]) -> float:
         """Floating-point operations one query costs (the same on either device)."""
+
+
+@runtime_checkable
+class ResidentRows(Protocol):
+    """An index that can keep its rows on the GPU (``gpu_rows``: FAISS' GPU flat index over rows
+    ``0..ntotal-1``, None without a GPU copy). The exact plan then searches them in place, over-fetching
+    past the rows its filter rejects, instead of copying the passing rows over for each batch."""
+
+    gpu_rows: Any
+    ntotal: int
+
+    def search_resident(self, queries: Any, k: int) -> Any:
+        """``Hits`` of the ``k`` nearest rows among all of them, searched on the GPU."""
+
+
+OVERFETCH = 2.0  # the resident exact scan fetches OVERFETCH x the rows k passing ones take at the filter's share
+
+
+def exact_on_gpu(index: Any, *, nq: int, k: int, matches: int, dim: int,
+                 costs: DeviceCosts | None = None) -> tuple[float, str, int]:
+    """``(seconds, strategy, fetch)`` for the exact plan's batch on the GPU: ``"gathered"`` copies the
+    ``matches`` passing rows into one brute-force call; ``"resident"`` searches the index's GPU copy of
+    every row for ``fetch`` hits and keeps the passing ones (the queries left short are gathered), when
+    the index has one, ``fetch`` is within FAISS' GPU limit and the estimate is lower."""
+    costs = costs or DEFAULT_COSTS
+    replies = 4.0 * nq * dim + 12.0 * nq * k
+    gathered = costs.gpu_seconds(nq, 2.0 * matches * dim, 4.0 * matches * dim + replies)
+    if not supports(index, ResidentRows) or index.gpu_rows is None:
+        return gathered, "gathered", k
+    n = index.ntotal
+    fetch = min(n, math.ceil(k * n / max(matches, 1) * OVERFETCH) + k)
+    if fetch > GPU_MAX_K:
+        return gathered, "gathered", k
+    resident = costs.gpu_seconds(nq, 2.0 * n * dim, 4.0 * nq * dim + 12.0 * nq * fetch)
+    return (resident, "resident", fetch) if resident < gathered else (gathered, "gathered", k)
 
 
 def check_requested(requested: str) -> str:
@@ -76,19 +118,23 @@ def place(*, plan: str, index: Any, nq: int, k: int, matches: int, dim: int, req
             raise DeviceError(f"plan {plan!r} has no GPU form; use device='auto' or 'cpu'")
         if max(k, fetch or 0) > GPU_MAX_K:
             raise DeviceError(f"k={max(k, fetch or 0)} exceeds FAISS' GPU limit of {GPU_MAX_K}")
+        if plan == "exact":
+            _, strategy, _ = exact_on_gpu(index, nq=nq, k=k, matches=matches, dim=dim, costs=costs)
+            return "gpu", f"device='gpu' asked for ({strategy} rows)"
         return "gpu", "device='gpu' asked for"
     if not on_gpu or not runs_there:
         return "cpu", "the index lives on the CPU" if not on_gpu else f"plan {plan!r} runs on the CPU"
     if max(k, fetch or 0) > GPU_MAX_K:
         return "cpu", f"k={max(k, fetch or 0)} > FAISS' GPU limit {GPU_MAX_K}"
     costs = costs or DEFAULT_COSTS
-    out = fetch or k
+    out, how = fetch or k, ""
     if plan == "exact":
         flops = 2.0 * matches * dim
-        moved = 4.0 * (matches * dim + nq * dim) + 12.0 * nq * out
+        gpu, strategy, _ = exact_on_gpu(index, nq=nq, k=k, matches=matches, dim=dim, costs=costs)
+        how = f" ({strategy} rows)"
     else:
         flops = float(index.work_per_query(out, {}))
-        moved = 4.0 * nq * dim + 12.0 * nq * out
-    gpu, cpu = costs.gpu_seconds(nq, flops, moved), costs.cpu_seconds(nq, flops)
+        gpu = costs.gpu_seconds(nq, flops, 4.0 * nq * dim + 12.0 * nq * out)
+    cpu = costs.cpu_seconds(nq, flops)
     device = "gpu" if gpu < cpu else "cpu"
-    return device, f"estimated {nq} queries: GPU {gpu * 1e3:.3g} ms vs CPU {cpu * 1e3:.3g} ms"
+    return device, f"estimated {nq} queries: GPU{how} {gpu * 1e3:.3g} ms vs CPU {cpu * 1e3:.3g} ms"

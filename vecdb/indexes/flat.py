@@ -82,6 +82,27 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, 
                          k))
 
 
+def knn_hits(D: np.ndarray, I: np.ndarray, rows: np.ndarray | None, metric: str, k: int) -> Hits:
+    """FAISS brute-force output ``(D, I)`` as ``Hits`` of width ``k``: scores higher-is-better (l2: negated
+    squared distances), ``I`` mapped through ``rows`` (the rows searched; None: all), padded with
+    ``-inf`` / ``-1``."""
+    out = Hits.empty(I.shape[0], k)
+    kk = I.shape[1]
+    ok = I >= 0
+    found = I if rows is None else rows[np.maximum(I, 0)]
+    scores = np.minimum(-D, 0.0) if metric == "l2" else D
+    out.scores[:, :kk] = np.where(ok, scores, -np.inf)
+    out.rows[:, :kk] = np.where(ok, found, -1)
+    return out
+
+
+def faiss_flat(dim: int, metric: int) -> Any:
+    """An empty FAISS flat index (``metric``: FAISS' constant), for a copy of the rows on the GPU."""
+    from ._faiss import faiss
+
+    return faiss.IndexFlat(dim, metric)
+
+
 @register
 class FlatIndex:
     """Exact search over the collection's own vectors: no copy, no file of its own."""
@@ -98,9 +119,11 @@ class FlatIndex:
         self.dim = dim
         self.metric = check_metric(metric)
         self.requested_device = device
-        # on a GPU the planner's exact plan may gather the passing rows into one FAISS GPU call
+        # on a GPU the rows are copied there too (``gpu_rows``): the planner's exact plan searches them in
+        # place, or gathers the passing rows into one FAISS GPU call when few pass (``gpu.exact_plan``)
         self.device = resolve_device(device, what="index 'flat'")
         self._vectors = np.empty((0, dim), dtype=np.float32)
+        self.gpu_rows: Any = None
 
     @property
     def ntotal(self) -> int:
@@ -110,15 +133,44 @@ class FlatIndex:
         return {} if self.requested_device == "auto" else {"device": self.requested_device}
 
     def build(self, vectors: np.ndarray) -> None:
-        """Use the collection's row-aligned vectors (shared, not copied)."""
+        """Use the collection's row-aligned vectors (shared, not copied); on a GPU, copy them there."""
         self._vectors = vectors
+        self.gpu_rows = None
+        if self.device == "gpu":
+            from . import device
+            from .faiss_indexes import _faiss_metric
+
+            with device.gpu_lock:
+                self.gpu_rows = device.to_gpu(faiss_flat(self.dim, _faiss_metric(self.metric)))
+            self._upload(vectors)
 
     def add(self, vectors: np.ndarray) -> None:
         self._vectors = np.concatenate([self._vectors, vectors])
+        self._upload(vectors)
+
+    def _upload(self, vectors: np.ndarray, chunk: int = 1 << 16) -> None:
+        """Append rows to the GPU copy, a chunk at a time (float32 on the host for one chunk only)."""
+        if self.gpu_rows is None:
+            return
+        from .device import gpu_lock
+
+        for lo in range(0, vectors.shape[0], chunk):
+            part = np.ascontiguousarray(vectors[lo:lo + chunk], dtype=np.float32)
+            with gpu_lock:
+                self.gpu_rows.add(part)
 
     def search(self, queries: np.ndarray, k: int, *, allow: np.ndarray | None = None, **params: Any) -> Hits:
         pop_params(params, self.search_options, "flat search")
         return exact_search(self._vectors, queries, k, self.metric, allow=allow)
+
+    def search_resident(self, queries: np.ndarray, k: int) -> Hits:
+        """The ``k`` nearest of all rows, by FAISS on the GPU copy (``device_costs.ResidentRows``)."""
+        from .device import gpu_lock
+
+        kk = min(k, self.ntotal)
+        with gpu_lock:
+            D, I = self.gpu_rows.search(np.ascontiguousarray(queries, dtype=np.float32), kk)
+        return knn_hits(D, I, None, self.metric, k)
 
     def save(self, path: Path) -> list[Path]:
         return []

@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
 from ..errors import DeviceError, InvalidParameterError
 from . import device as _device
 from ._faiss import faiss
+from ..topk import finish, merge
 from .base import Hits, pop_params, register
 from .device import GPU_MAX_K, cagra_available, gpu_lock, gpu_selectors, resolve_device, to_gpu
-from .device_costs import place
+from .device_costs import exact_on_gpu, place
 from .faiss_indexes import HNSWIndex, IVFIndex, _faiss_metric, _Selector
+from .flat import knn_hits
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +51,41 @@ def gathered_exact(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str
     same code path on the CPU) and mapped back to row numbers. Padded with ``-inf`` / ``-1``."""
     knn = knn or _device.gpu_knn
     nq = queries.shape[0]
-    out = Hits.empty(nq, k)
     xb = vectors if rows is None else vectors[rows]
     n = xb.shape[0]
     if n == 0 or nq == 0:
-        return out
-    kk = min(k, n)
+        return Hits.empty(nq, k)
     D, I = knn(np.ascontiguousarray(queries, dtype=np.float32), np.ascontiguousarray(xb, dtype=np.float32),
-               kk, _faiss_metric(metric))
-    ok = I >= 0
-    found = I if rows is None else rows[np.maximum(I, 0)]
-    scores = np.minimum(-D, 0.0) if metric == "l2" else D
-    out.scores[:, :kk] = np.where(ok, scores, -np.inf)
-    out.rows[:, :kk] = np.where(ok, found, -1)
-    return out
+               min(k, n), _faiss_metric(metric))
+    return knn_hits(D, I, rows, metric, k)
+
+
+def exact_plan(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, *, index: Any, index_rows: int,
+               matches: int, mask: np.ndarray | None, rows: Callable[[], np.ndarray | None]) -> Hits:
+    """The exact plan's batch on the GPU, exact either way (``device_costs.exact_on_gpu`` picks):
+    gathered (the passing ``rows()`` copied into one brute-force call) or resident (the index's GPU copy
+    of its ``index_rows`` rows searched for ``fetch`` hits, the ones ``mask`` rejects dropped: a query
+    keeping k of them has its exact answer, since every row not fetched scores below all of them; rows
+    added since the index was built are gathered and merged; queries left short are gathered whole)."""
+    nq, dim = queries.shape
+    _, strategy, fetch = exact_on_gpu(index, nq=nq, k=k, matches=matches, dim=dim)
+    if strategy == "gathered":
+        return gathered_exact(vectors, queries, k, metric, rows())
+    hits = index.search_resident(queries, fetch)
+    if mask is not None:
+        ok = (hits.rows >= 0) & mask[np.maximum(hits.rows, 0)]
+        hits = Hits(np.where(ok, hits.scores, -np.inf).astype(np.float32), np.where(ok, hits.rows, -1))
+    hits = finish(hits.scores, hits.rows, k)
+    short = np.flatnonzero(np.count_nonzero(hits.rows >= 0, axis=1) < min(k, matches))
+    if vectors.shape[0] > index_rows:  # rows added since the index was built
+        tail = np.arange(index_rows, vectors.shape[0], dtype=np.int64)
+        tail = tail if mask is None else tail[mask[index_rows:vectors.shape[0]]]
+        more = gathered_exact(vectors, queries, k, metric, tail)
+        hits = finish(*merge(hits.scores, hits.rows, more.scores, more.rows, k), k)
+    if short.size:  # fewer than k passing rows among the fetched: all passing rows, gathered
+        redo = gathered_exact(vectors, queries[short], k, metric, rows())
+        hits.scores[short], hits.rows[short] = redo.scores, redo.rows
+    return hits
 
 
 def default_pq_m(dim: int) -> int:

@@ -258,8 +258,8 @@ class MultiStore:
         else:
             plan = planner.choose(index=self.index, matches=matches, total=snapshot.n_live, k=n_cand,
                                   filtered=selection is not None, params=params, config=params.config or snapshot.planner,
-                              deleted_share=1 - snapshot.n_live / snapshot.stored if deleted_only else None,
-                                  **(describe or {}))
+                                  deleted_share=1 - snapshot.n_live / snapshot.stored if deleted_only else None,
+                                  nq=int(members.size), **(describe or {}))
             plan = dataclasses.replace(plan, name=plan.name + "+rerank")
             if describe is not None:
                 return plan, Hits.empty(0, k)
