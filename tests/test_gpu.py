@@ -14,7 +14,7 @@ from vecdb import errors, planner
 from vecdb.indexes import device as dev
 from vecdb.indexes import faiss_indexes, gpu
 from vecdb.indexes._faiss import faiss
-from vecdb.indexes.device_costs import DeviceCosts, DeviceIndex, place
+from vecdb.indexes.device_costs import DeviceCosts, DeviceIndex, exact_on_gpu, place
 from vecdb.indexes.flat import exact_search
 
 no_gpu = pytest.mark.skipif(dev.gpu_count() > 0, reason="a GPU is visible: the fallback paths do not run here")
@@ -159,6 +159,45 @@ def test_planner_sends_small_batches_to_the_cpu_and_large_ones_to_the_gpu():
     with pytest.raises(errors.DeviceError):
         planner.choose(index=cpu_index, matches=10, total=100, k=10, filtered=False,
                        params=planner.SearchParams(device="gpu"), config=cfg)
+
+
+class FakeResidentFlat:
+    """A flat index holding ``ntotal`` rows on a "GPU" (``device_costs.ResidentRows``)."""
+
+    device, gpu_rows = "gpu", object()
+
+    def __init__(self, ntotal: int, dim: int):
+        self.ntotal, self.dim = ntotal, dim
+
+    def search_resident(self, queries, k):
+        raise AssertionError("the cost model only estimates")
+
+
+# Cells of the H200 runs (benchmarks/reports/gpu-h200/): rows, dim, rows passing, batch, and the way that
+# measured at least 2x faster than the others there (ms a batch in the comment: cpu / gathered / resident)
+H200_CELLS = [
+    (1_000_000, 128, 1_000_000, 1, "resident"),      # 51.6 / 69.3 / 4.0
+    (1_000_000, 128, 1_000_000, 1024, "resident"),   # 526 / 68.2 / 13.7
+    (1_000_000, 128, 500_000, 64, "resident"),       # 79.5 / 150.5 / 5.1
+    (1_000_000, 128, 100_000, 10_000, "gathered"),   # 869 / 50.9 / -
+    (1_000_000, 128, 10_000, 1, "cpu"),              # 0.40 / 1.36 / 12.9
+    (1_000_000, 128, 10_000, 1024, "gathered"),      # 20.1 / 2.0 / -
+    (1_000_000, 128, 1_000, 1, "cpu"),               # 0.06 / 0.33 / -
+    (1_000_000, 128, 1_000, 10_000, "gathered"),     # 73.5 / 7.0 / -
+    (32_000, 384, 16_000, 64, "resident"),           # 33.5 / 9.6 / 1.0
+    (32_000, 384, 32_000, 64, "resident"),           # 17.7 / 13.5 / 0.6
+    (32_000, 384, 320, 1, "cpu"),                    # 0.06 / 0.29 / 0.30
+    (32_000, 384, 320, 10_000, "gathered"),          # 51.3 / 13.4 / -
+]
+
+
+@pytest.mark.parametrize("n, dim, matches, nq, best", H200_CELLS)
+def test_cost_model_picks_what_measured_fastest_on_an_h200(n, dim, matches, nq, best):
+    costs = DeviceCosts(cpu_threads=16)  # that machine's cores
+    index = FakeResidentFlat(n, dim)
+    device, why = place(plan="exact", index=index, nq=nq, k=10, matches=matches, dim=dim, costs=costs)
+    picked = "cpu" if device == "cpu" else exact_on_gpu(index, nq=nq, k=10, matches=matches, dim=dim, costs=costs)[1]
+    assert picked == best, why
 
 
 @pytest.mark.parametrize("kind", ["ivf", "ivf_pq"])

@@ -6,8 +6,9 @@ host-device copies of the queries, the results and, for a gathered exact scan, t
 over its threads, so one query runs on one core. Hence one query (or a few) is faster on the CPU and
 large batches on the GPU. ``place`` compares the two estimates for one batch; ``DeviceCosts`` holds
 the constants, read off ``benchmarks/gpu_check.py`` on an H200 machine (16 cores;
-``benchmarks/reports/gpu-h200/``): ~0.25 ms a GPU call, ~3 GB/s to gather rows and copy them over,
-~2e13 flop/s of GPU brute force, ~1e10 flop/s per CPU thread scanning rows.
+``benchmarks/reports/gpu-h200/``): ~0.15 ms a GPU call, ~3 GB/s to gather rows and copy them over,
+~2e13 flop/s of GPU brute force, a k-selection that walks ~2.5e8 rows/s for one query (4 ms over 1M
+rows), ~1e10 flop/s per CPU thread scanning rows.
 """
 
 from __future__ import annotations
@@ -24,17 +25,28 @@ from .device import DEVICES, GPU_MAX_K, gpu_count
 
 @dataclasses.dataclass(frozen=True)
 class DeviceCosts:
-    """Seconds per GPU call, host-to-GPU bytes a second (gathering included), the GPU's arithmetic rate and
-    one CPU thread's (flop/s), and the CPU threads a batch spreads over (None: ``vecdb.get_threads()``)."""
+    """What a batch costs on each device. GPU: a fixed cost per call, host-to-GPU bytes a second (gathering
+    included), brute-force arithmetic (flop/s) slowed by the k-selection as its ``k`` grows
+    (x ``1 + k / gpu_select_k``), and a floor: one query's k-selection walks its rows in one thread
+    block (``gpu_select_rows_per_s``, x ``1 + k / gpu_select_k_floor``), so a small batch over many rows
+    waits for that however few flops it has. CPU: one thread's flop/s, and the threads a batch spreads
+    over (None: ``vecdb.get_threads()``)."""
 
-    gpu_call_s: float = 2.5e-4
+    gpu_call_s: float = 1.5e-4
     transfer_bytes_per_s: float = 3e9
     gpu_flops: float = 2e13
+    gpu_select_k: float = 53.0
+    gpu_select_rows_per_s: float = 2.5e8
+    gpu_select_k_floor: float = 850.0
     cpu_flops: float = 1e10
     cpu_threads: int | None = None
 
-    def gpu_seconds(self, nq: int, flops_per_query: float, bytes_moved: float) -> float:
-        return self.gpu_call_s + bytes_moved / self.transfer_bytes_per_s + nq * flops_per_query / self.gpu_flops
+    def gpu_seconds(self, nq: int, flops_per_query: float, bytes_moved: float, *, k: int = 10,
+                    rows: int = 0) -> float:
+        """``rows``: the rows each query's k-selection runs over (brute force; 0: an index's search)."""
+        work = nq * flops_per_query * (1 + k / self.gpu_select_k) / self.gpu_flops
+        floor = rows * (1 + k / self.gpu_select_k_floor) / self.gpu_select_rows_per_s
+        return self.gpu_call_s + bytes_moved / self.transfer_bytes_per_s + max(work, floor)
 
     def cpu_seconds(self, nq: int, flops_per_query: float) -> float:
         threads = max(1, min(nq, self.cpu_threads or get_threads()))
@@ -80,14 +92,14 @@ def exact_on_gpu(index: Any, *, nq: int, k: int, matches: int, dim: int,
     the index has one, ``fetch`` is within FAISS' GPU limit and the estimate is lower."""
     costs = costs or DEFAULT_COSTS
     replies = 4.0 * nq * dim + 12.0 * nq * k
-    gathered = costs.gpu_seconds(nq, 2.0 * matches * dim, 4.0 * matches * dim + replies)
+    gathered = costs.gpu_seconds(nq, 2.0 * matches * dim, 4.0 * matches * dim + replies, k=k, rows=matches)
     if not supports(index, ResidentRows) or index.gpu_rows is None:
         return gathered, "gathered", k
     n = index.ntotal
-    fetch = min(n, math.ceil(k * n / max(matches, 1) * OVERFETCH) + k)
+    fetch = k if matches >= n else min(n, math.ceil(k * n / max(matches, 1) * OVERFETCH) + k)
     if fetch > GPU_MAX_K:
         return gathered, "gathered", k
-    resident = costs.gpu_seconds(nq, 2.0 * n * dim, 4.0 * nq * dim + 12.0 * nq * fetch)
+    resident = costs.gpu_seconds(nq, 2.0 * n * dim, 4.0 * nq * dim + 12.0 * nq * fetch, k=fetch, rows=n)
     return (resident, "resident", fetch) if resident < gathered else (gathered, "gathered", k)
 
 
@@ -134,7 +146,7 @@ def place(*, plan: str, index: Any, nq: int, k: int, matches: int, dim: int, req
         how = f" ({strategy} rows)"
     else:
         flops = float(index.work_per_query(out, {}))
-        gpu = costs.gpu_seconds(nq, flops, 4.0 * nq * dim + 12.0 * nq * out)
+        gpu = costs.gpu_seconds(nq, flops, 4.0 * nq * dim + 12.0 * nq * out, k=out)
     cpu = costs.cpu_seconds(nq, flops)
     device = "gpu" if gpu < cpu else "cpu"
     return device, f"estimated {nq} queries: GPU{how} {gpu * 1e3:.3g} ms vs CPU {cpu * 1e3:.3g} ms"
