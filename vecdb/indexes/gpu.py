@@ -3,8 +3,9 @@
 Kinds (all take ``device="auto"|"cpu"|"gpu"``, all save FAISS' CPU form, so a collection built on a GPU
 opens anywhere, and all search on either device per call: ``search(..., device=...)``):
 
-- ``flat`` (``indexes.flat``): exact. On a GPU the planner's exact plan gathers the passing rows into one
-  FAISS brute-force call (``gathered_exact``) when the cost model says it beats the CPU scan.
+- ``flat`` (``indexes.flat``): exact. On a GPU it keeps a copy of the rows there; the planner's exact plan
+  searches that copy with over-fetch, or gathers the passing rows into one FAISS brute-force call
+  (``exact_plan``, ``gathered_exact``), when the cost model says the GPU beats the CPU scan.
 - ``ivf`` (``faiss_indexes``): IVF-Flat, trained and filled on the GPU.
 - ``ivf_pq``: IVF-PQ (``m`` sub-quantizers of ``nbits``), trained and filled on the GPU.
 - ``cagra``: built by cuVS' CAGRA on the GPU where the installed FAISS has it (``faiss.GpuIndexCagra``),
@@ -14,8 +15,9 @@ opens anywhere, and all search on either device per call: ``search(..., device=.
 
 Filters on the GPU keep the CPU's guarantees (k hits when k rows match, every hit passes): a row bitmap
 where the GPU index honours a selector (cuVS builds), every GPU hit checked against the mask anyway;
-otherwise the planner's ``exact`` plan (few matches: ``gathered_exact`` on the GPU) or ``post_filter``
-(many: over-fetch on the GPU, then the exact refill), as ``planner.run`` does for any index.
+otherwise the planner's ``exact`` plan (``exact_plan`` on the GPU) or ``post_filter`` (many matches:
+over-fetch on the GPU, then the exact refill), as ``planner.run`` does for any index. Measured on an
+H200: ``benchmarks/reports/gpu-h200/``.
 """
 
 from __future__ import annotations
