@@ -127,6 +127,36 @@ def test_an_index_that_does_not_filter_inside_is_post_filtered():
     assert IVFIndex(8, "ip", device="cpu").filters_inside
 
 
+def test_post_filter_sends_only_the_short_queries_round_again():
+    """A query whose whole neighbourhood the filter rejects fetches more by itself (x4 a round); the
+    others keep their first answer, the one they would get alone, and all equal the exact oracle."""
+    from vecdb.indexes.flat import exact_search
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 8)).astype(np.float32)
+    q = np.concatenate([x[:1], rng.normal(size=(30, 8)).astype(np.float32)])
+    allow = np.arange(2000) % 2 == 0
+    allow[np.argsort(((x - x[0]) ** 2).sum(1))[:300]] = False  # query 0's 300 nearest rows fail
+    calls = []
+
+    class CountingIvf:  # an index that does not filter inside, answering exactly, counting its calls
+        kind, exact, walks_graph, filters_inside, dim, metric, ntotal = "ivf", False, False, False, 8, "l2", 2000
+        search_options: dict = {}
+
+        def search(self, queries, k, **params):
+            calls.append((len(queries), k, bool((queries == q[0]).all(axis=1).any())))
+            return exact_search(x, queries, k, "l2")
+
+    plan = planner.Plan("post_filter", int(allow.sum()), 2000, "test")
+    hits = planner.run(plan, vectors=x, index=CountingIvf(), index_rows=2000, queries=q, k=10, selection=allow,
+                       metric="l2", config=planner.PlannerConfig())
+    fetch = int(np.ceil(10 / plan.selectivity * planner.PlannerConfig().overfetch)) + 10
+    assert calls[0] == (31, fetch, True) and len(calls) == 3  # query 0 needs three rounds
+    assert [c[1:] for c in calls[1:]] == [(fetch * 4, True), (fetch * 16, True)]
+    assert calls[1][0] < 31 // 4 and calls[2][0] <= calls[1][0]  # only the short ones go round again
+    np.testing.assert_array_equal(hits.rows, exact_search(x, q, 10, "l2", allow=allow).rows)
+
+
 def test_a_list_of_filters_is_one_per_query_everywhere(tmp_path, rng):
     coll = small(tmp_path, rng)
     q = rng.normal(size=(2, 8))

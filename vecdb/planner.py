@@ -378,24 +378,33 @@ def completed(plan: Plan, hits: Hits, *, vectors: np.ndarray, index_rows: int, q
 
 def _post_filter(index: Any, queries: np.ndarray, k: int, mask: np.ndarray | None, plan: Plan,
                  config: PlannerConfig) -> Hits:
-    """Over-fetch unfiltered, keep the rows that pass, fetch more while short (up to ``max_fetch``)."""
+    """Over-fetch unfiltered, keep the rows that pass; the queries left short fetch more (x4, up to
+    ``max_fetch``), by themselves: the rest keep their answer, so a query's answer does not depend on
+    its batch, and one short query does not send a whole batch round again."""
     n = index.ntotal
     params = dict(plan.params)
     user_ef = params.pop("ef", None)
     fetch = min(n, config.max_fetch, math.ceil(k / max(plan.selectivity, 1e-9) * config.overfetch) + k)
+    out = Hits.empty(queries.shape[0], k)
+    todo = None  # None: every query (no gather copy on the first round)
     while True:
         if supports(index, BeamIndex):
             params["ef"] = max(fetch, user_ef or index.ef_search)
-        hits = index.search(queries, fetch, **params)
+        hits = index.search(queries if todo is None else queries[todo], fetch, **params)
         rows = hits.rows
         ok = rows >= 0
         if mask is not None:
             ok &= mask[np.maximum(rows, 0)]
-        if ok.sum(axis=1).min() >= k or fetch >= min(n, config.max_fetch):
-            break  # queries still short are answered exactly by _refill_short
+        kept = finish(np.where(ok, hits.scores, -np.inf).astype(np.float32), np.where(ok, rows, -1), k)
+        if todo is None:
+            out = kept
+        else:
+            out.scores[todo], out.rows[todo] = kept.scores, kept.rows
+        short = np.flatnonzero(ok.sum(axis=1) < k)
+        if short.size == 0 or fetch >= min(n, config.max_fetch):
+            return out  # queries still short are answered exactly by _refill_short
+        todo = short if todo is None else todo[short]
         fetch = min(n, config.max_fetch, fetch * 4)
-    scores = np.where(ok, hits.scores, -np.inf).astype(np.float32)
-    return finish(scores, np.where(ok, rows, -1), k)
 
 
 def _refill_short(hits: Hits, *, vectors: np.ndarray, queries: np.ndarray, k: int,
