@@ -385,22 +385,17 @@ def _post_filter(index: Any, queries: np.ndarray, k: int, mask: np.ndarray | Non
     params = dict(plan.params)
     user_ef = params.pop("ef", None)
     fetch = min(n, config.max_fetch, math.ceil(k / max(plan.selectivity, 1e-9) * config.overfetch) + k)
-    out = Hits.empty(queries.shape[0], k)
     todo = None  # None: every query (no gather copy on the first round)
     while True:
         if supports(index, BeamIndex):
             params["ef"] = max(fetch, user_ef or index.ef_search)
-        hits = index.search(queries if todo is None else queries[todo], fetch, **params)
-        rows = hits.rows
-        ok = rows >= 0
-        if mask is not None:
-            ok &= mask[np.maximum(rows, 0)]
-        kept = finish(np.where(ok, hits.scores, -np.inf).astype(np.float32), np.where(ok, rows, -1), k)
+        hits = index.search(queries if todo is None else queries[todo], fetch, **params).passing(mask)
+        kept = finish(hits.scores, hits.rows, k)
         if todo is None:
             out = kept
         else:
             out.scores[todo], out.rows[todo] = kept.scores, kept.rows
-        short = np.flatnonzero(ok.sum(axis=1) < k)
+        short = np.flatnonzero(np.count_nonzero(kept.rows >= 0, axis=1) < k)
         if short.size == 0 or fetch >= min(n, config.max_fetch):
             return out  # queries still short are answered exactly by _refill_short
         todo = short if todo is None else todo[short]

@@ -32,6 +32,14 @@ class Hits:
     def empty(cls, nq: int, k: int) -> "Hits":
         return cls(np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64))
 
+    def passing(self, mask: np.ndarray | None) -> "Hits":
+        """These hits with the rows ``mask`` rejects turned into padding, in place (order kept; None:
+        every row passes). For engines that fetch unfiltered and check every hit afterwards."""
+        if mask is None:
+            return self
+        ok = (self.rows >= 0) & mask[np.maximum(self.rows, 0)]
+        return Hits(np.where(ok, self.scores, -np.inf).astype(np.float32), np.where(ok, self.rows, -1))
+
 
 @runtime_checkable
 class VectorIndex(Protocol):

@@ -388,11 +388,7 @@ class IVFIndex(_FaissIndex):
         sp = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel.sel if sel else None)
         with gpu_lock:
             D, I = self.gpu_index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=sp)
-        hits = self._hits(D, I)
-        if allow is not None:  # every hit is checked: without cuVS the GPU kernels ignore the selector
-            ok = (hits.rows >= 0) & allow[np.maximum(hits.rows, 0)]
-            hits = Hits(np.where(ok, hits.scores, -np.inf).astype(np.float32), np.where(ok, hits.rows, -1))
-        return hits
+        return self._hits(D, I).passing(allow)  # every hit checked: without cuVS the GPU kernels ignore the selector
 
     @classmethod
     def load(cls, paths: list[Path], dim: int, metric: str, config: dict[str, Any], vectors: np.ndarray) -> "IVFIndex":

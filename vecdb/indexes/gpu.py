@@ -73,10 +73,7 @@ def exact_plan(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str, *,
     _, strategy, fetch = exact_on_gpu(index, nq=nq, k=k, matches=matches, dim=dim)
     if strategy == "gathered":
         return gathered_exact(vectors, queries, k, metric, rows())
-    hits = index.search_resident(queries, fetch)
-    if mask is not None:
-        ok = (hits.rows >= 0) & mask[np.maximum(hits.rows, 0)]
-        hits = Hits(np.where(ok, hits.scores, -np.inf).astype(np.float32), np.where(ok, hits.rows, -1))
+    hits = index.search_resident(queries, fetch).passing(mask)
     hits = finish(hits.scores, hits.rows, k)
     short = np.flatnonzero(np.count_nonzero(hits.rows >= 0, axis=1) < min(k, matches))
     if vectors.shape[0] > index_rows:  # rows added since the index was built
@@ -246,11 +243,7 @@ class CagraIndex(HNSWIndex):
             sp.sel = sel.sel
         with gpu_lock:
             D, I = self.gpu_index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=sp)
-        hits = self._hits(D, I)
-        if allow is not None:
-            ok = (hits.rows >= 0) & allow[np.maximum(hits.rows, 0)]
-            hits = Hits(np.where(ok, hits.scores, -np.inf).astype(np.float32), np.where(ok, hits.rows, -1))
-        return hits
+        return self._hits(D, I).passing(allow)
 
     @classmethod
     def load(cls, paths: list[Path], dim: int, metric: str, config: dict[str, Any], vectors: np.ndarray) -> "CagraIndex":
