@@ -111,6 +111,47 @@ def batch_equal_recall_table(rows: list[dict], k: int, engine: str = "vecdb") ->
     return lines if len(lines) > 2 else []
 
 
+def head_to_head_table(results: Results, rows: list[dict]) -> list[str]:
+    """The runner's head-to-head pass (``runner._head_to_head``): per engine, its setting with the highest
+    batch QPS among those whose recall in the band's own queries is at least vecdb's default's there (R),
+    timed in turns with vecdb's default; ratio: vecdb's QPS over the engine's (the medians of the repeats),
+    lowest-highest: over each repeat's pair."""
+    lines = ["| band | engine | setting | recall (R) | vecdb batch QPS | engine batch QPS | ratio "
+             "| ratio per repeat: lowest-highest |", "|---|---|---|---:|---:|---:|---:|---:|"]
+
+    def recall(engine: str, build_id: str, params: dict, k: int, band: str) -> float | None:
+        row = next((r for r in rows if r["engine"] == engine and r["build_id"] == build_id and r["k"] == k
+                    and r["band"] == band and r["search_params"] == params and not r["run_error"]), None)
+        return row["recall"] if row is not None and np.isfinite(row["recall"]) else None
+
+    by_engine: dict[tuple[str, str], list[dict]] = {}
+    for p in results.pairs:
+        by_engine.setdefault((p["band"], p["engine"]), []).append(p)
+    for (band, engine), pairs in by_engine.items():
+        ref = pairs[0]["reference"]
+        r_ref = recall(ref["engine"], ref["build_id"], ref["params"], pairs[0]["k"], band)
+        if r_ref is None:
+            continue
+        timed = [p for p in pairs if p.get("engine_s")]
+        reaching = [p for p in timed
+                    if (recall(engine, p["build_id"], p["params"], p["k"], band) or -1.0) >= r_ref - 1e-9]
+        if not reaching:
+            skipped = [p for p in pairs if not p.get("engine_s")]
+            why = "never reaches R" + (f" among the settings timed ({len(skipped)} too slow or failed)"
+                                       if skipped else "")
+            lines.append(f"| {band} | {engine} | — | ({r_ref:.3f}) | — | — | {why} | — |")
+            continue
+        best = min(reaching, key=lambda p: float(np.median(p["engine_s"])))
+        n = best["queries"]
+        ref_qps, qps = n / float(np.median(best["reference_s"])), n / float(np.median(best["engine_s"]))
+        ratios = [b / a for a, b in zip(best["reference_s"], best["engine_s"]) if a > 0]
+        got = recall(engine, best["build_id"], best["params"], best["k"], band)
+        setting = ", ".join(f"{key}={val}" for key, val in best["params"].items()) or "default"
+        lines.append(f"| {band} | {engine} | {setting} | {got:.3f} ({r_ref:.3f}) | {ref_qps:,.0f} | {qps:,.0f} | "
+                     f"{ref_qps / qps:.2f} | {min(ratios):.2f}-{max(ratios):.2f} |")
+    return lines if len(lines) > 2 else []
+
+
 TARGET_SLACK = 0.03  # a recall target holds when it delivers between t and t + this (issue #16)
 
 
@@ -476,6 +517,15 @@ def report_one(path: Path, data: DataOptions | None = None) -> tuple[list[str], 
                   f"(k = {ks[0]}, {meta.get('threads')} threads)", "",
                   "Each band's queries in one call. Cell: vecdb's batch QPS ÷ the engine's best batch QPS among its "
                   "settings with recall >= R, then that QPS.", "", *batch_eq, ""]
+    pairs = head_to_head_table(results, rows)
+    if pairs:
+        lines += [f"### Unfiltered batches head to head: vecdb's default against each engine at equal recall, timed "
+                  f"in turns (k = {ks[0]}, {meta.get('threads')} threads)", "",
+                  "The unfiltered band's batch of 1,000 queries (`runner.scaling_batch`), vecdb's default and each "
+                  "setting of each engine taking turns, each repeat's two timings from the same stretch of time "
+                  "(`runner._head_to_head`). Per engine: its fastest setting whose recall in the band's own queries "
+                  "is at least R, vecdb's default's; ratio: vecdb's batch QPS ÷ the engine's (medians of the "
+                  "repeats).", "", *pairs, ""]
     memory = memory_table(results)
     if memory:
         lines += ["### Resident memory: each build reopened in a fresh process, every query answered once",

@@ -104,7 +104,7 @@ class ResultWriter:
     def __init__(self, out: Path):
         self.out = Path(out)
         (self.out / "raw").mkdir(parents=True, exist_ok=True)
-        for name in ("builds.jsonl", "runs.jsonl", "memory.jsonl"):
+        for name in ("builds.jsonl", "runs.jsonl", "memory.jsonl", "pairs.jsonl"):
             (self.out / name).write_text("")
         self.n_runs = 0
 
@@ -120,6 +120,10 @@ class ResultWriter:
 
     def add_memory(self, record: dict) -> None:
         with open(self.out / "memory.jsonl", "a") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+
+    def add_pair(self, record: dict) -> None:
+        with open(self.out / "pairs.jsonl", "a") as f:
             f.write(json.dumps(record, default=str) + "\n")
 
     def add_run(self, record: dict, ids: np.ndarray, scores: np.ndarray, latency: np.ndarray,
@@ -150,6 +154,7 @@ class Results:
     builds: list[dict]
     runs: list[dict]
     memory: list[dict] = dataclasses.field(default_factory=list)  # benchmarks.memory, per engine and build
+    pairs: list[dict] = dataclasses.field(default_factory=list)  # the runner's head-to-head pass
 
     def raw(self, run_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
         """``(ids, scores, latency_s, errors)`` of one run."""
@@ -171,7 +176,8 @@ def load_results(path: str | Path) -> Results:
         raise FileNotFoundError(f"{str(path)!r} is not a results folder (no meta.json)")
     return Results(path=path, meta=json.loads((path / "meta.json").read_text()),
                    queries=pq.read_table(path / "queries.parquet"), builds=_jsonl(path / "builds.jsonl"),
-                   runs=_jsonl(path / "runs.jsonl"), memory=_jsonl(path / "memory.jsonl"))
+                   runs=_jsonl(path / "runs.jsonl"), memory=_jsonl(path / "memory.jsonl"),
+                   pairs=_jsonl(path / "pairs.jsonl"))
 
 
 def command_line(argv: list[str] | None) -> str:

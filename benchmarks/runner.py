@@ -12,6 +12,12 @@ k (10) and its default setting at the other k values (100). A run is:
 - **scaling** (the default setting): per band, a batch of ``SCALING_QUERIES`` queries (``scaling_batch``)
   with ``threads`` threads and with one, taking turns as above.
 
+After every family has run, **head to head** (``_head_to_head``): the unfiltered band's scaling batch with
+``threads`` threads, vecdb's default setting and each search setting of every other family's engines (their
+first builds, kept until then) taking turns as above, so each ratio compares two timings from the same stretch of
+time. Runs minutes apart compare less well on a shared machine: synthetic-1M's vecdb default and
+``target_recall=0.95`` (the same beam) measured 11,972 and 15,328 batch QPS in one run.
+
 A run whose latency pass exceeds ``run_timeout_s`` stops starting new queries (like ann-benchmarks'
 per-run timeout): the rest are recorded as ``timeout``, the run as partial, and its batch pass skipped.
 The query files are in random order, so the answered prefix is a fair sample of every band.
@@ -21,6 +27,7 @@ Raw ids/scores of the latency pass and all timings go to the results folder (``b
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -28,7 +35,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -181,21 +188,32 @@ def _timed_turns(engine: eng.Engine, queries: np.ndarray, wheres: list[str | Non
 
 def _turns(engine: eng.Engine, queries: np.ndarray, wheres: list[str | None], k: int, params: dict,
            threads: tuple[int, ...], repeat: int) -> dict[int, list[float]]:
-    """``repeat`` timings per thread count of one ``search_batch`` call of these queries, each the mean of
-    calls made back to back for at least ``BATCH_MIN_S`` (at most ``BATCH_MAX_CALLS``), the thread counts
-    taking turns within each repeat (timing i of every thread count comes from the same stretch of time)."""
-    walls: dict[int, list[float]] = {t: [] for t in threads}
+    """``repeat`` timings per thread count of one ``search_batch`` call of these queries (``_take_turns``)."""
+    def turn(t: int) -> Turn:
+        return lambda: set_threads(t), lambda: engine.search_batch(queries, wheres, k, params, t)
+
+    return dict(zip(threads, _take_turns([turn(t) for t in threads], repeat)))
+
+
+Turn = tuple[Callable[[], Any], Callable[[], Any]]  # (set-up before a turn's calls, untimed; the timed call)
+
+
+def _take_turns(turns: list[Turn], repeat: int) -> list[list[float]]:
+    """``repeat`` timings of each turn's call, each the mean of calls made back to back for at least
+    ``BATCH_MIN_S`` (at most ``BATCH_MAX_CALLS``), the turns alternating within each repeat (timing i of
+    every call comes from the same stretch of time)."""
+    walls: list[list[float]] = [[] for _ in turns]
     for _ in range(repeat):
-        for t in threads:
-            set_threads(t)
+        for (setup, call), wall in zip(turns, walls):
+            setup()
             calls, t0 = 0, time.perf_counter()
             while True:
-                engine.search_batch(queries, wheres, k, params, t)
+                call()
                 calls += 1
                 elapsed = time.perf_counter() - t0
                 if elapsed >= BATCH_MIN_S or calls >= BATCH_MAX_CALLS:
                     break
-            walls[t].append(elapsed / calls)
+            wall.append(elapsed / calls)
     return walls
 
 
@@ -272,11 +290,16 @@ def run(cfg: RunConfig) -> Path:
     }
     writer.write_meta(meta)
     writer.write_queries(_queries_table(ds))
-    for family, classes in families.items():
-        for build_params in classes[0].build_grid[cfg.profile]:
-            if cfg.calibrate_sample and classes[0].calibrates:
-                build_params = {**build_params, "calibrate": "sample"}
-            _run_build(cfg, ds, writer, family, classes, build_params)
+    with contextlib.ExitStack() as kept:  # each family's first build, until the head-to-head pass
+        contenders: list[Contender] = []
+        for family, classes in families.items():
+            for i, build_params in enumerate(classes[0].build_grid[cfg.profile]):
+                if cfg.calibrate_sample and classes[0].calibrates:
+                    build_params = {**build_params, "calibrate": "sample"}
+                keep = kept if cfg.batch and i == 0 else None
+                contenders += _run_build(cfg, ds, writer, family, classes, build_params, keep)
+        if contenders:
+            _head_to_head(cfg, ds, writer, contenders)
     meta["finished"] = time.time()
     meta["wall_s"] = round(meta["finished"] - started, 2)
     writer.write_meta(meta)
@@ -284,13 +307,19 @@ def run(cfg: RunConfig) -> Path:
     return Path(cfg.out)
 
 
-def _run_build(cfg: RunConfig, ds: Dataset, writer: ResultWriter, family: str,
-               classes: list[type[eng.Engine]], build_params: dict) -> None:
+Contender = tuple[eng.Engine, str, list[dict]]  # an engine kept for the head-to-head pass, its build, its settings
+
+
+def _run_build(cfg: RunConfig, ds: Dataset, writer: ResultWriter, family: str, classes: list[type[eng.Engine]],
+               build_params: dict, keep: contextlib.ExitStack | None = None) -> list[Contender]:
+    """Build once, run every engine of the family on it, measure its memory; then release it, or with
+    ``keep`` leave its engines and files alive until ``keep`` closes and return them (``_head_to_head``)."""
     build_id = f"{family}:{json.dumps(build_params, sort_keys=True)}"
     engines = [cls(ds) for cls in classes]
     record: dict[str, Any] = {"build_id": build_id, "family": family, "engines": [c.name for c in classes],
                               "params": build_params, "threads": cfg.threads}
-    with tempfile.TemporaryDirectory(prefix="vecdb-bench-", dir=cfg.workdir) as tmp:
+    with contextlib.ExitStack() as held:
+        tmp = held.enter_context(tempfile.TemporaryDirectory(prefix="vecdb-bench-", dir=cfg.workdir))
         set_threads(cfg.threads)
         gc.collect()
         rss0 = rss_bytes()
@@ -300,7 +329,9 @@ def _run_build(cfg: RunConfig, ds: Dataset, writer: ResultWriter, family: str,
         except Exception as exc:  # noqa: BLE001  (a broken engine must not stop the others)
             log.exception("build %s failed", build_id)
             writer.add_build({**record, "error": f"{type(exc).__name__}: {exc}"})
-            return
+            return []
+        held.callback(gc.collect)  # (after the release below: callbacks run last first) what they held goes
+        held.callback(lambda: [engine.release() for engine in engines])
         record["build_s"] = time.perf_counter() - t0
         gc.collect()
         record["rss_delta_bytes"] = rss_bytes() - rss0
@@ -312,16 +343,62 @@ def _run_build(cfg: RunConfig, ds: Dataset, writer: ResultWriter, family: str,
                  record["rss_delta_bytes"] / 2**20, record["disk_bytes"] / 2**20)
         for engine in engines[1:]:
             engine.attach(state)
-        try:
-            for engine in engines:
-                _run_engine(cfg, ds, writer, engine, build_id, build_params)
-            if cfg.memory and type(engines[0]).reopen is not eng.Engine.reopen:  # siblings share its files
-                _measure_memory(cfg, writer, type(engines[0]).name, build_id, Path(tmp))
-        finally:
-            for engine in engines:
-                engine.release()
-            del state
-            gc.collect()
+        del state
+        for engine in engines:
+            _run_engine(cfg, ds, writer, engine, build_id, build_params)
+        if cfg.memory and type(engines[0]).reopen is not eng.Engine.reopen:  # siblings share its files
+            _measure_memory(cfg, writer, type(engines[0]).name, build_id, Path(tmp))
+        if keep is None:
+            return []
+        keep.enter_context(held.pop_all())
+        return [(engine, build_id, search_grid(type(engine), cfg.profile, cfg.overrides)) for engine in engines]
+
+
+HEAD_TO_HEAD_BAND = "all"  # the band the head-to-head pass times: unfiltered, where every engine competes
+HEAD_TO_HEAD_REFERENCE = "vecdb"
+
+
+def _head_to_head(cfg: RunConfig, ds: Dataset, writer: ResultWriter, contenders: list[Contender]) -> None:
+    """The unfiltered band's scaling batch (``SCALING_QUERIES`` queries, no filter) with ``cfg.threads``
+    threads at ``cfg.ks[0]``: vecdb's default setting and each setting of every other family's engines, the two taking
+    turns (``_take_turns``, ``cfg.repeat`` timings each), one record per pair (``pairs.jsonl``). The report
+    matches each engine's settings with their recall in the band's own queries. A setting whose untimed
+    first call takes over ``SCALING_MAX_S`` is recorded as skipped."""
+    reference = next(((e, b, g) for e, b, g in contenders if type(e).name == HEAD_TO_HEAD_REFERENCE), None)
+    if reference is None or HEAD_TO_HEAD_BAND not in ds.bands:
+        return
+    ref_engine, ref_build, ref_grid = reference
+    k, t = cfg.ks[0], cfg.threads
+    queries, wheres = scaling_batch(ds, HEAD_TO_HEAD_BAND)
+
+    def turn(engine: eng.Engine, params: dict) -> Turn:
+        return lambda: set_threads(t), lambda: engine.search_batch(queries, wheres, k, params, t)
+
+    set_threads(t)
+    ref_engine.search_batch(queries, wheres, k, ref_grid[0], t)  # what the batch's size reaches is loaded
+    for engine, build_id, grid in contenders:
+        if type(engine).family == type(ref_engine).family:  # (vecdb's plans forced: its own tables compare them)
+            continue
+        for params in grid:
+            record = {"band": HEAD_TO_HEAD_BAND, "queries": len(queries), "k": k, "threads": t,
+                      "reference": {"engine": type(ref_engine).name, "build_id": ref_build, "params": ref_grid[0]},
+                      "engine": type(engine).name, "build_id": build_id, "params": params}
+            try:
+                set_threads(t)
+                t0 = time.perf_counter()
+                engine.search_batch(queries, wheres, k, params, t)  # untimed: loads, and says how long a call takes
+                first = time.perf_counter() - t0
+                if first > SCALING_MAX_S:
+                    writer.add_pair({**record, "skipped": f"one call took {first:.1f} s"})
+                    continue
+                ref_s, engine_s = _take_turns([turn(ref_engine, ref_grid[0]), turn(engine, params)], cfg.repeat)
+            except Exception as exc:  # noqa: BLE001  (a broken engine must not stop the others)
+                log.exception("head to head with %s %s failed", type(engine).name, params)
+                writer.add_pair({**record, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            writer.add_pair({**record, "reference_s": ref_s, "engine_s": engine_s})
+            log.info("head to head, %s band: vecdb %.0f QPS, %s %s %.0f QPS", HEAD_TO_HEAD_BAND,
+                     len(queries) / np.median(ref_s), type(engine).name, params, len(queries) / np.median(engine_s))
 
 
 def _measure_memory(cfg: RunConfig, writer: ResultWriter, name: str, build_id: str, workdir: Path) -> None:

@@ -362,6 +362,82 @@ def test_scaling_pass_batches_a_thousand_queries_per_band(tiny, tmp_path, monkey
     assert calls == [(n, distinct, 2), (n, distinct, 1)] * 3  # the untimed pair first
 
 
+def test_head_to_head_times_each_setting_in_turns_with_vecdbs_default(tiny, tmp_path, monkeypatch):
+    """After every family has run: the unfiltered band's 1,000-query batch, vecdb's default and each setting of
+    each other family's engine taking turns (untimed first call each); vecdb's own variants are not paired; a
+    setting whose first call is too slow is recorded as skipped, one that fails as an error."""
+    from benchmarks import runner
+
+    calls = []
+
+    def engine(name: str, family: str, slow: dict | None = None, broken: dict | None = None):
+        def search_batch(self, queries, wheres, k, params, threads):
+            calls.append((name, params, len(queries), threads))
+            assert wheres == [None] * len(queries) and k == 10
+            if params == broken:
+                raise RuntimeError("no such beam")
+            clock["now"] += 10.0 if params == slow else 0.01
+        return type(name, (), {"name": name, "family": family, "search_batch": search_batch})()
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(runner, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    monkeypatch.setattr(runner, "BATCH_MIN_S", 0.0)
+    vecdb, variant = engine("vecdb", "vecdb"), engine("vecdb-exact", "vecdb")
+    faiss = engine("faiss-hnsw", "faiss-hnsw", slow={"ef": 512}, broken={"ef": 7})
+    contenders = [(vecdb, "vecdb:{}", [{}, {"ef": 64}]), (variant, "vecdb:{}", [{}]),
+                  (faiss, "faiss-hnsw:{}", [{"ef": 32}, {"ef": 512}, {"ef": 7}])]
+    writer = ResultWriter(tmp_path / "out")
+    cfg = runner.RunConfig(dataset="tiny", engines=(), out=tmp_path / "out", ks=(10,), threads=2, repeat=2)
+    runner._head_to_head(cfg, tiny, writer, contenders)
+    n = runner.SCALING_QUERIES
+    assert calls == [("vecdb", {}, n, 2),  # untimed
+                     ("faiss-hnsw", {"ef": 32}, n, 2), *[("vecdb", {}, n, 2), ("faiss-hnsw", {"ef": 32}, n, 2)] * 2,
+                     ("faiss-hnsw", {"ef": 512}, n, 2),  # 10 s > SCALING_MAX_S: not timed
+                     ("faiss-hnsw", {"ef": 7}, n, 2)]
+    pairs = load_results_pairs(tmp_path / "out")
+    assert [(p["engine"], p["params"]) for p in pairs] == [("faiss-hnsw", {"ef": 32}), ("faiss-hnsw", {"ef": 512}),
+                                                           ("faiss-hnsw", {"ef": 7})]
+    assert pairs[0]["reference"] == {"engine": "vecdb", "build_id": "vecdb:{}", "params": {}}
+    assert pairs[0]["reference_s"] == pytest.approx([0.01, 0.01]) and pairs[0]["engine_s"] == pytest.approx([0.01] * 2)
+    assert "skipped" in pairs[1] and "engine_s" not in pairs[1]
+    assert pairs[2]["error"] == "RuntimeError: no such beam"
+
+
+def load_results_pairs(path: Path) -> list[dict]:
+    return [json.loads(line) for line in (path / "pairs.jsonl").read_text().splitlines()]
+
+
+def test_head_to_head_table_takes_each_engines_fastest_setting_at_vecdbs_recall():
+    from benchmarks import report
+    from benchmarks.results import Results
+
+    def row(engine, build, params, recall):
+        return {"engine": engine, "build_id": build, "k": 10, "band": "all", "search_params": params,
+                "recall": recall, "run_error": None}
+
+    rows = [row("vecdb", "v", {}, 0.95), row("faiss-hnsw", "f", {"ef": 16}, 0.90),
+            row("faiss-hnsw", "f", {"ef": 32}, 0.96), row("faiss-hnsw", "f", {"ef": 64}, 0.99),
+            row("hnswlib", "h", {"ef": 16}, 0.93), row("hnswlib", "h", {"ef": 512}, 1.0)]
+    ref = {"engine": "vecdb", "build_id": "v", "params": {}}
+
+    def pair(engine, build, params, ref_s, engine_s):
+        return {"band": "all", "queries": 1000, "k": 10, "reference": ref, "engine": engine, "build_id": build,
+                "params": params, "reference_s": ref_s, "engine_s": engine_s}
+
+    pairs = [pair("faiss-hnsw", "f", {"ef": 16}, [0.1, 0.1], [0.01, 0.01]),  # fastest, but short of R
+             pair("faiss-hnsw", "f", {"ef": 32}, [0.1, 0.12], [0.125, 0.15]),
+             pair("faiss-hnsw", "f", {"ef": 64}, [0.1, 0.1], [0.2, 0.2]),
+             pair("hnswlib", "h", {"ef": 16}, [0.1, 0.1], [0.05, 0.05]),
+             {**pair("hnswlib", "h", {"ef": 512}, [], []), "skipped": "one call took 9.0 s"}]
+    results = Results(path=Path("."), meta={}, queries=None, builds=[], runs=[], pairs=pairs)
+    lines = report.head_to_head_table(results, rows)
+    # ef=32: 1000 / median(0.1, 0.12) = 9,091 QPS against 1000 / 0.1375 = 7,273; repeats 1.25 and 1.25
+    assert lines[2] == "| all | faiss-hnsw | ef=32 | 0.960 (0.950) | 9,091 | 7,273 | 1.25 | 1.25-1.25 |"
+    assert lines[3] == "| all | hnswlib | — | (0.950) | — | — | never reaches R among the settings timed " \
+                       "(1 too slow or failed) | — |"
+    assert len(lines) == 4
+
+
 def test_scaling_table_reads_the_scaling_pass():
     from benchmarks import report
     from benchmarks.results import Results
@@ -556,13 +632,23 @@ def test_smoke_writes_raw_results_with_provenance(smoke):
     for m in memory.values():
         assert not m.get("error") and m["queries"] == meta["dataset"]["nq"]
         assert m["after_queries_bytes"] >= m["open_bytes"] > 0
+    # the head-to-head pass: every setting of the other families' engines against vecdb's default, in turns
+    pairs = [json.loads(line) for line in (smoke / "pairs.jsonl").read_text().splitlines()]
+    first_builds = {next(b["build_id"] for b in builds if b["family"] == f) for f in {b["family"] for b in builds}}
+    assert {(p["engine"], json.dumps(p["params"])) for p in pairs} == \
+        {(r["engine"], json.dumps(r["search_params"])) for r in runs
+         if r["family"] != "vecdb" and r["build_id"] in first_builds and r["k"] == 10}
+    assert not any("error" in p for p in pairs)
+    assert all(p["reference"]["engine"] == "vecdb" and p["reference"]["params"] == {} and p["queries"] == 1000
+               and len(p["reference_s"]) == len(p["engine_s"]) == meta["repeat"] for p in pairs if "skipped" not in p)
 
 
 def test_smoke_summary_and_plots(smoke):
     text = (smoke / "summary.md").read_text()
     for heading in ("vecdb at its default settings against every engine at equal recall", "Q ÷ yardstick",
                     "Best single-thread QPS", "× exact", "k = 100", "Correctness", "Builds", "Resident memory",
-                    "Recall targets: what `target_recall=t` delivers per band"):
+                    "Recall targets: what `target_recall=t` delivers per band",
+                    "Unfiltered batches head to head"):
         assert heading in text
     for engine in ("vecdb", "faiss-hnsw", "hnswlib", "exact"):
         assert f"| {engine} |" in text
