@@ -48,7 +48,11 @@ def _parquet(path: Path) -> bool:
 def build_shards(names: Sequence[str], staging: Path, out: Path, job: dict[str, Any], retries: int,
                  report: Callable[[str, int, int], None]) -> list[dict[str, Any]]:
     """One Ray task per shard; results in shard order. The first task that fails after its retries fails
-    the build (the other tasks are cancelled)."""
+    the build, once the other tasks have ended: the caller then removes what they wrote, which a task
+    still running would write into again. They are not cancelled: ``ray.cancel`` racing a task that is
+    just ending aborts the driver process (Ray 2.60's RAY_CHECK "Tried to complete task that was not
+    pending", ray-project/ray#54798 for the same race on retries; it ended a test run here when both
+    shards of a build failed at once), so a failed build takes as long as its slowest shard."""
     task = ray.remote(build_shard).options(max_retries=retries, retry_exceptions=True)
     refs = {task.remote(str(staging / name), str(out / name), name, **job): name for name in names}
     results: dict[str, dict[str, Any]] = {}
@@ -59,8 +63,8 @@ def build_shards(names: Sequence[str], staging: Path, out: Path, job: dict[str, 
         try:
             results[name] = ray.get(ready[0])
         except Exception as exc:
-            for ref in waiting:
-                ray.cancel(ref, force=True)
+            if waiting:
+                ray.wait(waiting, num_returns=len(waiting))  # ended, failed or not: nothing writes after this
             cause = getattr(exc, "cause", None) or exc
             raise failed(name, cause) from exc
         report("shards", len(results), len(names))
