@@ -1,5 +1,6 @@
 """Sharded collections in local mode (no Ray needed): build, exactness against the single collection,
-sound shard pruning, routed writes, failed builds. The same checks over Ray: ray_cases.py (run by test_distributed_ray.py)."""
+sound shard pruning, routed writes, failed builds. The same checks over Ray: ray_cases.py (run by
+test_distributed_ray.py)."""
 
 from __future__ import annotations
 
