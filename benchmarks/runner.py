@@ -189,13 +189,17 @@ def _timed_turns(engine: eng.Engine, queries: np.ndarray, wheres: list[str | Non
 def _turns(engine: eng.Engine, queries: np.ndarray, wheres: list[str | None], k: int, params: dict,
            threads: tuple[int, ...], repeat: int) -> dict[int, list[float]]:
     """``repeat`` timings per thread count of one ``search_batch`` call of these queries (``_take_turns``)."""
-    def turn(t: int) -> Turn:
-        return lambda: set_threads(t), lambda: engine.search_batch(queries, wheres, k, params, t)
-
-    return dict(zip(threads, _take_turns([turn(t) for t in threads], repeat)))
+    turns = [_batch_turn(engine, queries, wheres, k, params, t) for t in threads]
+    return dict(zip(threads, _take_turns(turns, repeat)))
 
 
 Turn = tuple[Callable[[], Any], Callable[[], Any]]  # (set-up before a turn's calls, untimed; the timed call)
+
+
+def _batch_turn(engine: eng.Engine, queries: np.ndarray, wheres: list[str | None], k: int, params: dict,
+                threads: int) -> Turn:
+    """One ``search_batch`` call of these queries on ``threads`` threads, as a turn of ``_take_turns``."""
+    return lambda: set_threads(threads), lambda: engine.search_batch(queries, wheres, k, params, threads)
 
 
 def _take_turns(turns: list[Turn], repeat: int) -> list[list[float]]:
@@ -371,9 +375,6 @@ def _head_to_head(cfg: RunConfig, ds: Dataset, writer: ResultWriter, contenders:
     k, t = cfg.ks[0], cfg.threads
     queries, wheres = scaling_batch(ds, HEAD_TO_HEAD_BAND)
 
-    def turn(engine: eng.Engine, params: dict) -> Turn:
-        return lambda: set_threads(t), lambda: engine.search_batch(queries, wheres, k, params, t)
-
     set_threads(t)
     ref_engine.search_batch(queries, wheres, k, ref_grid[0], t)  # what the batch's size reaches is loaded
     for engine, build_id, grid in contenders:
@@ -391,7 +392,8 @@ def _head_to_head(cfg: RunConfig, ds: Dataset, writer: ResultWriter, contenders:
                 if first > SCALING_MAX_S:
                     writer.add_pair({**record, "skipped": f"one call took {first:.1f} s"})
                     continue
-                ref_s, engine_s = _take_turns([turn(ref_engine, ref_grid[0]), turn(engine, params)], cfg.repeat)
+                ref_s, engine_s = _take_turns([_batch_turn(ref_engine, queries, wheres, k, ref_grid[0], t),
+                                                  _batch_turn(engine, queries, wheres, k, params, t)], cfg.repeat)
             except Exception as exc:  # noqa: BLE001  (a broken engine must not stop the others)
                 log.exception("head to head with %s %s failed", type(engine).name, params)
                 writer.add_pair({**record, "error": f"{type(exc).__name__}: {exc}"})

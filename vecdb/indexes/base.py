@@ -33,8 +33,9 @@ class Hits:
         return cls(np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64))
 
     def passing(self, mask: np.ndarray | None) -> "Hits":
-        """These hits with the rows ``mask`` rejects turned into padding, in place (order kept; None:
-        every row passes). For engines that fetch unfiltered and check every hit afterwards."""
+        """These hits with the rows ``mask`` rejects turned into padding, as new arrays in the same places
+        (no re-sort; None: every row passes, ``self`` returned). For engines that fetch unfiltered and
+        check every hit afterwards."""
         if mask is None:
             return self
         ok = (self.rows >= 0) & mask[np.maximum(self.rows, 0)]
